@@ -1,0 +1,33 @@
+"""Results cross module borders as numpy arrays and Python numbers, never tensors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class DriftResult:
+    """Outcome of one detector on one window, one entry per feature.
+
+    ``p_value`` is the raw p-value of each feature; ``p_adjusted`` the p-value after the
+    multiple-testing ``correction`` across features; ``drift`` is ``p_adjusted < threshold``.
+    """
+
+    method: str
+    features: tuple[str, ...]
+    statistic: np.ndarray
+    p_value: np.ndarray
+    p_adjusted: np.ndarray
+    drift: np.ndarray
+    threshold: float
+    correction: str
+    n_reference: np.ndarray
+    n_current: np.ndarray
+    extra: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def dataset_drift(self) -> bool:
+        """Dataset-level verdict: any feature drifts after correction."""
+        return bool(np.any(self.drift))

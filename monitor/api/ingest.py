@@ -1,0 +1,165 @@
+"""What deployed modules and operators send: telemetry, delayed labels, reference data."""
+
+from __future__ import annotations
+
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+from collectors.wire import LabelBatch, Record, TelemetryBatch
+from monitor.api.deps import (
+    ServiceState,
+    SessionDep,
+    StateDep,
+    authorize,
+    model_or_404,
+    read_body,
+    spool_body,
+)
+from monitor.api.schemas import IngestOut, LabelsOut, ReferenceOut
+from monitor.data.errors import SchemaError
+from monitor.data.from_flat import flat_to_table
+from monitor.data.from_records import records_to_table
+from monitor.db import telemetry
+from monitor.db.models import RegisteredModel
+from monitor.db.references import save_reference
+
+router = APIRouter(prefix="/api/v1", tags=["ingest"])
+
+
+class _ReferenceRecord(Record):
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(default="", max_length=200)  # ids are optional in a reference
+
+
+class _ReferenceBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    records: list[_ReferenceRecord] = Field(min_length=1)
+
+
+_BATCH = TypeAdapter(TelemetryBatch)
+_LABELS = TypeAdapter(LabelBatch)
+_REFERENCE = TypeAdapter(_ReferenceBody)
+FORMATS = {"json": "json", "csv": "csv", "parquet": "parquet"}
+_CONTENT_TYPES = {
+    "application/json": "json",
+    "text/csv": "csv",
+    "application/vnd.apache.parquet": "parquet",
+    "application/x-parquet": "parquet",
+}
+
+
+def _store_telemetry(state: ServiceState, registered: RegisteredModel, body: bytes) -> IngestOut:
+    batch = _BATCH.validate_json(body)
+    limit = state.settings.max_batch_records
+    if len(batch.records) > limit:
+        raise HTTPException(413, f"{len(batch.records)} records in one batch; the limit is {limit}")
+    table = records_to_table(batch.records, registered.spec)
+    outcome = telemetry.ingest(state.sessions, state.engine, registered, table, batch.sampling_rate)
+    return IngestOut(accepted=outcome.accepted, duplicates=outcome.duplicates)
+
+
+@router.post("/models/{name}/telemetry", response_model=IngestOut)
+async def post_telemetry(
+    name: str, request: Request, state: StateDep, session: SessionDep
+) -> IngestOut:
+    """A batch of records; idempotent by record id. Answers once the batch is committed."""
+    authorize(session, request, f"ingest:{name}")
+    registered = model_or_404(session, name)
+    body = await read_body(request, state.settings.max_body_bytes)
+    return await run_in_threadpool(_store_telemetry, state, registered, body)
+
+
+def _store_labels(state: ServiceState, registered: RegisteredModel, body: bytes) -> LabelsOut:
+    batch = _LABELS.validate_json(body)
+    output = registered.spec.output
+    for i, label in enumerate(batch.labels):
+        if output.task in ("classification",) and label.label not in output.classes:
+            raise SchemaError(
+                f"labels[{i}].label", f"expected one of the model's classes {output.classes}"
+            )
+        if output.task == "regression" and (
+            label.value is None or label.value != label.value or abs(label.value) == float("inf")
+        ):
+            raise SchemaError(f"labels[{i}].value", "a regression label needs a finite 'value'")
+    stored, matched = telemetry.save_labels(state.sessions, state.engine, registered, batch.labels)
+    return LabelsOut(stored=stored, matched=matched)
+
+
+@router.post("/models/{name}/labels", response_model=LabelsOut)
+async def post_labels(
+    name: str, request: Request, state: StateDep, session: SessionDep
+) -> LabelsOut:
+    """Delayed true labels, joined to earlier records by id (a later label replaces one before)."""
+    authorize(session, request, f"ingest:{name}")
+    registered = model_or_404(session, name)
+    body = await read_body(request, state.settings.max_body_bytes)
+    return await run_in_threadpool(_store_labels, state, registered, body)
+
+
+def _reference_format(request: Request, fmt: str | None) -> str:
+    if fmt is not None:
+        if fmt not in FORMATS:
+            raise HTTPException(422, f"format must be one of {sorted(FORMATS)}")
+        return fmt
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type in _CONTENT_TYPES:
+        return _CONTENT_TYPES[content_type]
+    raise HTTPException(
+        415,
+        "send the reference as application/json, text/csv or application/vnd.apache.parquet "
+        "(or name it with ?format=json|csv|parquet)",
+    )
+
+
+def _store_reference(
+    state: ServiceState, registered: RegisteredModel, spool: object, fmt: str
+) -> ReferenceOut:
+    import pyarrow as pa
+
+    try:
+        if fmt == "json":
+            body = _REFERENCE.validate_json(spool.read())  # type: ignore[attr-defined]
+            for i, record in enumerate(body.records):
+                record.id = record.id or f"ref-{i}"
+            table = records_to_table(body.records, registered.spec)
+        elif fmt == "csv":
+            table = flat_to_table(pa_csv.read_csv(spool), registered.spec)
+        else:
+            table = flat_to_table(pq.read_table(spool), registered.spec)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise HTTPException(422, f"could not read the {fmt} file: {exc}") from None
+    if table.num_rows == 0:
+        raise HTTPException(422, "the reference holds no rows")
+    with state.sessions() as session:
+        row = save_reference(session, registered, table)
+        return ReferenceOut(
+            model=registered.spec.name,
+            version=registered.spec.version,
+            rows=row.n_rows,
+            sha256=row.sha256,
+        )
+
+
+@router.post("/models/{name}/reference", response_model=ReferenceOut)
+async def post_reference(
+    name: str,
+    request: Request,
+    state: StateDep,
+    session: SessionDep,
+    format: str | None = Query(default=None, description="json, csv or parquet"),
+) -> ReferenceOut:
+    """Reference data for the model's current version: JSON records, CSV or Parquet.
+
+    The body is streamed to a temporary file and read from there, so it is not held twice.
+    """
+    authorize(session, request, "admin")
+    registered = model_or_404(session, name)
+    fmt = _reference_format(request, format)
+    spool = await spool_body(request, state.settings.max_reference_bytes)
+    try:
+        return await run_in_threadpool(_store_reference, state, registered, spool, fmt)
+    finally:
+        spool.close()

@@ -1,0 +1,49 @@
+"""Registering models and reading them back."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.concurrency import run_in_threadpool
+from pydantic import TypeAdapter
+
+from monitor.api.deps import SessionDep, StateDep, model_or_404, read_body, require
+from monitor.api.schemas import ModelOut
+from monitor.db.models import RegisteredModel, list_models, upsert_model
+from monitor.db.references import get_reference
+from monitor.db.telemetry import count_records
+from monitor.schema import ModelSpec
+
+router = APIRouter(prefix="/api/v1", tags=["models"])
+_SPEC = TypeAdapter(ModelSpec)
+
+
+def _out(session: SessionDep, registered: RegisteredModel, created: bool = False) -> ModelOut:
+    reference = get_reference(session, registered)
+    return ModelOut(
+        name=registered.spec.name,
+        version=registered.spec.version,
+        created=created,
+        spec=registered.spec,
+        reference_rows=None if reference is None else reference.n_rows,
+        records=count_records(session, registered),
+    )
+
+
+@router.post(
+    "/models", response_model=ModelOut, dependencies=[Depends(require("admin"))], status_code=200
+)
+async def post_model(request: Request, state: StateDep, session: SessionDep) -> ModelOut:
+    """Create a model (or a new version of it), or update its description and monitors."""
+    spec = _SPEC.validate_json(await read_body(request, state.settings.max_body_bytes))
+    registered, created = await run_in_threadpool(upsert_model, session, spec)
+    return _out(session, registered, created)
+
+
+@router.get("/models", response_model=list[ModelOut], dependencies=[Depends(require("read"))])
+def get_models(session: SessionDep) -> list[ModelOut]:
+    return [_out(session, m) for m in list_models(session)]
+
+
+@router.get("/models/{name}", response_model=ModelOut, dependencies=[Depends(require("read"))])
+def get_one_model(name: str, session: SessionDep) -> ModelOut:
+    return _out(session, model_or_404(session, name))

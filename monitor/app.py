@@ -1,0 +1,65 @@
+"""The application factory: ``create_app(settings)`` builds one service, no import-time state."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+
+from monitor import __version__
+from monitor.api import detection, health, ingest, models
+from monitor.api.deps import ServiceState
+from monitor.api.errors import install_error_handlers
+from monitor.db.engine import make_engine, make_sessionmaker
+from monitor.db.migrate import upgrade
+from monitor.pipeline import ReferenceCache
+from monitor.retention import purge_periodically
+from monitor.settings import Settings
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """Build the Tidewatch API for ``settings``.
+
+    >>> from monitor.settings import Settings
+    >>> app = create_app(Settings(database_url="sqlite:///:memory:", migrate_on_start=False))
+    >>> app.title
+    'Tidewatch'
+    """
+    engine = make_engine(settings.database_url)
+    state = ServiceState(
+        settings=settings,
+        engine=engine,
+        sessions=make_sessionmaker(engine),
+        cache=ReferenceCache(settings.reference_cache_size),
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if settings.migrate_on_start:
+            upgrade(engine)
+        purger = asyncio.create_task(
+            purge_periodically(
+                state.sessions, settings.retention_days, settings.purge_interval_seconds
+            )
+        )
+        try:
+            yield
+        finally:
+            purger.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await purger
+            engine.dispose()
+
+    app = FastAPI(
+        title="Tidewatch",
+        version=__version__,
+        description="Monitoring for machine-learning models in production.",
+        lifespan=lifespan,
+    )
+    app.state.tidewatch = state
+    install_error_handlers(app)
+    for router in (health.router, models.router, ingest.router, detection.router):
+        app.include_router(router)
+    return app

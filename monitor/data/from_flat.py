@@ -1,0 +1,152 @@
+"""Flat tables (CSV, Parquet) to the canonical Arrow table.
+
+A flat table has one column per feature, named as the feature. A vector feature is either one
+list column named as the feature (Parquet) or ``<name>_0 ... <name>_<dim-1>`` (CSV or
+Parquet). The prediction, when present: ``prediction`` (the label, or the value for
+regression), ``proba_<class>`` for each class, ``area_<class>`` for segmentation. ``id`` and
+``timestamp`` are optional; other columns are ignored.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from monitor.data import checks
+from monitor.data.errors import SchemaError
+from monitor.data.layout import TS_TYPE, arrow_schema
+from monitor.schema import ModelSpec
+
+
+def _where(column: str) -> checks.Locate:
+    return lambda i: f"column {column!r}, row {i}"
+
+
+def _floats(table: pa.Table, column: str) -> tuple[np.ndarray, np.ndarray]:
+    col = table.column(column)
+    try:
+        col = pc.cast(col, pa.float64())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        raise SchemaError(f"column {column!r}", "expected numbers") from None
+    missing = col.is_null().to_numpy(zero_copy_only=False)
+    return col.to_numpy(zero_copy_only=False).astype(np.float64), np.asarray(missing, dtype=bool)
+
+
+def _vector(table: pa.Table, name: str, dim: int) -> tuple[np.ndarray, np.ndarray, str]:
+    if name in table.column_names:
+        col = table.column(name).combine_chunks()
+        if not pa.types.is_list(col.type) and not pa.types.is_fixed_size_list(col.type):
+            raise SchemaError(f"column {name!r}", "a vector column must hold lists")
+        missing = np.asarray(col.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+        lengths = pc.list_value_length(col).to_numpy(zero_copy_only=False)
+        wrong = (~missing) & (np.nan_to_num(lengths, nan=dim) != dim)
+        if wrong.any():
+            raise SchemaError(_where(name)(int(np.flatnonzero(wrong)[0])), f"expected {dim} values")
+        matrix = np.full((len(col), dim), np.nan, dtype=np.float32)
+        values = pc.list_flatten(col).to_numpy(zero_copy_only=False).astype(np.float32)
+        matrix[~missing] = values.reshape(-1, dim)
+        return matrix, missing, name
+    parts = [f"{name}_{j}" for j in range(dim)]
+    absent = [p for p in parts if p not in table.column_names]
+    if absent:
+        raise SchemaError(
+            f"column {name!r}", f"vector column missing (or columns {absent[0]!r}...)"
+        )
+    cols = [_floats(table, p) for p in parts]
+    matrix = np.stack([c[0] for c in cols], axis=1).astype(np.float32)
+    missing = np.logical_and.reduce([c[1] for c in cols])
+    return matrix, missing, parts[0]
+
+
+def _matrix(
+    table: pa.Table, prefix: str, classes: list[str]
+) -> tuple[np.ndarray, np.ndarray] | None:
+    names = [f"{prefix}{c}" for c in classes]
+    present = [n for n in names if n in table.column_names]
+    if not present:
+        return None
+    if len(present) != len(names):
+        missing_cols = sorted(set(names) - set(present))
+        raise SchemaError(f"column {missing_cols[0]!r}", f"all {prefix}<class> columns are needed")
+    cols = [_floats(table, n) for n in names]
+    matrix = np.stack([c[0] for c in cols], axis=1)
+    missing = np.logical_or.reduce([c[1] for c in cols])
+    return np.nan_to_num(matrix).astype(np.float32), missing
+
+
+def flat_to_table(table: pa.Table, spec: ModelSpec) -> pa.Table:
+    """Validate a flat table against ``spec``; raises :class:`SchemaError` naming the column."""
+    n = table.num_rows
+    if "id" in table.column_names:
+        ids = pc.cast(table.column("id"), pa.string())
+    else:
+        ids = pa.array([uuid.uuid4().hex for _ in range(n)], type=pa.string())
+    if "timestamp" in table.column_names:
+        ts = pc.cast(table.column("timestamp"), TS_TYPE)
+    else:
+        ts = pa.array(np.full(n, datetime.now(UTC)), type=TS_TYPE)
+    columns: dict[str, pa.Array | pa.ChunkedArray] = {"id": ids, "ts": ts}
+    for f in spec.features:
+        if f.kind == "vector":
+            assert f.dim is not None
+            matrix, missing, first = _vector(table, f.name, f.dim)
+            columns[f"f.{f.name}"] = checks.check_vector(matrix, missing, f, _where(first))
+            continue
+        if f.name not in table.column_names:
+            raise SchemaError(f"column {f.name!r}", "declared feature is missing from the file")
+        if f.kind == "numeric":
+            values, missing = _floats(table, f.name)
+            columns[f"f.{f.name}"] = checks.check_numeric(values, missing, f, _where(f.name))
+        else:
+            raw = pc.cast(table.column(f.name), pa.string()).to_pylist()
+            columns[f"f.{f.name}"] = checks.check_categorical(raw, f, _where(f.name))
+    task, classes = spec.output.task, spec.output.classes
+    has_pred = "prediction" in table.column_names
+    if task == "classification":
+        proba = _matrix(table, "proba_", classes)
+        if proba is not None:
+            checks.check_probabilities(proba[0], proba[1], lambda i: f"proba_* columns, row {i}")
+        if has_pred:
+            labels = pc.cast(table.column("prediction"), pa.string()).to_pylist()
+        elif proba is not None:
+            labels = [
+                None if m else classes[int(j)]
+                for m, j in zip(proba[1], proba[0].argmax(axis=1), strict=True)
+            ]
+        else:
+            labels = [None] * n
+        checks.check_labels(labels, classes, _where("prediction"))
+        columns["p.label"] = pa.array(labels, type=pa.string())
+        matrix, missing = (
+            proba
+            if proba is not None
+            else (np.zeros((n, len(classes)), np.float32), np.ones(n, bool))
+        )
+        columns["p.proba"] = pa.FixedSizeListArray.from_arrays(
+            pa.array(matrix.reshape(-1), type=pa.float32()), len(classes), mask=pa.array(missing)
+        )
+    elif task == "regression":
+        if has_pred:
+            values, missing = _floats(table, "prediction")
+            if (~np.isfinite(values) & ~missing).any():
+                raise SchemaError("column 'prediction'", "values must be finite")
+            columns["p.value"] = pa.array(values, mask=missing)
+        else:
+            columns["p.value"] = pa.nulls(n, pa.float64())
+    elif task == "segmentation":
+        areas = _matrix(table, "area_", classes)
+        matrix, missing = (
+            areas
+            if areas is not None
+            else (np.zeros((n, len(classes)), np.float32), np.ones(n, bool))
+        )
+        columns["p.areas"] = pa.FixedSizeListArray.from_arrays(
+            pa.array(matrix.reshape(-1), type=pa.float32()), len(classes), mask=pa.array(missing)
+        )
+    else:
+        columns["p.boxes"] = pa.nulls(n, arrow_schema(spec).field("p.boxes").type)
+    return pa.table(columns, schema=arrow_schema(spec))

@@ -1,0 +1,79 @@
+"""Registered models and their versions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from monitor.db.tables import Model, ModelVersion
+from monitor.schema import ModelSpec
+
+
+class SchemaConflict(ValueError):
+    """The same version was posted again with a different feature or output schema."""
+
+
+@dataclass(frozen=True)
+class RegisteredModel:
+    model: Model
+    version: ModelVersion
+    spec: ModelSpec
+
+
+def upsert_model(session: Session, spec: ModelSpec) -> tuple[RegisteredModel, bool]:
+    """Create the model or version, or update its description and monitors.
+
+    The feature and output schema of an existing version never change: stored telemetry was
+    validated against it. A new schema needs a new version. Returns (model, created).
+    """
+    model = session.scalar(select(Model).where(Model.name == spec.name))
+    created = False
+    if model is None:
+        model = Model(name=spec.name, current_version=spec.version)
+        session.add(model)
+        session.flush()
+        created = True
+    version = session.scalar(
+        select(ModelVersion).where(
+            ModelVersion.model_id == model.id, ModelVersion.version == spec.version
+        )
+    )
+    payload = spec.model_dump(mode="json")
+    if version is None:
+        version = ModelVersion(model_id=model.id, version=spec.version, spec=payload)
+        session.add(version)
+        created = True
+    else:
+        old = ModelSpec.model_validate(version.spec)
+        if old.features != spec.features or old.output != spec.output:
+            raise SchemaConflict(
+                f"model {spec.name!r} version {spec.version!r} already has a different schema; "
+                "register the new schema under a new version"
+            )
+        version.spec = payload
+    model.current_version = spec.version
+    session.commit()
+    return RegisteredModel(model, version, spec), created
+
+
+def get_model(session: Session, name: str, version: str | None = None) -> RegisteredModel | None:
+    model = session.scalar(select(Model).where(Model.name == name))
+    if model is None:
+        return None
+    row = session.scalar(
+        select(ModelVersion).where(
+            ModelVersion.model_id == model.id,
+            ModelVersion.version == (version or model.current_version),
+        )
+    )
+    if row is None:
+        return None
+    return RegisteredModel(model, row, ModelSpec.model_validate(row.spec))
+
+
+def list_models(session: Session) -> list[RegisteredModel]:
+    names = session.scalars(select(Model.name).order_by(Model.name)).all()
+    found = (get_model(session, name) for name in names)
+    return [m for m in found if m is not None]

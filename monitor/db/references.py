@@ -1,0 +1,35 @@
+"""Reference sets: one per model version, stored as one compressed Arrow blob."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pyarrow as pa
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from monitor.data.layout import to_bytes
+from monitor.db.models import RegisteredModel
+from monitor.db.tables import ReferenceSet
+
+
+def save_reference(session: Session, registered: RegisteredModel, table: pa.Table) -> ReferenceSet:
+    """Store (or replace) the reference of the model's version."""
+    blob = to_bytes(table)
+    row = session.scalar(
+        select(ReferenceSet).where(ReferenceSet.model_version_id == registered.version.id)
+    )
+    if row is None:
+        row = ReferenceSet(model_version_id=registered.version.id, n_rows=0, sha256="", data=b"")
+        session.add(row)
+    row.n_rows = table.num_rows
+    row.sha256 = hashlib.sha256(blob).hexdigest()
+    row.data = blob
+    session.commit()
+    return row
+
+
+def get_reference(session: Session, registered: RegisteredModel) -> ReferenceSet | None:
+    return session.scalar(
+        select(ReferenceSet).where(ReferenceSet.model_version_id == registered.version.id)
+    )

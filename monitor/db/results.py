@@ -1,0 +1,29 @@
+"""Detection runs and their per-feature results."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from monitor.db.models import RegisteredModel
+from monitor.db.tables import DetectionResult, DetectionRun
+
+
+def list_runs(
+    session: Session, registered: RegisteredModel, *, limit: int = 20, before_id: int | None = None
+) -> list[DetectionRun]:
+    """Newest runs first; page with ``before_id`` (the smallest id of the previous page)."""
+    query = select(DetectionRun).where(DetectionRun.model_version_id == registered.version.id)
+    if before_id is not None:
+        query = query.where(DetectionRun.id < before_id)
+    return list(session.scalars(query.order_by(DetectionRun.id.desc()).limit(limit)))
+
+
+def run_results(session: Session, run_id: int) -> list[DetectionResult]:
+    return list(
+        session.scalars(
+            select(DetectionResult)
+            .where(DetectionResult.run_id == run_id)
+            .order_by(DetectionResult.id)
+        )
+    )

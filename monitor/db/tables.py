@@ -1,0 +1,172 @@
+"""The stored tables, as typed SQLAlchemy 2 models.
+
+Telemetry is stored compactly: one ``telemetry_batches`` row per accepted batch holds all its
+columns as one compressed Arrow blob; ``telemetry_records`` keeps only what idempotency and the
+join of delayed labels need (record id, batch, row, timestamp).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite stores them naive)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Model(Base):
+    __tablename__ = "models"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    current_version: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ModelVersion(Base):
+    __tablename__ = "model_versions"
+    __table_args__ = (UniqueConstraint("model_id", "version"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"))
+    version: Mapped[str] = mapped_column(String(128))
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    scopes: Mapped[str] = mapped_column(Text)  # space-separated, e.g. "read ingest:plankton"
+    description: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class ReferenceSet(Base):
+    __tablename__ = "reference_sets"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_version_id: Mapped[int] = mapped_column(
+        ForeignKey("model_versions.id", ondelete="CASCADE"), unique=True
+    )
+    n_rows: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class TelemetryBatch(Base):
+    __tablename__ = "telemetry_batches"
+    __table_args__ = (Index("ix_telemetry_batches_version_last_ts", "model_version_id", "last_ts"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_version_id: Mapped[int] = mapped_column(
+        ForeignKey("model_versions.id", ondelete="CASCADE")
+    )
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    first_ts: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_ts: Mapped[datetime] = mapped_column(UTCDateTime)
+    n_records: Mapped[int] = mapped_column(Integer)
+    sampling_rate: Mapped[float] = mapped_column(Float, default=1.0)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class TelemetryRecord(Base):
+    __tablename__ = "telemetry_records"
+    __table_args__ = (Index("ix_telemetry_records_batch", "batch_id"),)
+    model_id: Mapped[int] = mapped_column(
+        ForeignKey("models.id", ondelete="CASCADE"), primary_key=True
+    )
+    record_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    batch_id: Mapped[int] = mapped_column(ForeignKey("telemetry_batches.id", ondelete="CASCADE"))
+    row: Mapped[int] = mapped_column(Integer)
+    ts: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Label(Base):
+    __tablename__ = "labels"
+    model_id: Mapped[int] = mapped_column(
+        ForeignKey("models.id", ondelete="CASCADE"), primary_key=True
+    )
+    record_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    label: Mapped[str | None] = mapped_column(Text, nullable=True)
+    value: Mapped[float | None] = mapped_column(Float, nullable=True)
+    payload: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
+class DetectionRun(Base):
+    __tablename__ = "detection_runs"
+    __table_args__ = (Index("ix_detection_runs_version_started", "model_version_id", "started_at"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_version_id: Mapped[int] = mapped_column(
+        ForeignKey("model_versions.id", ondelete="CASCADE")
+    )
+    monitor: Mapped[str] = mapped_column(String(128))
+    status: Mapped[str] = mapped_column(String(32))  # ok | drift | insufficient_data | no_reference
+    message: Mapped[str] = mapped_column(Text, default="")
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    window_start: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    window_end: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    n_reference: Mapped[int] = mapped_column(Integer, default=0)
+    n_current: Mapped[int] = mapped_column(Integer, default=0)
+    drifted_share: Mapped[float | None] = mapped_column(Float, nullable=True)
+    correction: Mapped[str] = mapped_column(String(32), default="bh")
+    alpha: Mapped[float] = mapped_column(Float, default=0.05)
+
+
+class DetectionResult(Base):
+    __tablename__ = "detection_results"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(
+        ForeignKey("detection_runs.id", ondelete="CASCADE"), index=True
+    )
+    feature: Mapped[str] = mapped_column(String(256))
+    method: Mapped[str] = mapped_column(String(64))
+    statistic: Mapped[float | None] = mapped_column(Float, nullable=True)
+    p_value: Mapped[float | None] = mapped_column(Float, nullable=True)
+    p_adjusted: Mapped[float | None] = mapped_column(Float, nullable=True)
+    drift: Mapped[bool] = mapped_column(Boolean)
+    n_reference: Mapped[int] = mapped_column(Integer)
+    n_current: Mapped[int] = mapped_column(Integer)

@@ -1,0 +1,191 @@
+"""The detection pipeline: a window of current telemetry against the fitted reference.
+
+References are fitted once per (reference content, monitor configuration) and kept in a small
+LRU cache, so a scheduler running every minute does not re-sort the reference each time. All
+features of a model, prediction drift included, are corrected for multiple testing together.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+from sqlalchemy.orm import Session
+
+from detectors import REGISTRY, DriftResult, adjust
+from monitor.data.arrays import Columns, table_columns
+from monitor.data.layout import from_bytes
+from monitor.db.models import RegisteredModel
+from monitor.db.references import get_reference
+from monitor.db.tables import DetectionResult, DetectionRun
+from monitor.db.telemetry import load_window
+from monitor.schema import MonitorConfig
+
+_KINDS = ("numeric", "categorical", "vector")
+
+
+@dataclass
+class FittedReference:
+    """Detectors fitted on one reference, one per column kind that has columns."""
+
+    n_rows: int
+    detectors: dict[str, Any]  # kind -> fitted detector
+    names: dict[str, list[str]]  # kind -> column names in detector order
+
+
+def _select(columns: Columns, monitor: MonitorConfig) -> dict[str, dict[str, np.ndarray]]:
+    wanted = set(monitor.features) if monitor.features else None
+    groups = {
+        "numeric": columns.numeric,
+        "categorical": columns.categorical,
+        "vector": columns.vector,
+    }
+    return {
+        kind: {n: v for n, v in group.items() if wanted is None or n in wanted}
+        for kind, group in groups.items()
+    }
+
+
+def _stack(kind: str, values: dict[str, np.ndarray]) -> Any:
+    if kind == "vector":
+        return list(values.values())
+    return np.stack(list(values.values()), axis=1)
+
+
+def fit_reference(
+    table: pa.Table, registered: RegisteredModel, monitor: MonitorConfig, device: str
+) -> FittedReference:
+    groups = _select(table_columns(table, registered.spec), monitor)
+    detectors: dict[str, Any] = {}
+    names: dict[str, list[str]] = {}
+    for kind in _KINDS:
+        if not groups[kind]:
+            continue
+        spec = REGISTRY[monitor.detectors[kind]]
+        # correction is applied once across every kind together, in run_monitor()
+        detector = spec.cls(device=device, alpha=monitor.alpha, correction="none")
+        names[kind] = list(groups[kind])
+        detectors[kind] = detector.fit(_stack(kind, groups[kind]), names[kind])
+    return FittedReference(n_rows=table.num_rows, detectors=detectors, names=names)
+
+
+class ReferenceCache:
+    """Thread-safe LRU of fitted references."""
+
+    def __init__(self, size: int = 32) -> None:
+        self.size = size
+        self._items: OrderedDict[tuple[Any, ...], FittedReference] = OrderedDict()
+        self._lock = threading.Lock()
+        self.fits = 0  # how many times a reference was fitted (tests check the cache with it)
+
+    def get(
+        self,
+        key: tuple[Any, ...],
+        load: Any,
+    ) -> FittedReference:
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        fitted = load()
+        with self._lock:
+            self.fits += 1
+            self._items[key] = fitted
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+        return fitted
+
+
+def _finish(session: Session, run: DetectionRun, status: str, message: str) -> DetectionRun:
+    run.status, run.message = status, message
+    run.finished_at = datetime.now(UTC)
+    session.add(run)
+    session.commit()
+    return run
+
+
+def run_monitor(
+    session: Session,
+    registered: RegisteredModel,
+    monitor: MonitorConfig,
+    cache: ReferenceCache,
+    *,
+    device: str = "auto",
+    now: datetime | None = None,
+) -> DetectionRun:
+    """Run one monitor now, store the run and its results, and return the run."""
+    run = DetectionRun(
+        model_version_id=registered.version.id,
+        monitor=monitor.name,
+        status="running",
+        started_at=datetime.now(UTC),
+        correction=monitor.correction,
+        alpha=monitor.alpha,
+    )
+    reference = get_reference(session, registered)
+    if reference is None:
+        return _finish(session, run, "no_reference", "no reference uploaded for this version")
+    current = load_window(session, registered, monitor.window, now=now)
+    run.n_reference = reference.n_rows
+    run.n_current = 0 if current is None else current.num_rows
+    if current is None or current.num_rows < monitor.min_samples:
+        return _finish(
+            session,
+            run,
+            "insufficient_data",
+            f"{run.n_current} records in the window, {monitor.min_samples} needed",
+        )
+    ts = current.column("ts")
+    run.window_start, run.window_end = ts[0].as_py(), ts[-1].as_py()
+    key = (reference.id, reference.sha256, monitor.model_dump_json(), device)
+    ref_data = reference.data
+    fitted = cache.get(
+        key, lambda: fit_reference(from_bytes(ref_data), registered, monitor, device)
+    )
+    groups = _select(table_columns(current, registered.spec), monitor)
+    results: list[DriftResult] = [
+        fitted.detectors[kind].score(_stack(kind, {n: groups[kind][n] for n in fitted.names[kind]}))
+        for kind in _KINDS
+        if kind in fitted.detectors
+    ]
+    p_value = np.concatenate([r.p_value for r in results]) if results else np.zeros(0)
+    p_adjusted = adjust(p_value, monitor.correction)
+    drift = np.nan_to_num(p_adjusted, nan=1.0) < monitor.alpha
+    session.add(run)
+    session.flush()  # gives the run its id for the result rows
+    offset = 0
+    for res in results:
+        for j, feature in enumerate(res.features):
+            k = offset + j
+            session.add(
+                DetectionResult(
+                    run_id=run.id,
+                    feature=feature,
+                    method=res.method,
+                    statistic=_num(res.statistic[j]),
+                    p_value=_num(p_value[k]),
+                    p_adjusted=_num(p_adjusted[k]),
+                    drift=bool(drift[k]),
+                    n_reference=int(res.n_reference[j]),
+                    n_current=int(res.n_current[j]),
+                )
+            )
+        offset += len(res.features)
+    tested = int((~np.isnan(p_value)).sum())
+    run.drifted_share = float(drift.sum() / tested) if tested else None
+    status = "drift" if drift.any() else "ok"
+    message = (
+        f"{int(drift.sum())} of {tested} features drifted "
+        f"({monitor.correction}, alpha={monitor.alpha})"
+    )
+    return _finish(session, run, status, message)
+
+
+def _num(value: float) -> float | None:
+    value = float(value)
+    return None if np.isnan(value) else value

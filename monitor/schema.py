@@ -1,0 +1,144 @@
+"""What a model declares: its input features, its output task and its monitors.
+
+Validated when the model is created, so a bad monitor configuration is refused then and not
+discovered when a job runs at night.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from detectors import CORRECTIONS, REGISTRY
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$"
+Name = Annotated[str, Field(pattern=NAME_PATTERN)]
+FeatureKind = Literal["numeric", "categorical", "vector"]
+Task = Literal["classification", "regression", "detection", "segmentation"]
+
+
+class FeatureSpec(BaseModel):
+    """One input feature. ``vector`` is an embedding of fixed ``dim``."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: Name
+    kind: FeatureKind
+    dim: int | None = Field(default=None, ge=1, le=65536)
+    # Missing values (JSON null, an absent key) are data-quality facts, so they are allowed by
+    # default; NaN and infinity are almost always bugs upstream, so they are refused by default.
+    allow_missing: bool = True
+    allow_nonfinite: bool = False
+
+    @model_validator(mode="after")
+    def _dim_only_for_vectors(self) -> Self:
+        if self.kind == "vector" and self.dim is None:
+            raise ValueError(f"feature {self.name!r}: a vector feature needs 'dim'")
+        if self.kind != "vector" and self.dim is not None:
+            raise ValueError(f"feature {self.name!r}: 'dim' applies to vector features only")
+        return self
+
+
+class OutputSpec(BaseModel):
+    """The model's output task; ``classes`` for classification, detection and segmentation."""
+
+    model_config = ConfigDict(extra="forbid")
+    task: Task
+    classes: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _classes_when_needed(self) -> Self:
+        if self.task != "regression" and len(self.classes) < 1:
+            raise ValueError(f"task {self.task!r} needs a non-empty 'classes' list")
+        if len(set(self.classes)) != len(self.classes):
+            raise ValueError("'classes' has duplicates")
+        return self
+
+
+class WindowSpec(BaseModel):
+    """The current window: the last ``size`` records, or the records of the last ``seconds``."""
+
+    model_config = ConfigDict(extra="forbid")
+    by: Literal["count", "time"] = "count"
+    size: int | None = Field(default=1000, ge=1, le=10_000_000)
+    seconds: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _one_bound(self) -> Self:
+        if self.by == "time" and self.seconds is None:
+            raise ValueError("a time window needs 'seconds'")
+        return self
+
+
+class MonitorConfig(BaseModel):
+    """A drift monitor: which detector runs on which kind of column, over which window."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: Name = "drift"
+    window: WindowSpec = Field(default_factory=WindowSpec)
+    min_samples: int = Field(default=100, ge=1)
+    alpha: float = Field(default=0.05, gt=0.0, lt=1.0)
+    correction: str = "bh"
+    # detector name (from the detectors registry) per column kind
+    detectors: dict[str, str] = Field(
+        default_factory=lambda: {"numeric": "ks", "categorical": "chi2", "vector": "ks-pca"}
+    )
+    # restrict to these features (default: all declared features and the prediction)
+    features: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _known_detectors(self) -> Self:
+        if self.correction not in CORRECTIONS:
+            raise ValueError(f"unknown correction {self.correction!r}; choose one of {CORRECTIONS}")
+        for kind, name in self.detectors.items():
+            spec = REGISTRY.get(name)
+            if spec is None:
+                raise ValueError(f"unknown detector {name!r}; known: {sorted(REGISTRY)}")
+            if kind not in spec.kinds:
+                raise ValueError(
+                    f"detector {name!r} does not accept {kind!r} columns "
+                    f"(it takes {sorted(spec.kinds)})"
+                )
+        return self
+
+
+class ModelSpec(BaseModel):
+    """Body of ``POST /api/v1/models``: a model version, its schema and its monitors."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: Name
+    version: Name = "1"
+    description: str = ""
+    features: list[FeatureSpec] = Field(min_length=1)
+    output: OutputSpec
+    monitors: list[MonitorConfig] = Field(default_factory=lambda: [MonitorConfig()])
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        names = [f.name for f in self.features]
+        if len(set(names)) != len(names):
+            raise ValueError("feature names must be unique")
+        monitor_names = [m.name for m in self.monitors]
+        if len(set(monitor_names)) != len(monitor_names):
+            raise ValueError("monitor names must be unique")
+        known = set(names) | set(prediction_columns(self.output))
+        for monitor in self.monitors:
+            unknown = set(monitor.features or []) - known
+            if unknown:
+                raise ValueError(
+                    f"monitor {monitor.name!r} names unknown features {sorted(unknown)}"
+                )
+        return self
+
+    def feature(self, name: str) -> FeatureSpec | None:
+        return next((f for f in self.features if f.name == name), None)
+
+
+def prediction_columns(output: OutputSpec) -> list[str]:
+    """Names under which prediction drift is reported (they share the feature namespace)."""
+    return {
+        "classification": ["prediction.label", "prediction.confidence"],
+        "regression": ["prediction.value"],
+        "detection": ["prediction.boxes", "prediction.box_score"],
+        "segmentation": [f"prediction.area.{c}" for c in output.classes],
+    }[output.task]

@@ -1,0 +1,100 @@
+"""All configuration in one validated object.
+
+Sources, strongest first: keyword arguments, ``TIDEWATCH_*`` environment variables, the TOML
+file given with ``--config`` (or ``TIDEWATCH_CONFIG``), then the defaults below.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+class Settings(BaseSettings):
+    """Tidewatch settings; every field can be set as ``TIDEWATCH_<FIELD>``."""
+
+    model_config = SettingsConfigDict(env_prefix="TIDEWATCH_", extra="forbid")
+
+    database_url: str = Field(
+        default="sqlite:///./tidewatch.db",
+        description="SQLAlchemy URL; postgresql://user@host/db uses psycopg 3.",
+    )
+    host: str = Field(default="127.0.0.1", description="address `tidewatch serve` binds")
+    port: int = Field(default=8000, ge=0, le=65535)
+    max_body_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        ge=1024,
+        description="largest telemetry or labels body (413 beyond)",
+    )
+    max_reference_bytes: int = Field(
+        default=2 * 1024 * 1024 * 1024, ge=1024, description="largest reference upload (413 beyond)"
+    )
+    max_batch_records: int = Field(default=10_000, ge=1, description="records per telemetry batch")
+    retention_days: float = Field(
+        default=30.0, gt=0, description="telemetry older than this is purged"
+    )
+    purge_interval_seconds: float = Field(default=3600.0, gt=0)
+    migrate_on_start: bool = Field(default=True, description="run `db upgrade` when serving")
+    device: str = Field(default="auto", description="detector device: auto, cpu, cuda or cuda:N")
+    reference_cache_size: int = Field(
+        default=32, ge=1, description="fitted references kept in memory"
+    )
+    log_level: str = Field(default="info")
+    config_file: Path | None = Field(default=None, description="TOML file the settings came from")
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_backend(cls, value: str) -> str:
+        if not value.startswith(("sqlite", "postgresql", "postgres")):
+            raise ValueError("database_url must be a sqlite:// or postgresql:// URL")
+        return value
+
+    @field_validator("device")
+    @classmethod
+    def _device_name(cls, value: str) -> str:
+        if value != "auto" and value != "cpu" and not value.startswith("cuda"):
+            raise ValueError("device must be auto, cpu, cuda or cuda:N")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        toml_file = _CONFIG_FILE.get("path")
+        if toml_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
+        return tuple(sources)
+
+
+# Set only for the duration of load_settings(): pydantic-settings builds sources from the class,
+# so the TOML path has to reach settings_customise_sources from outside.
+_CONFIG_FILE: dict[str, Path | None] = {}
+
+
+def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Settings:
+    """Build and validate settings; a missing or malformed TOML file is an error."""
+    import os
+
+    path = config_file or os.environ.get("TIDEWATCH_CONFIG")
+    toml_path = Path(path) if path else None
+    if toml_path is not None and not toml_path.is_file():
+        raise FileNotFoundError(f"config file {toml_path} does not exist")
+    _CONFIG_FILE["path"] = toml_path
+    try:
+        return Settings(**overrides, config_file=toml_path)
+    finally:
+        _CONFIG_FILE.clear()
