@@ -118,7 +118,8 @@ def run_demo(
     console.print(f"verdict: {verdict} - {run['message']}")
     console.print(
         "\nWhere to look next:\n"
-        f"  - serve this data:  TIDEWATCH_DATABASE_URL=sqlite:///{workdir / 'tidewatch.db'} tidewatch serve\n"
+        f"  - serve this data:  TIDEWATCH_DATABASE_URL=sqlite:///{workdir / 'tidewatch.db'}"
+        " tidewatch serve\n"
         "  - then open http://127.0.0.1:8000/docs, or GET /api/v1/models/plankton-demo/results\n"
         "  - register your own model: README.md, 'How a module sends telemetry'"
     )

@@ -16,7 +16,7 @@ def _loc(parts: tuple[Any, ...]) -> str:
     out = ""
     for part in parts:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
+    return out or "body"
 
 
 def validation_detail(error: ValidationError) -> tuple[int, list[dict[str, Any]]]:

@@ -126,7 +126,9 @@ def _store_reference(
                 record.id = record.id or f"ref-{i}"
             table = records_to_table(body.records, registered.spec)
         elif fmt == "csv":
-            table = flat_to_table(pa_csv.read_csv(spool), registered.spec)
+            # empty cells are missing values, not empty strings
+            options = pa_csv.ConvertOptions(strings_can_be_null=True)
+            table = flat_to_table(pa_csv.read_csv(spool, convert_options=options), registered.spec)
         else:
             table = flat_to_table(pq.read_table(spool), registered.spec)
     except (pa.ArrowInvalid, OSError) as exc:

@@ -110,15 +110,15 @@ def flat_to_table(table: pa.Table, spec: ModelSpec) -> pa.Table:
         proba = _matrix(table, "proba_", classes)
         if proba is not None:
             checks.check_probabilities(proba[0], proba[1], lambda i: f"proba_* columns, row {i}")
-        if has_pred:
-            labels = pc.cast(table.column("prediction"), pa.string()).to_pylist()
-        elif proba is not None:
+        labels = (
+            pc.cast(table.column("prediction"), pa.string()).to_pylist() if has_pred else [None] * n
+        )
+        if proba is not None:  # a missing label is the most probable class, as in JSON records
+            top = proba[0].argmax(axis=1)
             labels = [
-                None if m else classes[int(j)]
-                for m, j in zip(proba[1], proba[0].argmax(axis=1), strict=True)
+                classes[int(top[i])] if label is None and not proba[1][i] else label
+                for i, label in enumerate(labels)
             ]
-        else:
-            labels = [None] * n
         checks.check_labels(labels, classes, _where("prediction"))
         columns["p.label"] = pa.array(labels, type=pa.string())
         matrix, missing = (

@@ -1,0 +1,111 @@
+"""Shared fixtures: a database per test on SQLite and on PostgreSQL, the app, keys, a spec.
+
+PostgreSQL runs at 127.0.0.1:5432 (override with TIDEWATCH_TEST_PG). Without it, PostgreSQL
+tests skip on a developer's machine and fail under CI=true: a green CI run means they ran.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+
+from monitor import keys
+from monitor.app import create_app
+from monitor.settings import Settings
+
+os.environ.setdefault("DO_NOT_TRACK", "1")
+PG_ADMIN_URL = os.environ.get("TIDEWATCH_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def service_missing(what: str, why: object) -> None:
+    """Skip locally, fail under CI: a CI run must never pass without the real service."""
+    message = f"{what} is not available: {why}"
+    if IN_CI:
+        pytest.fail(message + " (CI=true: services are required)", pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
+    name = f"tw_test_{uuid.uuid4().hex[:12]}"
+    try:
+        admin = psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        service_missing("PostgreSQL", exc)
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    base = PG_ADMIN_URL.rsplit("/", 1)[0]
+    yield f"{base}/{name}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each test using this runs twice: on SQLite and on PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'tidewatch.db'}"
+    url: str = request.getfixturevalue("pg_url")
+    return url
+
+
+@pytest.fixture
+def settings(db_url: str) -> Settings:
+    return Settings(database_url=db_url, device="cpu", purge_interval_seconds=3600)
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[TestClient]:
+    app = create_app(settings)
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+def make_key(client: TestClient, *scopes: str) -> dict[str, str]:
+    with client.app.state.tidewatch.sessions() as session:  # type: ignore[attr-defined]
+        key = keys.create_key(session, list(scopes))
+    return {"Authorization": f"Bearer {key}"}
+
+
+@pytest.fixture
+def admin(client: TestClient) -> dict[str, str]:
+    return make_key(client, "admin")
+
+
+SPEC: dict[str, Any] = {
+    "name": "plankton",
+    "version": "1",
+    "features": [
+        {"name": "brightness", "kind": "numeric"},
+        {"name": "site", "kind": "categorical"},
+        {"name": "emb", "kind": "vector", "dim": 3},
+    ],
+    "output": {"task": "classification", "classes": ["copepod", "diatom"]},
+    "monitors": [{"name": "drift", "window": {"by": "count", "size": 300}, "min_samples": 50}],
+}
+
+
+def record(i: int, brightness: float = 0.5, site: str = "a", **extra: Any) -> dict[str, Any]:
+    rec: dict[str, Any] = {
+        "id": f"r{i}",
+        "features": {"brightness": brightness, "site": site, "emb": [0.1, 0.2, 0.3]},
+        "prediction": {"label": "copepod", "probabilities": [0.8, 0.2]},
+    }
+    rec.update(extra)
+    return rec
+
+
+@pytest.fixture
+def model(client: TestClient, admin: dict[str, str]) -> dict[str, Any]:
+    response = client.post("/api/v1/models", json=SPEC, headers=admin)
+    assert response.status_code == 200, response.text
+    return SPEC

@@ -1,0 +1,193 @@
+"""Detection on demand: windows, minimum sample size, verdicts, stored results, paging."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+from fastapi.testclient import TestClient
+
+from tests.conftest import make_key
+
+DETECT = "/api/v1/models/plankton/detect"
+
+
+def rows(
+    n: int, *, shift: float, seed: int, site_b: float = 0.5, start: int = 0
+) -> list[dict[str, Any]]:
+    rng = np.random.default_rng(seed)
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    return [
+        {
+            "id": f"r{start + i}",
+            "timestamp": (t0 + timedelta(seconds=start + i)).isoformat(),
+            "features": {
+                "brightness": float(rng.normal() + shift),
+                "site": "b" if rng.random() < site_b else "a",
+                "emb": rng.normal(size=3).tolist(),
+            },
+            "prediction": {"probabilities": [0.7, 0.3]},
+        }
+        for i in range(n)
+    ]
+
+
+def upload_reference(client: TestClient, admin: dict[str, str]) -> None:
+    response = client.post(
+        "/api/v1/models/plankton/reference",
+        json={"records": rows(400, shift=0, seed=1)},
+        headers=admin,
+    )
+    assert response.status_code == 200, response.text
+
+
+def post(client: TestClient, admin: dict[str, str], records: list[dict[str, Any]]) -> None:
+    response = client.post(
+        "/api/v1/models/plankton/telemetry", json={"records": records}, headers=admin
+    )
+    assert response.status_code == 200, response.text
+
+
+def test_no_reference_and_too_few_records_are_reported(
+    client: TestClient, admin: dict[str, str], model: dict[str, Any]
+) -> None:
+    run = client.post(DETECT, headers=admin).json()[0]
+    assert run["status"] == "no_reference"
+    upload_reference(client, admin)
+    post(client, admin, rows(20, shift=0, seed=2))
+    run = client.post(DETECT, headers=admin).json()[0]
+    assert run["status"] == "insufficient_data"
+    assert run["n_current"] == 20
+    assert "50 needed" in run["message"]
+
+
+def test_drifted_feature_is_flagged_and_stable_ones_are_not(
+    client: TestClient, admin: dict[str, str], model: dict[str, Any]
+) -> None:
+    upload_reference(client, admin)
+    post(client, admin, rows(300, shift=0, seed=3))  # older, undrifted
+    post(client, admin, rows(300, shift=1.5, seed=4, site_b=0.9, start=300))  # the window
+    response = client.post(DETECT, headers=admin)
+    assert response.status_code == 200, response.text
+    run = response.json()[0]
+    assert run["status"] == "drift"
+    assert run["n_current"] == 300  # count window of 300: only the newest records
+    assert run["window_start"].startswith("2026-01-01T00:05:00")
+    by_feature = {r["feature"]: r for r in run["results"]}
+    assert set(by_feature) == {
+        "brightness",
+        "site",
+        "emb",
+        "prediction.label",
+        "prediction.confidence",
+    }
+    assert by_feature["brightness"]["drift"] and by_feature["brightness"]["method"] == "ks"
+    assert by_feature["site"]["drift"] and by_feature["site"]["method"] == "chi2"
+    assert not by_feature["emb"]["drift"]
+    for r in run["results"]:
+        assert r["p_adjusted"] is None or r["p_adjusted"] >= r["p_value"]
+    assert run["drifted_share"] == 2 / 5
+
+
+def test_results_are_listed_newest_first_and_paged(
+    client: TestClient, admin: dict[str, str], model: dict[str, Any]
+) -> None:
+    upload_reference(client, admin)
+    post(client, admin, rows(100, shift=0, seed=5))
+    ids = [client.post(DETECT, headers=admin).json()[0]["id"] for _ in range(3)]
+    reader = make_key(client, "read")
+    page = client.get("/api/v1/models/plankton/results", params={"limit": 2}, headers=reader).json()
+    assert [r["id"] for r in page["runs"]] == ids[::-1][:2]
+    assert page["runs"][0]["results"]
+    rest = client.get(
+        "/api/v1/models/plankton/results",
+        params={"limit": 2, "before": page["next_before"]},
+        headers=reader,
+    ).json()
+    assert [r["id"] for r in rest["runs"]] == [ids[0]]
+    assert rest["next_before"] is None
+
+
+def test_reference_is_fitted_once_per_version(
+    client: TestClient, admin: dict[str, str], model: dict[str, Any]
+) -> None:
+    upload_reference(client, admin)
+    post(client, admin, rows(100, shift=0, seed=6))
+    cache = client.app.state.tidewatch.cache  # type: ignore[attr-defined]
+    for _ in range(3):
+        client.post(DETECT, headers=admin)
+    assert cache.fits == 1
+    upload_reference(client, admin)  # same content: same cache entry
+    client.post(DETECT, headers=admin)
+    assert cache.fits == 1
+    client.post(
+        "/api/v1/models/plankton/reference",
+        json={"records": rows(300, shift=0, seed=9)},
+        headers=admin,
+    )
+    client.post(DETECT, headers=admin)
+    assert cache.fits == 2
+
+
+def test_time_window(client: TestClient, admin: dict[str, str]) -> None:
+    from tests.conftest import SPEC
+
+    spec = {
+        **SPEC,
+        "monitors": [
+            {"name": "hourly", "window": {"by": "time", "seconds": 3600}, "min_samples": 10}
+        ],
+    }
+    assert client.post("/api/v1/models", json=spec, headers=admin).status_code == 200
+    upload_reference(client, admin)
+    now = datetime.now(UTC)
+    old = rows(50, shift=0, seed=7)
+    for i, r in enumerate(old):
+        r["timestamp"] = (now - timedelta(hours=3, seconds=i)).isoformat()
+    recent = rows(40, shift=0, seed=8, start=100)
+    for i, r in enumerate(recent):
+        r["timestamp"] = (now - timedelta(minutes=30, seconds=i)).isoformat()
+    post(client, admin, old + recent)
+    run = client.post(DETECT, params={"monitor": "hourly"}, headers=admin).json()[0]
+    assert run["n_current"] == 40
+    assert client.post(DETECT, params={"monitor": "nope"}, headers=admin).status_code == 404
+
+
+def test_detection_needs_admin_and_results_need_read(
+    client: TestClient, model: dict[str, Any]
+) -> None:
+    assert client.post(DETECT, headers=make_key(client, "read")).status_code == 403
+    assert client.post(DETECT).status_code == 401
+    assert (
+        client.get(
+            "/api/v1/models/plankton/results", headers=make_key(client, "ingest:plankton")
+        ).status_code
+        == 403
+    )
+    assert (
+        client.post("/api/v1/models/none/detect", headers=make_key(client, "admin")).status_code
+        == 404
+    )
+    bad = client.get(
+        "/api/v1/models/plankton/results", params={"limit": 0}, headers=make_key(client, "read")
+    )
+    assert bad.status_code == 422
+
+
+def test_health_and_readiness(client: TestClient) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    assert client.get("/readyz").json() == {"status": "ready"}
+    assert client.get("/openapi.json").json()["info"]["title"] == "Tidewatch"
+
+
+def test_readiness_fails_when_the_database_is_gone(tmp_path: Any) -> None:
+    from monitor.app import create_app
+    from monitor.settings import Settings
+
+    settings = Settings(database_url="postgresql://nobody@127.0.0.1:1/none", migrate_on_start=False)
+    with TestClient(create_app(settings)) as client:
+        response = client.get("/readyz")
+        assert response.status_code == 503
+        assert response.json()["status"] == "unavailable"
+        assert client.get("/healthz").status_code == 200
