@@ -4,6 +4,9 @@
 raises because of Tidewatch. A background thread batches records by size and time and posts
 them with httpx, retrying connection errors and 5xx answers with exponential backoff and
 jitter. A 4xx (bad data) is not retried: it is logged with the server's message and counted.
+
+Memory is bounded: at most ``max_queue`` records wait in the queue and ``batch_size`` more in
+the batch being sent; beyond that ``log()`` drops the record and counts it.
 """
 
 from __future__ import annotations
@@ -23,8 +26,6 @@ from typing import Any
 import httpx
 
 log = logging.getLogger("tidewatch.collectors")
-
-_STOP = object()
 
 
 def _to_json(value: Any) -> Any:
@@ -85,6 +86,7 @@ class TelemetryClient:
             "failed": 0,
         }
         self._closed = False
+        self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="tidewatch-telemetry", daemon=True)
         self._thread.start()
         atexit.register(self.close)
@@ -132,14 +134,17 @@ class TelemetryClient:
         return self._stats["failed"] == 0
 
     def close(self, timeout: float | None = 30.0) -> bool:
-        """Flush, stop the background thread and close the connection pool."""
+        """Flush (up to ``timeout``), stop the background thread, close the connection pool.
+
+        Records still unsent when the timeout passes are counted as dropped.
+        """
         with self._lock:
             if self._closed:
                 return self._stats["failed"] == 0
             self._closed = True
         done = self.flush(timeout)
-        self._queue.put(_STOP)
-        self._thread.join(timeout=5)
+        self._stop.set()
+        self._thread.join(timeout=10)
         self._http.close()
         atexit.unregister(self.close)
         return done
@@ -168,15 +173,12 @@ class TelemetryClient:
     def _run(self) -> None:
         batch: list[dict[str, Any]] = []
         deadline = time.monotonic() + self.flush_interval
-        while True:
+        while not self._stop.is_set():
             try:
-                item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+                # short waits so a stop request is seen promptly
+                item = self._queue.get(timeout=min(0.1, max(0.0, deadline - time.monotonic())))
             except queue.Empty:
                 item = None
-            if item is _STOP:
-                if batch:
-                    self._send(batch)
-                return
             if item is not None:
                 batch.append(item)
             if len(batch) >= self.batch_size or (batch and time.monotonic() >= deadline):
@@ -184,6 +186,16 @@ class TelemetryClient:
                 batch = []
             if time.monotonic() >= deadline:
                 deadline = time.monotonic() + self.flush_interval
+        # stopped: whatever close() could not flush in time is given up
+        leftover = len(batch)
+        while True:
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                break
+            leftover += 1
+        if leftover:
+            self._settle(leftover, "dropped")
 
     def _send(self, batch: list[dict[str, Any]]) -> None:
         body = json.dumps({"records": batch}, default=_to_json).encode()
@@ -208,9 +220,12 @@ class TelemetryClient:
                     self._settle(len(batch), "rejected")
                     return
                 problem = f"HTTP {response.status_code}"
-            if attempt < self.max_retries:
-                # full jitter: spreads retries of many replicas after an outage
-                time.sleep(random.uniform(0, self.backoff * 2**attempt))
+            # full jitter spreads the retries of many replicas after an outage; a stop request
+            # (close) interrupts the wait
+            if attempt < self.max_retries and self._stop.wait(
+                random.uniform(0, self.backoff * 2**attempt)
+            ):
+                break
         log.warning(
             "giving up on %d records after %d tries: %s", len(batch), self.max_retries + 1, problem
         )

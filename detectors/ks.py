@@ -24,7 +24,8 @@ def _sorted_columns(data: np.ndarray, device: torch.device) -> tuple[torch.Tenso
     Non-finite values (missing data) are replaced by +inf so they sort last; ``searchsorted``
     on a finite value then counts only the valid entries below it.
     """
-    t = torch.as_tensor(np.asarray(data, dtype=np.float64), device=device).T
+    # a contiguous copy: torch refuses numpy views with negative strides (e.g. data[::-1])
+    t = torch.as_tensor(np.ascontiguousarray(data, dtype=np.float64), device=device).T
     finite = torch.isfinite(t)
     t = torch.where(finite, t, torch.full_like(t, float("inf")))
     return torch.sort(t, dim=1).values.contiguous(), finite.sum(dim=1)
@@ -67,8 +68,8 @@ class KSTest:
     The p-value is the asymptotic one (``scipy.stats.ks_2samp(method="asymp")``).
 
     >>> import numpy as np
-    >>> rng = np.random.default_rng(0)
-    >>> ref, cur = rng.normal(size=(500, 2)), rng.normal(size=(400, 2)) + [0.0, 1.0]
+    >>> ref = np.column_stack([np.linspace(0, 1, 500), np.linspace(0, 1, 500)])
+    >>> cur = np.column_stack([np.linspace(0, 1, 400), np.linspace(0.5, 1.5, 400)])
     >>> KSTest(device="cpu").fit(ref).score(cur).drift.tolist()
     [False, True]
     """

@@ -50,7 +50,7 @@ class ProjectedKSTest:
         self.features: tuple[str, ...] = ()
 
     def _project(self, data: np.ndarray, mean: torch.Tensor, basis: torch.Tensor) -> np.ndarray:
-        x = torch.as_tensor(np.asarray(data, dtype=np.float64), device=self._device)
+        x = torch.as_tensor(np.ascontiguousarray(data, dtype=np.float64), device=self._device)
         projected = (x - mean) @ basis  # rows with NaN stay NaN and are left out by KS
         return projected.cpu().numpy()
 
@@ -62,7 +62,7 @@ class ProjectedKSTest:
         )
         self._projections = []
         for data in reference:
-            x = torch.as_tensor(np.asarray(data, dtype=np.float64), device=self._device)
+            x = torch.as_tensor(np.ascontiguousarray(data, dtype=np.float64), device=self._device)
             x = x[torch.isfinite(x).all(dim=1)]
             if x.shape[0] < 2:
                 raise ValueError("a vector feature needs at least two complete reference rows")

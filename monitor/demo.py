@@ -11,6 +11,7 @@ import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 from rich.console import Console
@@ -27,13 +28,13 @@ from monitor.settings import Settings
 @dataclass(frozen=True)
 class DemoOutcome:
     workdir: Path
-    run: dict[str, object]
+    run: dict[str, Any]
     drifted: set[str]
     stable: set[str]
     client_stats: dict[str, int]
 
 
-def _summary(console: Console, run: dict[str, object]) -> None:
+def _summary(console: Console, run: dict[str, Any]) -> None:
     table = Table(
         title=f"Drift on the last {run['n_current']} records vs {run['n_reference']} reference rows"
     )
@@ -41,7 +42,7 @@ def _summary(console: Console, run: dict[str, object]) -> None:
         table.add_column(
             column, justify="left" if column in ("feature", "test", "verdict") else "right"
         )
-    results = sorted(run["results"], key=lambda r: (not r["drift"], r["p_adjusted"] or 1.0))  # type: ignore[arg-type]
+    results = sorted(run["results"], key=lambda r: (not r["drift"], r["p_adjusted"] or 1.0))
     for r in results:
         table.add_row(
             r["feature"],

@@ -2,7 +2,8 @@
 
 Telemetry is stored compactly: one ``telemetry_batches`` row per accepted batch holds all its
 columns as one compressed Arrow blob; ``telemetry_records`` keeps only what idempotency and the
-join of delayed labels need (record id, batch, row, timestamp).
+join of delayed labels need (record id, batch, timestamp); the row itself is found by id
+in the batch blob.
 """
 
 from __future__ import annotations
@@ -119,7 +120,6 @@ class TelemetryRecord(Base):
     )
     record_id: Mapped[str] = mapped_column(String(200), primary_key=True)
     batch_id: Mapped[int] = mapped_column(ForeignKey("telemetry_batches.id", ondelete="CASCADE"))
-    row: Mapped[int] = mapped_column(Integer)
     ts: Mapped[datetime] = mapped_column(UTCDateTime)
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from sqlalchemy import Engine, delete, insert, select
+from sqlalchemy import Engine, delete, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
@@ -45,7 +45,41 @@ def _write_lock(engine: Engine) -> threading.Lock | None:
     return _SQLITE_WRITE_LOCKS.setdefault(str(engine.url), threading.Lock())
 
 
-def _existing_ids(session: Session, model_id: int, ids: list[str]) -> set[str]:
+# PostgreSQL: ids and timestamps travel as two arrays in one statement, several times faster
+# than a 1,000-row executemany. ON CONFLICT probes the primary key once per id, so the cost does
+# not grow with the table, and a concurrent batch with the same ids waits for ours and skips them.
+_PG_CLAIM = text(
+    "INSERT INTO telemetry_records (model_id, record_id, batch_id, ts) "
+    "SELECT :model, u.rid, :batch, TIMESTAMPTZ 'epoch' + u.us * INTERVAL '1 microsecond' "
+    "FROM unnest(CAST(:ids AS text[]), CAST(:us AS bigint[])) AS u(rid, us) "
+    "ON CONFLICT DO NOTHING RETURNING record_id"
+)
+
+
+def _is_postgres(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def _claim_ids(session: Session, model_id: int, batch_id: int, table: pa.Table) -> set[str]:
+    """Register the batch's record ids; returns those that were new (not stored before)."""
+    ids: list[str] = table.column("id").to_pylist()
+    ts = table.column("ts")
+    if _is_postgres(session):
+        micros = pc.cast(ts, pa.int64()).to_pylist()
+        params = {"model": model_id, "batch": batch_id, "ids": ids, "us": micros}
+        return set(session.scalars(_PG_CLAIM, params))
+    stmt = (
+        sqlite.insert(TelemetryRecord).on_conflict_do_nothing().returning(TelemetryRecord.record_id)
+    )
+    rows = [
+        {"model_id": model_id, "record_id": rid, "batch_id": batch_id, "ts": t}
+        for rid, t in zip(ids, ts.to_pylist(), strict=True)
+    ]
+    return set(session.scalars(stmt, rows))
+
+
+def _known_ids(session: Session, model_id: int, ids: list[str]) -> set[str]:
+    """Which of ``ids`` are stored records (for labels; small lists, chunked IN lookups)."""
     found: set[str] = set()
     for i in range(0, len(ids), _ID_CHUNK):
         chunk = ids[i : i + _ID_CHUNK]
@@ -59,42 +93,34 @@ def _existing_ids(session: Session, model_id: int, ids: list[str]) -> set[str]:
     return found
 
 
+def _describe(batch: TelemetryBatch, table: pa.Table) -> None:
+    ts = table.column("ts")
+    batch.first_ts = pc.min(ts).as_py()
+    batch.last_ts = pc.max(ts).as_py()
+    batch.n_records = table.num_rows
+    batch.data = to_bytes(table)
+
+
 def _write_batch(
     session: Session, registered: RegisteredModel, table: pa.Table, sampling_rate: float
 ) -> IngestOutcome:
-    ids: list[str] = table.column("id").to_pylist()
-    existing = _existing_ids(session, registered.model.id, ids)
-    if existing:
-        table = table.filter(pa.array([rid not in existing for rid in ids]))
-        ids = table.column("id").to_pylist()
-    if table.num_rows == 0:
-        return IngestOutcome(0, len(existing), None)
-    ts_col = table.column("ts")
-    batch = TelemetryBatch(
-        model_version_id=registered.version.id,
-        first_ts=pc.min(ts_col).as_py(),
-        last_ts=pc.max(ts_col).as_py(),
-        n_records=table.num_rows,
-        sampling_rate=sampling_rate,
-        data=to_bytes(table),
-    )
+    # Optimistic: store the whole batch, then claim its ids. Only a retried batch (some ids
+    # stored before) pays for rewriting the blob with the records it really added.
+    batch = TelemetryBatch(model_version_id=registered.version.id, sampling_rate=sampling_rate)
+    _describe(batch, table)
     session.add(batch)
     session.flush()
-    session.execute(
-        insert(TelemetryRecord),
-        [
-            {
-                "model_id": registered.model.id,
-                "record_id": rid,
-                "batch_id": batch.id,
-                "row": i,
-                "ts": ts,
-            }
-            for i, (rid, ts) in enumerate(zip(ids, ts_col.to_pylist(), strict=True))
-        ],
-    )
+    new = _claim_ids(session, registered.model.id, batch.id, table)
+    duplicates = table.num_rows - len(new)
+    if not new:
+        session.delete(batch)
+        session.commit()
+        return IngestOutcome(0, duplicates, None)
+    if duplicates:
+        ids = table.column("id").to_pylist()
+        _describe(batch, table.filter(pa.array([rid in new for rid in ids])))
     session.commit()
-    return IngestOutcome(table.num_rows, len(existing), batch.id)
+    return IngestOutcome(len(new), duplicates, batch.id)
 
 
 def _with_retries(engine: Engine, attempt: Callable[[], Any], attempts: int = 5) -> Any:
@@ -164,7 +190,7 @@ def save_labels(
                 set_={c: stmt.excluded[c] for c in ("label", "value", "payload", "received_at")},
             )
             session.execute(stmt, rows)
-            matched = len(_existing_ids(session, registered.model.id, [lab.id for lab in labels]))
+            matched = len(_known_ids(session, registered.model.id, [lab.id for lab in labels]))
             session.commit()
             return len(rows), matched
 

@@ -143,7 +143,6 @@ def upgrade() -> None:
         sa.Column("model_id", sa.Integer(), nullable=False),
         sa.Column("record_id", sa.String(length=200), nullable=False),
         sa.Column("batch_id", sa.Integer(), nullable=False),
-        sa.Column("row", sa.Integer(), nullable=False),
         sa.Column("ts", monitor.db.tables.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(["batch_id"], ["telemetry_batches.id"], ondelete="CASCADE"),
         sa.ForeignKeyConstraint(["model_id"], ["models.id"], ondelete="CASCADE"),

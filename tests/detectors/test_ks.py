@@ -1,0 +1,109 @@
+"""KSTest against scipy.stats.ks_2samp(method="asymp"), plus invariants.
+
+Tolerance: statistic to 1e-12 (both are exact ratios of counts), p-value to 1e-9 relative.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+from scipy import stats
+
+from detectors import KSTest
+
+RNG = np.random.default_rng(20261124)
+DATASETS = {
+    "normal shift": (
+        RNG.normal(size=(800, 3)),
+        RNG.normal(size=(600, 3)) + np.array([0.0, 0.1, 0.5]),
+    ),
+    "heavy ties": (
+        RNG.integers(0, 5, size=(500, 2)).astype(float),
+        RNG.integers(0, 6, size=(700, 2)).astype(float),
+    ),
+    "tiny samples": (RNG.normal(size=(7, 2)), RNG.normal(size=(5, 2))),
+    "different scales": (
+        RNG.exponential(size=(1000, 2)) * [1, 1000],
+        RNG.exponential(size=(900, 2)) * [1.2, 1000],
+    ),
+    "large": (RNG.normal(size=(20_000, 2)), RNG.normal(0.02, 1, size=(15_000, 2))),
+}
+
+
+@pytest.mark.parametrize("name", list(DATASETS))
+def test_matches_scipy(name: str) -> None:
+    ref, cur = DATASETS[name]
+    result = KSTest(device="cpu", correction="none").fit(ref).score(cur)
+    for j in range(ref.shape[1]):
+        expected = stats.ks_2samp(ref[:, j], cur[:, j], method="asymp")
+        assert result.statistic[j] == pytest.approx(expected.statistic, abs=1e-12)
+        assert result.p_value[j] == pytest.approx(expected.pvalue, rel=1e-9, abs=1e-300)
+    assert list(result.n_reference) == [ref.shape[0]] * ref.shape[1]
+
+
+def test_missing_values_are_left_out_per_feature() -> None:
+    ref, cur = RNG.normal(size=(300, 2)), RNG.normal(size=(200, 2)) + 0.3
+    cur[::3, 0] = np.nan
+    result = KSTest(device="cpu").fit(ref).score(cur)
+    kept = cur[~np.isnan(cur[:, 0]), 0]
+    assert result.statistic[0] == pytest.approx(
+        stats.ks_2samp(ref[:, 0], kept).statistic, abs=1e-12
+    )
+    assert result.n_current.tolist() == [len(kept), 200]
+
+
+def test_all_missing_feature_is_untested_not_drift() -> None:
+    cur = RNG.normal(size=(50, 2))
+    cur[:, 1] = np.nan
+    result = KSTest(device="cpu").fit(RNG.normal(size=(50, 2))).score(cur)
+    assert np.isnan(result.p_value[1]) and not result.drift[1]
+
+
+def test_chunking_gives_the_same_answer(monkeypatch: pytest.MonkeyPatch) -> None:
+    ref, cur = RNG.normal(size=(400, 9)), RNG.normal(size=(300, 9))
+    whole = KSTest(device="cpu").fit(ref).score(cur)
+    monkeypatch.setattr("detectors.ks._MAX_POOLED_VALUES", 1000)  # one feature per chunk
+    chunked = KSTest(device="cpu").fit(ref).score(cur)
+    np.testing.assert_array_equal(whole.statistic, chunked.statistic)
+
+
+def test_shape_errors_are_clear() -> None:
+    test = KSTest(device="cpu").fit(np.zeros((5, 2)), ["a", "b"])
+    with pytest.raises(ValueError, match=r"shape \(rows, 2\)"):
+        test.score(np.zeros((5, 3)))
+    with pytest.raises(RuntimeError, match="fit"):
+        KSTest(device="cpu").score(np.zeros((5, 2)))
+    with pytest.raises(ValueError, match="2-D"):
+        KSTest(device="cpu").fit(np.zeros(5))
+
+
+finite = st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False)
+
+
+@settings(max_examples=60, deadline=None)
+@given(arrays(np.float64, st.tuples(st.integers(2, 60), st.integers(1, 4)), elements=finite))
+def test_identical_samples_give_no_drift(data: np.ndarray) -> None:
+    result = KSTest(device="cpu").fit(data).score(data)
+    assert np.all(result.statistic == 0.0)
+    assert np.all(result.p_value == 1.0)
+    assert not result.drift.any()
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    arrays(np.float64, st.tuples(st.integers(2, 50), st.just(3)), elements=finite),
+    arrays(np.float64, st.tuples(st.integers(2, 50), st.just(3)), elements=finite),
+    st.randoms(use_true_random=False),
+)
+def test_p_values_are_probabilities_and_order_does_not_matter(
+    ref: np.ndarray, cur: np.ndarray, rnd: object
+) -> None:
+    result = KSTest(device="cpu").fit(ref).score(cur)
+    assert np.all((result.p_value >= 0) & (result.p_value <= 1))
+    shuffled = cur[np.random.default_rng(0).permutation(len(cur))]
+    again = KSTest(device="cpu").fit(ref[::-1]).score(shuffled)
+    np.testing.assert_array_equal(result.statistic, again.statistic)
+    np.testing.assert_array_equal(result.p_value, again.p_value)

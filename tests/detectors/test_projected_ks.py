@@ -1,0 +1,37 @@
+"""The embedding test: no drift on the same distribution, drift on a shifted one."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from detectors import ProjectedKSTest
+
+RNG = np.random.default_rng(3)
+
+
+def test_detects_a_mean_shift_and_not_noise() -> None:
+    cov = np.diag(np.linspace(3, 0.1, 16))
+    ref = RNG.multivariate_normal(np.zeros(16), cov, size=1500)
+    same = RNG.multivariate_normal(np.zeros(16), cov, size=800)
+    shifted = RNG.multivariate_normal(np.r_[0.6, np.zeros(15)], cov, size=800)
+    test = ProjectedKSTest(device="cpu").fit([ref, ref[:, :4]], ["a", "b"])
+    calm = test.score([same, same[:, :4]])
+    moved = test.score([shifted, shifted[:, :4]])
+    assert not calm.drift.any()
+    assert moved.drift.all()
+    assert moved.method == "ks-pca"
+
+
+def test_rows_with_missing_values_are_left_out() -> None:
+    ref = RNG.normal(size=(200, 4))
+    cur = RNG.normal(size=(100, 4))
+    cur[:10] = np.nan
+    result = ProjectedKSTest(device="cpu").fit([ref]).score([cur])
+    assert result.n_current[0] == 90
+    assert 0.0 <= result.p_value[0] <= 1.0
+
+
+def test_needs_complete_reference_rows() -> None:
+    with pytest.raises(ValueError, match="two complete"):
+        ProjectedKSTest(device="cpu").fit([np.full((5, 3), np.nan)])
