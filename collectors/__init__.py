@@ -2,9 +2,12 @@
 
 Light on purpose: httpx and pydantic only; never imports ``monitor`` or torch.
 
->>> from collectors import TelemetryClient  # doctest: +SKIP
->>> with TelemetryClient("http://tidewatch:8000", "plankton", key) as client:  # doctest: +SKIP
-...     client.log({"brightness": 0.42}, {"label": "copepod", "probabilities": [0.9, 0.1]})
+Example (in a model server)::
+
+    from collectors import TelemetryClient
+
+    with TelemetryClient("http://tidewatch:8000", "plankton", key) as client:
+        client.log({"brightness": 0.42}, {"label": "copepod", "probabilities": [0.9, 0.1]})
 """
 
 from collectors.client import TelemetryClient

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import IO
+
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 from fastapi import APIRouter, HTTPException, Query, Request
@@ -76,7 +78,7 @@ def _store_labels(state: ServiceState, registered: RegisteredModel, body: bytes)
     batch = _LABELS.validate_json(body)
     output = registered.spec.output
     for i, label in enumerate(batch.labels):
-        if output.task in ("classification",) and label.label not in output.classes:
+        if output.task == "classification" and label.label not in output.classes:
             raise SchemaError(
                 f"labels[{i}].label", f"expected one of the model's classes {output.classes}"
             )
@@ -84,6 +86,9 @@ def _store_labels(state: ServiceState, registered: RegisteredModel, body: bytes)
             label.value is None or label.value != label.value or abs(label.value) == float("inf")
         ):
             raise SchemaError(f"labels[{i}].value", "a regression label needs a finite 'value'")
+        for j, box in enumerate(label.boxes or []):
+            if box.label not in output.classes:
+                raise SchemaError(f"labels[{i}].boxes[{j}].label", f"unknown class {box.label!r}")
     stored, matched = telemetry.save_labels(state.sessions, state.engine, registered, batch.labels)
     return LabelsOut(stored=stored, matched=matched)
 
@@ -115,13 +120,13 @@ def _reference_format(request: Request, fmt: str | None) -> str:
 
 
 def _store_reference(
-    state: ServiceState, registered: RegisteredModel, spool: object, fmt: str
+    state: ServiceState, registered: RegisteredModel, spool: IO[bytes], fmt: str
 ) -> ReferenceOut:
     import pyarrow as pa
 
     try:
         if fmt == "json":
-            body = _REFERENCE.validate_json(spool.read())  # type: ignore[attr-defined]
+            body = _REFERENCE.validate_json(spool.read())
             for i, record in enumerate(body.records):
                 record.id = record.id or f"ref-{i}"
             table = records_to_table(body.records, registered.spec)

@@ -69,10 +69,6 @@ def _classification(
     for i, p in enumerate(preds):
         label = None
         if p is not None:
-            if p.value is not None or p.boxes is not None or p.areas is not None:
-                raise SchemaError(
-                    where(i), "a classification prediction takes 'label' and 'probabilities'"
-                )
             if isinstance(p.probabilities, list):
                 if len(p.probabilities) != k:
                     raise SchemaError(where(i) + ".probabilities", f"expected {k} probabilities")
@@ -104,11 +100,7 @@ def _classification(
 
 def _regression(preds: list[Prediction | None], where: checks.Locate) -> dict[str, pa.Array]:
     values: list[float | None] = []
-    for i, p in enumerate(preds):
-        if p is not None and (
-            p.label is not None or p.probabilities is not None or p.boxes or p.areas
-        ):
-            raise SchemaError(where(i), "a regression prediction takes 'value' only")
+    for p in preds:
         values.append(None if p is None else p.value)
     missing = np.fromiter((v is None for v in values), dtype=bool, count=len(values))
     arr = np.array(values, dtype=np.float64)
@@ -162,6 +154,27 @@ def _segmentation(
     return {"p.areas": pa.FixedSizeListArray.from_arrays(flat, k, mask=mask)}
 
 
+_TASK_FIELDS = {
+    "classification": {"label", "probabilities"},
+    "regression": {"value"},
+    "detection": {"boxes"},
+    "segmentation": {"areas"},
+}
+
+
+def _check_task_fields(preds: list[Prediction | None], task: str, where: checks.Locate) -> None:
+    allowed = _TASK_FIELDS[task]
+    for i, p in enumerate(preds):
+        if p is None:
+            continue
+        extra = sorted(k for k in p.model_fields_set - allowed if getattr(p, k) is not None)
+        if extra:
+            raise SchemaError(
+                f"{where(i)}.{extra[0]}",
+                f"does not apply to a {task} model, whose prediction takes {sorted(allowed)}",
+            )
+
+
 def records_to_table(
     records: Sequence[Record],
     spec: ModelSpec,
@@ -209,6 +222,7 @@ def records_to_table(
         return f"{path}[{i}].prediction"
 
     task, classes = spec.output.task, spec.output.classes
+    _check_task_fields(preds, task, pwhere)
     if task == "classification":
         columns.update(_classification(preds, classes, pwhere))
     elif task == "regression":

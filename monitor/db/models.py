@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from monitor.db.tables import Model, ModelVersion
@@ -23,6 +24,15 @@ class RegisteredModel:
 
 
 def upsert_model(session: Session, spec: ModelSpec) -> tuple[RegisteredModel, bool]:
+    """Create or update; a concurrent first registration of the same name is retried once."""
+    try:
+        return _upsert(session, spec)
+    except IntegrityError:
+        session.rollback()
+        return _upsert(session, spec)
+
+
+def _upsert(session: Session, spec: ModelSpec) -> tuple[RegisteredModel, bool]:
     """Create the model or version, or update its description and monitors.
 
     The feature and output schema of an existing version never change: stored telemetry was

@@ -99,3 +99,22 @@ def test_malformed_spec_json_is_400(client: TestClient, admin: dict[str, str]) -
         "/api/v1/models", content=b"{name:", headers={**admin, "Content-Type": "application/json"}
     )
     assert response.status_code == 400
+
+
+def test_concurrent_first_registration_creates_one_model(
+    client: TestClient, admin: dict[str, str]
+) -> None:
+    import threading
+
+    statuses: list[int] = []
+
+    def post() -> None:
+        statuses.append(client.post("/api/v1/models", json=SPEC, headers=admin).status_code)
+
+    threads = [threading.Thread(target=post) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert statuses == [200] * 4
+    assert [m["name"] for m in client.get("/api/v1/models", headers=admin).json()] == ["plankton"]

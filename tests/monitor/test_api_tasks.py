@@ -91,6 +91,17 @@ def test_detection_boxes_per_image_and_score(client: TestClient, admin: dict[str
         bad.status_code == 422
         and bad.json()["detail"][0]["loc"] == "records[0].prediction.boxes[0].label"
     )
+    label = {"labels": [{"id": "b1", "boxes": [{**boxes(1, 0.5)[0], "label": "whale"}]}]}
+    refused = client.post("/api/v1/models/litter/labels", json=label, headers=admin)
+    assert (
+        refused.status_code == 422
+        and refused.json()["detail"][0]["loc"] == "labels[0].boxes[0].label"
+    )
+    good = {"labels": [{"id": "b1", "boxes": boxes(2, 1.0)}]}
+    assert client.post("/api/v1/models/litter/labels", json=good, headers=admin).json() == {
+        "stored": 1,
+        "matched": 1,
+    }
     score = {"id": "z", "prediction": {"boxes": [{**boxes(1, 0.5)[0], "score": 1.5}]}}
     assert (
         client.post(
@@ -150,3 +161,30 @@ def test_csv_reference_for_each_task(client: TestClient, admin: dict[str, str], 
     )
     assert response.status_code == 200, response.text
     assert response.json()["rows"] == 2
+
+
+@pytest.mark.parametrize(
+    ("output", "prediction", "field"),
+    [
+        ({"task": "detection", "classes": ["a"]}, {"probabilities": [1.0]}, "probabilities"),
+        ({"task": "segmentation", "classes": ["a"]}, {"label": "a"}, "label"),
+        ({"task": "regression"}, {"boxes": []}, "boxes"),
+        ({"task": "classification", "classes": ["a"]}, {"areas": {"a": 0.5}}, "areas"),
+    ],
+    ids=["detection", "segmentation", "regression", "classification"],
+)
+def test_prediction_fields_of_another_task_are_refused(
+    client: TestClient,
+    admin: dict[str, str],
+    output: dict[str, Any],
+    prediction: dict[str, Any],
+    field: str,
+) -> None:
+    register(client, admin, "m", output)
+    answer = client.post(
+        "/api/v1/models/m/telemetry",
+        json={"records": [{"id": "1", "prediction": prediction}]},
+        headers=admin,
+    )
+    assert answer.status_code == 422
+    assert answer.json()["detail"][0]["loc"] == f"records[0].prediction.{field}"
