@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
@@ -13,6 +12,7 @@ from monitor import __version__
 from monitor.api import detection, health, ingest, models
 from monitor.api.deps import ServiceState
 from monitor.api.errors import install_error_handlers
+from monitor.api.openapi import install_openapi
 from monitor.db.engine import make_engine, make_sessionmaker
 from monitor.db.migrate import upgrade
 from monitor.pipeline import ReferenceCache
@@ -40,12 +40,6 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if settings.migrate_on_start:
             upgrade(engine)
-        # torch, SQLAlchemy and friends leave hundreds of thousands of long-lived objects; every
-        # full collection triggered by a parsed batch would walk them all. Freezing them after
-        # start-up keeps the collector on what requests allocate (measured in the ingest
-        # benchmark: it removes most of the JSON-parsing slowdown under load).
-        gc.collect()
-        gc.freeze()
         purger = asyncio.create_task(
             purge_periodically(
                 state.sessions, settings.retention_days, settings.purge_interval_seconds
@@ -67,6 +61,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.tidewatch = state
     install_error_handlers(app)
+    install_openapi(app)
     for router in (health.router, models.router, ingest.router, detection.router):
         app.include_router(router)
     return app

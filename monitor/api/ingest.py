@@ -31,19 +31,23 @@ from monitor.db.references import save_reference
 router = APIRouter(prefix="/api/v1", tags=["ingest"])
 
 
-class _ReferenceRecord(Record):
+class ReferenceRecord(Record):
+    """A reference row: the telemetry record format with an optional id."""
+
     model_config = ConfigDict(extra="forbid")
     id: str = Field(default="", max_length=200)  # ids are optional in a reference
 
 
-class _ReferenceBody(BaseModel):
+class ReferenceBody(BaseModel):
+    """JSON body of ``POST /api/v1/models/{name}/reference``."""
+
     model_config = ConfigDict(extra="forbid")
-    records: list[_ReferenceRecord] = Field(min_length=1)
+    records: list[ReferenceRecord] = Field(min_length=1)
 
 
 _BATCH = TypeAdapter(TelemetryBatch)
 _LABELS = TypeAdapter(LabelBatch)
-_REFERENCE = TypeAdapter(_ReferenceBody)
+_REFERENCE = TypeAdapter(ReferenceBody)
 FORMATS = {"json": "json", "csv": "csv", "parquet": "parquet"}
 _CONTENT_TYPES = {
     "application/json": "json",

@@ -191,3 +191,23 @@ def test_readiness_fails_when_the_database_is_gone(tmp_path: Any) -> None:
         assert response.status_code == 503
         assert response.json()["status"] == "unavailable"
         assert client.get("/healthz").status_code == 200
+
+
+def test_openapi_documents_the_raw_request_bodies(client: TestClient) -> None:
+    doc = client.get("/openapi.json").json()
+    schemas = doc["components"]["schemas"]
+    telemetry = doc["paths"]["/api/v1/models/{name}/telemetry"]["post"]["requestBody"]
+    ref = telemetry["content"]["application/json"]["schema"]["$ref"]
+    assert ref == "#/components/schemas/TelemetryBatch"
+    assert "records" in schemas["TelemetryBatch"]["properties"]
+    assert "Record" in schemas and "Prediction" in schemas  # nested models resolve
+    reference = doc["paths"]["/api/v1/models/{name}/reference"]["post"]["requestBody"]["content"]
+    assert set(reference) == {"application/json", "text/csv", "application/vnd.apache.parquet"}
+    assert reference["application/json"]["schema"]["$ref"] == "#/components/schemas/ReferenceBody"
+    assert "ModelSpec" in schemas and "LabelBatch" in schemas
+    # every $ref in the document points at a schema that exists
+    import json
+    import re
+
+    for name in re.findall(r'"#/components/schemas/([^"]+)"', json.dumps(doc)):
+        assert name in schemas, name
