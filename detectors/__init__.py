@@ -9,12 +9,12 @@ Knows nothing about HTTP or SQL. Results are numpy arrays and Python numbers.
 1.0
 """
 
-from detectors.chisquare import ChiSquareTest
+from detectors.categorical.chisquare import ChiSquareTest
 from detectors.correction import CORRECTIONS, adjust
-from detectors.ks import KSTest
-from detectors.projected_ks import ProjectedKSTest
+from detectors.multivariate.projected_ks import ProjectedKSTest
 from detectors.registry import REGISTRY, DetectorSpec
 from detectors.result import DriftResult
+from detectors.univariate.ks import KSTest
 
 __all__ = [
     "CORRECTIONS",

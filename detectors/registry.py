@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from detectors.chisquare import ChiSquareTest
-from detectors.ks import KSTest
-from detectors.projected_ks import ProjectedKSTest
+from detectors.categorical.chisquare import ChiSquareTest
+from detectors.multivariate.projected_ks import ProjectedKSTest
+from detectors.univariate.ks import KSTest
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,10 @@ class DriftResult:
     """Outcome of one detector on one window, one entry per feature.
 
     ``p_value`` is the raw p-value of each feature; ``p_adjusted`` the p-value after the
-    multiple-testing ``correction`` across features; ``drift`` is ``p_adjusted < threshold``.
+    multiple-testing ``correction`` across features; ``drift`` is ``p_adjusted < threshold``
+    (``threshold`` is then alpha). A distance without a p-value has NaN p-values and drift is
+    ``statistic > threshold``. A multivariate test (one verdict over all columns) holds 0-d
+    arrays, which behave as scalars: ``float(res.statistic)``, ``bool(res.drift)``.
     """
 
     method: str

@@ -16,8 +16,8 @@ import torch
 
 from detectors.correction import adjust
 from detectors.device import resolve_device
-from detectors.ks import KSTest
 from detectors.result import DriftResult
+from detectors.univariate.ks import KSTest
 
 
 class ProjectedKSTest:

@@ -1,0 +1,1 @@
+"""Drift tests and distances on categorical features (strings or integers)."""

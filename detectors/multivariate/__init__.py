@@ -1,0 +1,1 @@
+"""Multivariate drift tests: one verdict over all columns (embeddings, image statistics)."""

@@ -1,0 +1,1 @@
+"""Model performance: realized metrics from labels and label-free estimates (CBPE, DLE)."""

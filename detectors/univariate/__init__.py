@@ -1,0 +1,1 @@
+"""Univariate drift tests and distances on numeric features, batched over all features."""
