@@ -3,25 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Self
+from typing import Self
 
 import numpy as np
 import torch
 from scipy import special
 
+from detectors.categorical.counts import column_counts, count_tables
 from detectors.correction import adjust
 from detectors.device import resolve_device
 from detectors.result import DriftResult
-
-
-def _is_missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and value != value)
-
-
-def _column_counts(column: np.ndarray) -> dict[str, int]:
-    values = [str(v) for v in column.tolist() if not _is_missing(v)]
-    keys, counts = np.unique(np.asarray(values, dtype=str), return_counts=True)
-    return dict(zip(keys.tolist(), counts.tolist(), strict=True))
 
 
 def chi_square_homogeneity(
@@ -87,7 +78,7 @@ class ChiSquareTest:
         )
         if len(self.features) != reference.shape[1]:
             raise ValueError("number of feature names does not match the reference columns")
-        self._ref_counts = [_column_counts(reference[:, j]) for j in range(reference.shape[1])]
+        self._ref_counts = [column_counts(reference[:, j]) for j in range(reference.shape[1])]
         return self
 
     def score(self, current: np.ndarray) -> DriftResult:
@@ -98,17 +89,8 @@ class ChiSquareTest:
             raise ValueError(
                 f"current must have shape (rows, {len(self.features)}), got {current.shape}"
             )
-        cur_counts = [_column_counts(current[:, j]) for j in range(current.shape[1])]
-        categories = [
-            sorted(ref.keys() | cur.keys())
-            for ref, cur in zip(self._ref_counts, cur_counts, strict=True)
-        ]
-        width = max((len(c) for c in categories), default=0)
-        ref_table = np.zeros((len(self.features), width))
-        cur_table = np.zeros((len(self.features), width))
-        for j, cats in enumerate(categories):
-            ref_table[j, : len(cats)] = [self._ref_counts[j].get(c, 0) for c in cats]
-            cur_table[j, : len(cats)] = [cur_counts[j].get(c, 0) for c in cats]
+        cur_counts = [column_counts(current[:, j]) for j in range(current.shape[1])]
+        ref_table, cur_table, _ = count_tables(self._ref_counts, cur_counts)
         stat_t, dof_t = chi_square_homogeneity(
             torch.as_tensor(ref_table, device=self._device),
             torch.as_tensor(cur_table, device=self._device),

@@ -2,51 +2,40 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-from typing import Self
+from typing import Literal, Self
 
 import numpy as np
 import torch
 from scipy import stats
 
-from detectors.correction import adjust
+from detectors.base import check_matrix, drift_result, feature_names
 from detectors.device import resolve_device
 from detectors.result import DriftResult
+from detectors.univariate.columns import (
+    SortedColumns,
+    ecdf_at,
+    feature_chunks,
+    sort_columns,
+)
 
-# Cap on the number of pooled values held at once (features x rows), so wide data is chunked
-# instead of allocating gigabytes.
+# scipy's rule for method="auto": exact while both samples have at most this many values
+MAX_EXACT_N = 10_000
+KSMethod = Literal["auto", "exact", "asymp"]
+# Cap on pooled values held at once (features x rows): wide data is chunked by features
 _MAX_POOLED_VALUES = 1 << 25
 
 
-def _sorted_columns(data: np.ndarray, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Columns sorted ascending as rows of a [features, rows] tensor, and the valid count.
-
-    Non-finite values (missing data) are replaced by +inf so they sort last; ``searchsorted``
-    on a finite value then counts only the valid entries below it.
-    """
-    # a contiguous copy: torch refuses numpy views with negative strides (e.g. data[::-1])
-    t = torch.as_tensor(np.ascontiguousarray(data, dtype=np.float64), device=device).T
-    finite = torch.isfinite(t)
-    t = torch.where(finite, t, torch.full_like(t, float("inf")))
-    return torch.sort(t, dim=1).values.contiguous(), finite.sum(dim=1)
-
-
-def ks_statistic(
-    ref_sorted: torch.Tensor, n_ref: torch.Tensor, cur_sorted: torch.Tensor, n_cur: torch.Tensor
-) -> torch.Tensor:
-    """Largest gap between the two empirical CDFs, one value per row (feature).
+def ks_statistic(ref: SortedColumns, cur: SortedColumns) -> torch.Tensor:
+    """Largest gap between the two empirical CDFs, one value per feature.
 
     Both CDFs are evaluated right-continuously at every pooled value, as ``scipy.stats.ks_2samp``
     does, which makes the statistic exact in the presence of ties.
     """
-    pooled = torch.cat([ref_sorted, cur_sorted], dim=1)
-    valid = torch.isfinite(pooled)
-    # float64 division: integer tensors divide to float32 by default, which costs 1e-8 accuracy
-    n_ref64 = n_ref.clamp(min=1).to(torch.float64)[:, None]
-    n_cur64 = n_cur.clamp(min=1).to(torch.float64)[:, None]
-    cdf_ref = torch.searchsorted(ref_sorted, pooled, right=True).to(torch.float64) / n_ref64
-    cdf_cur = torch.searchsorted(cur_sorted, pooled, right=True).to(torch.float64) / n_cur64
-    gap = torch.where(valid, (cdf_ref - cdf_cur).abs(), torch.zeros_like(cdf_ref))
+    pooled = torch.cat([ref.values, cur.values], dim=1)
+    gap = (ecdf_at(ref.values, ref.counts, pooled) - ecdf_at(cur.values, cur.counts, pooled)).abs()
+    gap = torch.where(torch.isfinite(pooled), gap, torch.zeros_like(gap))
     return gap.max(dim=1).values
 
 
@@ -60,12 +49,81 @@ def ks_asymptotic_p_value(
     return np.clip(np.asarray(p, dtype=np.float64), 0.0, 1.0)
 
 
+def _prob_outside_square(n: int, h: int) -> float:
+    """P(D >= h/n) for two samples of equal size n (scipy's Horner-like closed form)."""
+    total = 0.0
+    k = n // h
+    while k >= 0:
+        term = 1.0
+        for j in range(h):
+            term = (n - k * h - j) * term / (n + k * h + j + 1)
+        total = term * (1.0 - total)
+        k -= 1
+    return 2.0 * total
+
+
+def _prob_outside_band(n1: int, n2: int, hg: np.ndarray, device: torch.device) -> np.ndarray:
+    """P(D >= d) for each band half-width ``hg`` (in units of 1/(n1*n2)), sizes n1 != n2.
+
+    Under the null every interleaving of the two sorted samples is equally likely: a uniformly
+    random lattice path from (0, 0) to (n1, n2). The path's probability mass is pushed along
+    anti-diagonals; mass that reaches a point with |i*n2 - j*n1| >= hg is absorbed and summed.
+    Summing absorbed mass (instead of 1 - mass kept inside) keeps small p-values accurate, and
+    all band widths are computed together.
+    """
+    if n1 > n2:  # the state vector runs over the smaller sample
+        n1, n2 = n2, n1
+    total = n1 + n2
+    i = torch.arange(n1 + 1, device=device, dtype=torch.float64)
+    limit = torch.as_tensor(hg, device=device, dtype=torch.float64)[:, None]
+    mass = torch.zeros((len(hg), n1 + 1), device=device, dtype=torch.float64)
+    mass[:, 0] = 1.0
+    absorbed = torch.zeros(len(hg), device=device, dtype=torch.float64)
+    for s in range(total):
+        remaining = float(total - s)
+        step_i = mass * ((n1 - i) / remaining)  # the next value comes from the first sample
+        step_j = mass * ((n2 - (s - i)) / remaining)  # ... from the second
+        mass = step_j
+        mass[:, 1:] += step_i[:, :-1]
+        outside = (i * total - (s + 1) * n1).abs() >= limit  # |i*n2 - j*n1| with j = s+1-i
+        absorbed += torch.where(outside, mass, torch.zeros_like(mass)).sum(dim=1)
+        mass = torch.where(outside, torch.zeros_like(mass), mass)
+    return absorbed.clamp(0.0, 1.0).cpu().numpy()
+
+
+def ks_exact_p_value(
+    statistic: np.ndarray, n_ref: np.ndarray, n_cur: np.ndarray, device: torch.device
+) -> np.ndarray:
+    """Exact two-sided p-values, as ``ks_2samp(method="exact")``, for features of any sizes.
+
+    Features sharing sizes and the same lattice distance are computed once.
+    """
+    p = np.full(statistic.shape, np.nan)
+    for n1, n2 in {(int(a), int(b)) for a, b in zip(n_ref, n_cur, strict=True)}:
+        members = np.flatnonzero((n_ref == n1) & (n_cur == n2))
+        g = math.gcd(n1, n2)
+        lcm = (n1 // g) * n2
+        h = np.round(statistic[members] * lcm).astype(np.int64)
+        distinct = np.unique(h[h > 0])
+        if n1 == n2:
+            values = np.array([_prob_outside_square(n1, int(x)) for x in distinct])
+        elif len(distinct):
+            values = _prob_outside_band(n1, n2, distinct * g, device)
+        else:
+            values = np.zeros(0)
+        found = values.astype(np.float64).tolist()
+        lookup = dict(zip(distinct.tolist(), found, strict=True))
+        p[members] = [1.0 if x == 0 else lookup[int(x)] for x in h]
+    return np.clip(p, 0.0, 1.0)
+
+
 class KSTest:
     """Kolmogorov-Smirnov drift test for numeric features.
 
     ``fit`` sorts the reference columns once; ``score`` sorts the current window and compares
     all features in one batched computation. Missing values (NaN) are left out per feature.
-    The p-value is the asymptotic one (``scipy.stats.ks_2samp(method="asymp")``).
+    ``method`` follows ``scipy.stats.ks_2samp``: ``"auto"`` gives the exact p-value while both
+    samples have at most 10,000 values and the asymptotic one beyond; ``"exact"``, ``"asymp"``.
 
     >>> import numpy as np
     >>> ref = np.column_stack([np.linspace(0, 1, 500), np.linspace(0, 1, 500)])
@@ -77,73 +135,67 @@ class KSTest:
     method = "ks"
 
     def __init__(
-        self, *, device: str = "auto", alpha: float = 0.05, correction: str = "bh"
+        self,
+        *,
+        device: str = "auto",
+        alpha: float = 0.05,
+        correction: str = "bh",
+        mode: KSMethod = "auto",
     ) -> None:
+        if mode not in ("auto", "exact", "asymp"):
+            raise ValueError(f"mode must be 'auto', 'exact' or 'asymp', got {mode!r}")
         self.device = device
         self.alpha = alpha
         self.correction = correction
+        self.mode = mode
         self._device = resolve_device(device)
-        self._ref_sorted: torch.Tensor | None = None
-        self._n_ref: torch.Tensor | None = None
+        self._ref: SortedColumns | None = None
         self.features: tuple[str, ...] = ()
 
     def fit(self, reference: np.ndarray, features: Sequence[str] | None = None) -> Self:
-        reference = np.asarray(reference, dtype=np.float64)
-        if reference.ndim != 2:
-            raise ValueError(
-                f"reference must be 2-D (rows x features), got shape {reference.shape}"
-            )
-        self.features = (
-            tuple(features)
-            if features is not None
-            else tuple(str(i) for i in range(reference.shape[1]))
-        )
-        if len(self.features) != reference.shape[1]:
-            raise ValueError("number of feature names does not match the reference columns")
-        self._ref_sorted, self._n_ref = _sorted_columns(reference, self._device)
+        reference = check_matrix(reference, name="reference")
+        self.features = feature_names(features, reference.shape[1])
+        self._ref = sort_columns(reference, self._device)
         return self
 
     def score(self, current: np.ndarray) -> DriftResult:
-        if self._ref_sorted is None or self._n_ref is None:
+        if self._ref is None:
             raise RuntimeError("call fit(reference) before score(current)")
-        current = np.asarray(current, dtype=np.float64)
-        if current.ndim != 2 or current.shape[1] != len(self.features):
-            raise ValueError(
-                f"current must have shape (rows, {len(self.features)}), got {current.shape}"
-            )
-        cur_sorted, n_cur = _sorted_columns(current, self._device)
-        n_features = len(self.features)
-        width = self._ref_sorted.shape[1] + cur_sorted.shape[1]
-        step = max(1, _MAX_POOLED_VALUES // max(width, 1))
+        current = check_matrix(current, name="current", n_features=len(self.features))
+        cur = sort_columns(current, self._device)
+        width = self._ref.values.shape[1] + cur.values.shape[1]
         parts = [
-            ks_statistic(
-                self._ref_sorted[i : i + step],
-                self._n_ref[i : i + step],
-                cur_sorted[i : i + step],
-                n_cur[i : i + step],
-            )
-            for i in range(0, n_features, step)
+            ks_statistic(self._ref.rows(a, b), cur.rows(a, b))
+            for a, b in feature_chunks(len(self.features), width, _MAX_POOLED_VALUES)
         ]
         statistic = torch.cat(parts).cpu().numpy() if parts else np.zeros(0)
-        n_ref = self._n_ref.cpu().numpy().astype(np.int64)
-        n_cur_np = n_cur.cpu().numpy().astype(np.int64)
-        testable = (n_ref > 0) & (n_cur_np > 0)
-        statistic = np.where(testable, statistic, np.nan)
-        p_value = np.full(n_features, np.nan)
-        if testable.any():
-            p_value[testable] = ks_asymptotic_p_value(
-                statistic[testable], n_ref[testable], n_cur_np[testable]
-            )
-        p_adjusted = adjust(p_value, self.correction)
-        return DriftResult(
+        n_ref, n_cur = self._ref.counts_numpy(), cur.counts_numpy()
+        p_value = self._p_values(statistic, n_ref, n_cur)
+        return drift_result(
             method=self.method,
             features=self.features,
             statistic=statistic,
             p_value=p_value,
-            p_adjusted=p_adjusted,
-            drift=np.nan_to_num(p_adjusted, nan=1.0) < self.alpha,
-            threshold=self.alpha,
+            alpha=self.alpha,
             correction=self.correction,
             n_reference=n_ref,
-            n_current=n_cur_np,
+            n_current=n_cur,
         )
+
+    def _p_values(self, statistic: np.ndarray, n_ref: np.ndarray, n_cur: np.ndarray) -> np.ndarray:
+        p = np.full(statistic.shape, np.nan)
+        testable = (n_ref > 0) & (n_cur > 0)
+        if self.mode == "asymp":
+            exact = np.zeros_like(testable)
+        else:
+            # scipy switches to the asymptotic form when the lattice would overflow int32
+            small = np.maximum(n_ref, n_cur) <= MAX_EXACT_N if self.mode == "auto" else True
+            gcd = np.gcd(np.maximum(n_ref, 1), np.maximum(n_cur, 1))
+            fits = (n_ref // gcd) < np.iinfo(np.int32).max / np.maximum(n_cur // gcd, 1)
+            exact = testable & small & fits
+        asymp = testable & ~exact
+        if asymp.any():
+            p[asymp] = ks_asymptotic_p_value(statistic[asymp], n_ref[asymp], n_cur[asymp])
+        if exact.any():
+            p[exact] = ks_exact_p_value(statistic[exact], n_ref[exact], n_cur[exact], self._device)
+        return p

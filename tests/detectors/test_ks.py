@@ -1,12 +1,14 @@
-"""KSTest against scipy.stats.ks_2samp(method="asymp"), plus invariants.
+"""KSTest against scipy.stats.ks_2samp (methods auto, exact and asymp), plus invariants.
 
-Tolerance: statistic to 1e-12 (both are exact ratios of counts), p-value to 1e-9 relative.
+Tolerance: statistic to 1e-12 (both are exact ratios of counts), p-value to 1e-9 relative
+(the exact p-value is a sum of path probabilities; rounding stays near 1e-15).
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
@@ -33,12 +35,15 @@ DATASETS = {
 }
 
 
+@pytest.mark.parametrize("mode", ["auto", "exact", "asymp"])
 @pytest.mark.parametrize("name", list(DATASETS))
-def test_matches_scipy(name: str) -> None:
+def test_matches_scipy(name: str, mode: str) -> None:
     ref, cur = DATASETS[name]
-    result = KSTest(device="cpu", correction="none").fit(ref).score(cur)
+    if mode == "exact" and name == "large":
+        pytest.skip("exact p-values on 20,000 rows are slow in scipy too; 'auto' covers sizes")
+    result = KSTest(device="cpu", correction="none", mode=mode).fit(ref).score(cur)  # type: ignore[arg-type]
     for j in range(ref.shape[1]):
-        expected = stats.ks_2samp(ref[:, j], cur[:, j], method="asymp")
+        expected = stats.ks_2samp(ref[:, j], cur[:, j], method=mode)
         assert result.statistic[j] == pytest.approx(expected.statistic, abs=1e-12)
         assert result.p_value[j] == pytest.approx(expected.pvalue, rel=1e-9, abs=1e-300)
     assert list(result.n_reference) == [ref.shape[0]] * ref.shape[1]
@@ -107,3 +112,22 @@ def test_p_values_are_probabilities_and_order_does_not_matter(
     again = KSTest(device="cpu").fit(ref[::-1]).score(shuffled)
     np.testing.assert_array_equal(result.statistic, again.statistic)
     np.testing.assert_array_equal(result.p_value, again.p_value)
+
+
+@pytest.mark.parametrize(("n_ref", "n_cur"), [(40, 40), (37, 53), (500, 350), (9, 1)])
+def test_exact_p_value_matches_scipy_at_every_lattice_distance(n_ref: int, n_cur: int) -> None:
+    """Every possible statistic h/lcm of these sizes, not just the ones random data hits."""
+    from math import gcd
+
+    from detectors.univariate.ks import ks_exact_p_value
+
+    lcm = n_ref * n_cur // gcd(n_ref, n_cur)
+    h = np.unique(np.linspace(0, lcm, 60).round().astype(int))
+    d = h / lcm
+    ours = ks_exact_p_value(d, np.full(len(d), n_ref), np.full(len(d), n_cur), torch.device("cpu"))
+    from scipy.stats._stats_py import _attempt_exact_2kssamp
+
+    for dj, pj in zip(d, ours, strict=True):
+        ok, _, expected = _attempt_exact_2kssamp(n_ref, n_cur, gcd(n_ref, n_cur), dj, "two-sided")
+        assert ok
+        assert pj == pytest.approx(expected, rel=1e-9, abs=1e-300)
