@@ -137,8 +137,14 @@ class ModelSpec(BaseModel):
 def prediction_columns(output: OutputSpec) -> list[str]:
     """Names under which prediction drift is reported (they share the feature namespace)."""
     return {
-        "classification": ["prediction.label", "prediction.confidence"],
+        "classification": ["prediction.label", "prediction.confidence", "prediction.entropy"],
         "regression": ["prediction.value"],
-        "detection": ["prediction.boxes", "prediction.box_score"],
+        "detection": [
+            "prediction.boxes",
+            "prediction.box_class",
+            "prediction.box_area",
+            "prediction.box_aspect",
+            "prediction.box_score",
+        ],
         "segmentation": [f"prediction.area.{c}" for c in output.classes],
     }[output.task]

@@ -1,9 +1,9 @@
 """Canonical Arrow tables to the named numpy columns that detectors compare.
 
-Prediction drift shares the feature namespace under ``prediction.*`` names: the predicted
-label (categorical) and the confidence, i.e. the top class probability (numeric), for
-classification; the value for regression; boxes per image and their mean score for detection;
-the area fraction of each class for segmentation.
+Prediction drift shares the feature namespace under ``prediction.*`` names; which columns each
+task gives is defined in :mod:`detectors.prediction` (class mix, confidence and entropy for
+classification; boxes per image, class mix, area, aspect ratio and score of boxes for
+detection; area fraction per class for segmentation; the value for regression).
 """
 
 from __future__ import annotations
@@ -14,6 +14,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from detectors.prediction import (
+    PredictionColumns,
+    classification_columns,
+    detection_columns,
+    regression_columns,
+    segmentation_columns,
+)
 from monitor.schema import ModelSpec
 
 
@@ -58,23 +65,32 @@ def table_columns(table: pa.Table, spec: ModelSpec) -> Columns:
         else:
             assert f.dim is not None
             vector[f.name] = _matrix(col, f.dim)
+    predicted = _prediction_columns(table, spec)
+    numeric.update({f"prediction.{k}": v for k, v in predicted.numeric.items()})
+    categorical.update({f"prediction.{k}": v for k, v in predicted.categorical.items()})
+    # per-box prediction columns are longer than the table: pad every column with missing values
+    length = max([table.num_rows, *(len(v) for v in (*numeric.values(), *categorical.values()))])
+    numeric = {k: _pad(v, length, np.nan) for k, v in numeric.items()}
+    categorical = {k: _pad(v, length, None) for k, v in categorical.items()}
+    return Columns(numeric=numeric, categorical=categorical, vector=vector, n_rows=table.num_rows)
+
+
+def _pad(values: np.ndarray, length: int, fill: object) -> np.ndarray:
+    if len(values) == length:
+        return values
+    out = np.full(length, fill, dtype=values.dtype)
+    out[: len(values)] = values
+    return out
+
+
+def _prediction_columns(table: pa.Table, spec: ModelSpec) -> PredictionColumns:
     task, classes = spec.output.task, spec.output.classes
     if task == "classification":
-        categorical["prediction.label"] = np.asarray(
-            table.column("p.label").to_pylist(), dtype=object
+        return classification_columns(
+            table.column("p.label").to_pylist(), _matrix(table.column("p.proba"), len(classes))
         )
-        proba = _matrix(table.column("p.proba"), len(classes))
-        numeric["prediction.confidence"] = proba.max(axis=1)
-    elif task == "regression":
-        numeric["prediction.value"] = _floats(table.column("p.value"))
-    elif task == "detection":
-        boxes = table.column("p.boxes")
-        numeric["prediction.boxes"] = _floats(pc.list_value_length(boxes))
-        numeric["prediction.box_score"] = np.array(
-            [np.mean([b["score"] for b in row]) if row else np.nan for row in boxes.to_pylist()]
-        )
-    else:
-        areas = _matrix(table.column("p.areas"), len(classes))
-        for j, c in enumerate(classes):
-            numeric[f"prediction.area.{c}"] = areas[:, j]
-    return Columns(numeric=numeric, categorical=categorical, vector=vector, n_rows=table.num_rows)
+    if task == "regression":
+        return regression_columns(_floats(table.column("p.value")))
+    if task == "detection":
+        return detection_columns(table.column("p.boxes").to_pylist())
+    return segmentation_columns(_matrix(table.column("p.areas"), len(classes)), classes)

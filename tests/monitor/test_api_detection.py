@@ -81,13 +81,14 @@ def test_drifted_feature_is_flagged_and_stable_ones_are_not(
         "emb",
         "prediction.label",
         "prediction.confidence",
+        "prediction.entropy",
     }
     assert by_feature["brightness"]["drift"] and by_feature["brightness"]["method"] == "ks"
     assert by_feature["site"]["drift"] and by_feature["site"]["method"] == "chi2"
     assert not by_feature["emb"]["drift"]
     for r in run["results"]:
         assert r["p_adjusted"] is None or r["p_adjusted"] >= r["p_value"]
-    assert run["drifted_share"] == 2 / 5
+    assert run["drifted_share"] == 2 / 6
 
 
 def test_results_are_listed_newest_first_and_paged(

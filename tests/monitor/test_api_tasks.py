@@ -66,10 +66,9 @@ def test_regression_prediction_drift(client: TestClient, admin: dict[str, str]) 
     assert label.status_code == 422 and "finite 'value'" in label.text
 
 
-def boxes(n: int, score: float) -> list[dict[str, Any]]:
-    return [
-        {"label": "bottle", "score": score, "x1": 0, "y1": 0, "x2": 10, "y2": 5} for _ in range(n)
-    ]
+def boxes(n: int, score: float, label: str = "bottle", size: float = 10) -> list[dict[str, Any]]:
+    box = {"label": label, "score": score, "x1": 0, "y1": 0, "x2": size, "y2": size / 2}
+    return [dict(box) for _ in range(n)]
 
 
 def test_detection_boxes_per_image_and_score(client: TestClient, admin: dict[str, str]) -> None:
@@ -80,11 +79,21 @@ def test_detection_boxes_per_image_and_score(client: TestClient, admin: dict[str
         for i, k in enumerate(rng.integers(0, 4, 300))
     ]
     cur = [
-        {"id": f"b{i}", "features": {"x": 0.0}, "prediction": {"boxes": boxes(int(k), 0.5)}}
+        {
+            "id": f"b{i}",
+            "features": {"x": 0.0},
+            "prediction": {"boxes": boxes(int(k), 0.5, ["bottle", "bag"][i % 2], 20)},
+        }
         for i, k in enumerate(rng.integers(3, 8, 200))
     ]
     results = detect(client, admin, "litter", ref, cur)
-    assert results["prediction.boxes"]["drift"] and results["prediction.box_score"]["drift"]
+    # more boxes per image, lower scores, bags appear, boxes twice as large; same 2:1 shape
+    for drifted in ("boxes", "box_score", "box_class", "box_area"):
+        assert results[f"prediction.{drifted}"]["drift"], drifted
+    assert not results["prediction.box_aspect"]["drift"]
+    # per-box columns count boxes, not images
+    n_boxes = sum(len(r["prediction"]["boxes"]) for r in cur)
+    assert results["prediction.box_area"]["n_current"] == n_boxes
     unknown = {"id": "z", "prediction": {"boxes": [{**boxes(1, 0.5)[0], "label": "whale"}]}}
     bad = client.post("/api/v1/models/litter/telemetry", json={"records": [unknown]}, headers=admin)
     assert (
