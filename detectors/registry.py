@@ -1,35 +1,128 @@
 """Config name to detector class, with the column kinds each one accepts.
 
-A monitor's configuration is validated against this table when it is created, not when a job
-runs at 3 a.m.
+A monitor's configuration names a detector per column kind, with parameters; it is validated
+against this table when the monitor is created, not when a job runs at 3 a.m.:
+``check("psi", {"n_bins": 20}, kind="numeric")`` raises a ValueError that says what is wrong.
+
+Univariate detectors test each column of their kind (``numeric``, ``categorical``); multivariate
+ones give one verdict per ``vector`` feature (an embedding), run by
+:class:`~detectors.multivariate.per_vector.PerVector`.
 """
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
+from typing import Any
 
 from detectors.categorical.chisquare import ChiSquareTest
+from detectors.categorical.distances import CategoricalJensenShannon, CategoricalPSI, TotalVariation
+from detectors.multivariate.per_vector import PerVector
 from detectors.multivariate.projected_ks import ProjectedKSTest
+from detectors.univariate.anderson import AndersonDarlingTest
+from detectors.univariate.binned import PSI, Hellinger, JensenShannon, KLDivergence
+from detectors.univariate.cvm import CVMTest
 from detectors.univariate.ks import KSTest
+from detectors.univariate.wasserstein import WassersteinDistance
+
+# set by the monitor itself (device from the settings, alpha and correction from the monitor)
+_MANAGED = frozenset({"device", "alpha", "correction"})
 
 
 @dataclass(frozen=True)
 class DetectorSpec:
     name: str
-    cls: type[KSTest] | type[ChiSquareTest] | type[ProjectedKSTest]
+    cls: type
     kinds: frozenset[str]
     description: str
+    multivariate: bool = False
+
+    def parameters(self) -> dict[str, inspect.Parameter]:
+        """The keyword-only constructor parameters a configuration may set."""
+        signature = inspect.signature(self.cls)
+        return {
+            name: p
+            for name, p in signature.parameters.items()
+            if p.kind is inspect.Parameter.KEYWORD_ONLY and name not in _MANAGED
+        }
+
+
+def _spec(
+    name: str, cls: type, kinds: str, description: str, multivariate: bool = False
+) -> DetectorSpec:
+    return DetectorSpec(name, cls, frozenset(kinds.split()), description, multivariate)
 
 
 REGISTRY: dict[str, DetectorSpec] = {
-    "ks": DetectorSpec("ks", KSTest, frozenset({"numeric"}), "two-sample Kolmogorov-Smirnov"),
-    "chi2": DetectorSpec(
-        "chi2", ChiSquareTest, frozenset({"categorical"}), "chi-squared test of homogeneity"
-    ),
-    "ks-pca": DetectorSpec(
-        "ks-pca",
-        ProjectedKSTest,
-        frozenset({"vector"}),
-        "KS tests on the reference's top principal components (Bonferroni-combined)",
-    ),
+    s.name: s
+    for s in [
+        _spec("ks", KSTest, "numeric", "two-sample Kolmogorov-Smirnov (exact up to 10,000 rows)"),
+        _spec("cvm", CVMTest, "numeric", "two-sample Cramér-von Mises"),
+        _spec("anderson", AndersonDarlingTest, "numeric", "k-sample Anderson-Darling"),
+        _spec("wasserstein", WassersteinDistance, "numeric", "Wasserstein distance / ref. std"),
+        _spec("psi", PSI, "numeric", "population stability index on reference quantile bins"),
+        _spec("jensen_shannon", JensenShannon, "numeric", "Jensen-Shannon distance on bins"),
+        _spec("hellinger", Hellinger, "numeric", "Hellinger distance on bins"),
+        _spec("kl_divergence", KLDivergence, "numeric", "KL divergence on bins"),
+        _spec("chi2", ChiSquareTest, "categorical", "chi-squared test of homogeneity"),
+        _spec("psi_categorical", CategoricalPSI, "categorical", "PSI over categories"),
+        _spec(
+            "jensen_shannon_categorical",
+            CategoricalJensenShannon,
+            "categorical",
+            "Jensen-Shannon distance over categories",
+        ),
+        _spec("tvd", TotalVariation, "categorical", "total variation distance over categories"),
+        _spec(
+            "ks-pca",
+            ProjectedKSTest,
+            "vector",
+            "KS on the reference's top principal components (Bonferroni-combined)",
+            multivariate=True,
+        ),
+    ]
 }
+
+
+def check(
+    name: str, params: dict[str, Any] | None = None, *, kind: str | None = None
+) -> DetectorSpec:
+    """The spec of ``name`` after checking the kind and the parameters, or a ValueError."""
+    spec = REGISTRY.get(name)
+    if spec is None:
+        raise ValueError(f"unknown detector {name!r}; known: {sorted(REGISTRY)}")
+    if kind is not None and kind not in spec.kinds:
+        raise ValueError(
+            f"detector {name!r} does not accept {kind!r} columns (it takes {sorted(spec.kinds)})"
+        )
+    params = params or {}
+    allowed = spec.parameters()
+    unknown = sorted(set(params) - set(allowed))
+    if unknown:
+        raise ValueError(
+            f"detector {name!r} has no parameter(s) {unknown}; it takes {sorted(allowed)}"
+        )
+    try:  # the constructor checks values (e.g. n_bins >= 2); building one is cheap
+        spec.cls(device="cpu", **params)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"detector {name!r}: {exc}") from exc
+    return spec
+
+
+def build(
+    name: str, params: dict[str, Any] | None = None, *, device: str = "auto", alpha: float = 0.05
+) -> Any:
+    """A detector ready to fit, with multiple-testing correction left to the caller.
+
+    Multivariate detectors come wrapped in :class:`PerVector` (one instance per vector feature).
+    """
+    spec = check(name, params)
+    kwargs: dict[str, Any] = dict(params or {}, device=device)
+    accepted = inspect.signature(spec.cls).parameters
+    if "alpha" in accepted:
+        kwargs["alpha"] = alpha
+    if "correction" in accepted:
+        kwargs["correction"] = "none"  # the monitor corrects across all its features together
+    if spec.multivariate:
+        return PerVector(lambda: spec.cls(**kwargs), alpha=alpha)
+    return spec.cls(**kwargs)

@@ -17,7 +17,8 @@ import numpy as np
 import pyarrow as pa
 from sqlalchemy.orm import Session
 
-from detectors import REGISTRY, DriftResult, adjust
+from detectors import DriftResult, adjust
+from detectors import registry as detector_registry
 from monitor.data.arrays import Columns, table_columns
 from monitor.data.layout import from_bytes
 from monitor.db.models import RegisteredModel
@@ -66,9 +67,13 @@ def fit_reference(
     for kind in _KINDS:
         if not groups[kind]:
             continue
-        spec = REGISTRY[monitor.detectors[kind]]
+        if kind not in monitor.detectors:
+            continue
+        choice = monitor.detector(kind)
         # correction is applied once across every kind together, in run_monitor()
-        detector = spec.cls(device=device, alpha=monitor.alpha, correction="none")
+        detector = detector_registry.build(
+            choice.name, choice.params, device=device, alpha=monitor.alpha
+        )
         names[kind] = list(groups[kind])
         detectors[kind] = detector.fit(_stack(kind, groups[kind]), names[kind])
     return FittedReference(n_rows=table.num_rows, detectors=detectors, names=names)
@@ -155,7 +160,11 @@ def run_monitor(
     ]
     p_value = np.concatenate([r.p_value for r in results]) if results else np.zeros(0)
     p_adjusted = adjust(p_value, monitor.correction)
-    drift = np.nan_to_num(p_adjusted, nan=1.0) < monitor.alpha
+    # distances without a p-value keep their own verdict (statistic above its threshold)
+    own_verdict = np.concatenate([r.drift for r in results]) if results else np.zeros(0, bool)
+    drift = np.where(
+        np.isnan(p_value), own_verdict, np.nan_to_num(p_adjusted, nan=1.0) < monitor.alpha
+    )
     session.add(run)
     session.flush()  # gives the run its id for the result rows
     offset = 0
@@ -176,7 +185,8 @@ def run_monitor(
                 )
             )
         offset += len(res.features)
-    tested = int((~np.isnan(p_value)).sum())
+    statistic = np.concatenate([r.statistic for r in results]) if results else np.zeros(0)
+    tested = int((~np.isnan(statistic)).sum())
     run.drifted_share = float(drift.sum() / tested) if tested else None
     status = "drift" if drift.any() else "ok"
     message = (

@@ -6,11 +6,12 @@ discovered when a job runs at night.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from detectors import CORRECTIONS, REGISTRY
+from detectors import CORRECTIONS
+from detectors import registry as detector_registry
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$"
 Name = Annotated[str, Field(pattern=NAME_PATTERN)]
@@ -70,6 +71,21 @@ class WindowSpec(BaseModel):
         return self
 
 
+class DetectorChoice(BaseModel):
+    """A detector by its registry name, with constructor parameters (validated on creation)."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+COLUMN_KINDS = ("numeric", "categorical", "vector")
+
+
+def _default_detectors() -> dict[str, str | DetectorChoice]:
+    return {"numeric": "ks", "categorical": "chi2", "vector": "ks-pca"}
+
+
 class MonitorConfig(BaseModel):
     """A drift monitor: which detector runs on which kind of column, over which window."""
 
@@ -79,10 +95,8 @@ class MonitorConfig(BaseModel):
     min_samples: int = Field(default=100, ge=1)
     alpha: float = Field(default=0.05, gt=0.0, lt=1.0)
     correction: str = "bh"
-    # detector name (from the detectors registry) per column kind
-    detectors: dict[str, str] = Field(
-        default_factory=lambda: {"numeric": "ks", "categorical": "chi2", "vector": "ks-pca"}
-    )
+    # detector per column kind: a registry name, or {"name": ..., "params": {...}}
+    detectors: dict[str, str | DetectorChoice] = Field(default_factory=_default_detectors)
     # restrict to these features (default: all declared features and the prediction)
     features: list[str] | None = None
 
@@ -90,16 +104,17 @@ class MonitorConfig(BaseModel):
     def _known_detectors(self) -> Self:
         if self.correction not in CORRECTIONS:
             raise ValueError(f"unknown correction {self.correction!r}; choose one of {CORRECTIONS}")
-        for kind, name in self.detectors.items():
-            spec = REGISTRY.get(name)
-            if spec is None:
-                raise ValueError(f"unknown detector {name!r}; known: {sorted(REGISTRY)}")
-            if kind not in spec.kinds:
-                raise ValueError(
-                    f"detector {name!r} does not accept {kind!r} columns "
-                    f"(it takes {sorted(spec.kinds)})"
-                )
+        for kind in self.detectors:
+            if kind not in COLUMN_KINDS:
+                raise ValueError(f"unknown column kind {kind!r}; choose from {COLUMN_KINDS}")
+            choice = self.detector(kind)
+            detector_registry.check(choice.name, choice.params, kind=kind)
         return self
+
+    def detector(self, kind: str) -> DetectorChoice:
+        """The detector chosen for a column kind, as name and parameters."""
+        value = self.detectors[kind]
+        return DetectorChoice(name=value) if isinstance(value, str) else value
 
 
 class ModelSpec(BaseModel):

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from detectors import ProjectedKSTest
+from detectors.multivariate.per_vector import PerVector
 
 RNG = np.random.default_rng(3)
 
@@ -15,23 +16,26 @@ def test_detects_a_mean_shift_and_not_noise() -> None:
     ref = RNG.multivariate_normal(np.zeros(16), cov, size=1500)
     same = RNG.multivariate_normal(np.zeros(16), cov, size=800)
     shifted = RNG.multivariate_normal(np.r_[0.6, np.zeros(15)], cov, size=800)
-    test = ProjectedKSTest(device="cpu").fit([ref, ref[:, :4]], ["a", "b"])
+    test = PerVector(lambda: ProjectedKSTest(device="cpu")).fit([ref, ref[:, :4]], ["a", "b"])
     calm = test.score([same, same[:, :4]])
     moved = test.score([shifted, shifted[:, :4]])
     assert not calm.drift.any()
     assert moved.drift.all()
-    assert moved.method == "ks-pca"
+    assert moved.method == "ks-pca" and moved.features == ("a", "b")
 
 
 def test_rows_with_missing_values_are_left_out() -> None:
     ref = RNG.normal(size=(200, 4))
     cur = RNG.normal(size=(100, 4))
     cur[:10] = np.nan
-    result = ProjectedKSTest(device="cpu").fit([ref]).score([cur])
-    assert result.n_current[0] == 90
-    assert 0.0 <= result.p_value[0] <= 1.0
+    result = ProjectedKSTest(device="cpu").fit(ref).score(cur)
+    assert int(result.n_current) == 90
+    assert 0.0 <= float(result.p_value) <= 1.0
+    assert result.statistic.shape == ()  # a multivariate test gives scalars
 
 
 def test_needs_complete_reference_rows() -> None:
     with pytest.raises(ValueError, match="two complete"):
-        ProjectedKSTest(device="cpu").fit([np.full((5, 3), np.nan)])
+        ProjectedKSTest(device="cpu").fit(np.full((5, 3), np.nan))
+    with pytest.raises(ValueError, match="shape"):
+        ProjectedKSTest(device="cpu").fit(RNG.normal(size=(50, 3))).score(np.zeros((4, 2)))

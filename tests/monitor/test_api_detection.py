@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
+import pytest
 from fastapi.testclient import TestClient
 
 from tests.conftest import make_key
@@ -212,3 +213,45 @@ def test_openapi_documents_the_raw_request_bodies(client: TestClient) -> None:
 
     for name in re.findall(r'"#/components/schemas/([^"]+)"', json.dumps(doc)):
         assert name in schemas, name
+
+
+def test_monitor_chooses_detectors_by_name_with_parameters(
+    client: TestClient, admin: dict[str, str], model: dict[str, Any]
+) -> None:
+    spec = {
+        **model,
+        "version": "2",
+        "monitors": [
+            {
+                "name": "distances",
+                "min_samples": 50,
+                "window": {"size": 300},
+                "detectors": {
+                    "numeric": {"name": "wasserstein", "params": {"threshold": 0.2}},
+                    "categorical": "tvd",
+                    "vector": "ks-pca",
+                },
+            },
+            {
+                "name": "permutation",
+                "min_samples": 50,
+                "window": {"size": 300},
+                "detectors": {"numeric": {"name": "psi", "params": {"n_permutations": 99}}},
+            },
+        ],
+    }
+    assert client.post("/api/v1/models", json=spec, headers=admin).status_code == 200
+    upload_reference(client, admin)
+    post(client, admin, rows(300, shift=1.5, seed=4, site_b=0.9))
+    runs = {r["monitor"]: r for r in client.post(DETECT, headers=admin).json()}
+    distances = {r["feature"]: r for r in runs["distances"]["results"]}
+    assert distances["brightness"]["method"] == "wasserstein"
+    assert distances["brightness"]["p_value"] is None  # a distance with a threshold
+    assert distances["brightness"]["drift"] and distances["brightness"]["statistic"] > 0.2
+    assert distances["site"]["method"] == "tvd" and distances["site"]["drift"]
+    assert distances["emb"]["method"] == "ks-pca" and not distances["emb"]["drift"]
+    assert runs["distances"]["status"] == "drift"
+    permuted = {r["feature"]: r for r in runs["permutation"]["results"]}
+    assert set(permuted) == {"brightness", "prediction.confidence", "prediction.entropy"}
+    assert permuted["brightness"]["p_value"] == pytest.approx(1 / 100)
+    assert permuted["brightness"]["drift"]

@@ -61,6 +61,17 @@ BAD_SPECS = [
     ("unknown task", _with(output={"task": "ranking"}), "output.task"),
     ("unknown detector", _with(monitors=[{"detectors": {"numeric": "magic"}}]), "monitors[0]"),
     ("detector on wrong kind", _with(monitors=[{"detectors": {"numeric": "chi2"}}]), "monitors[0]"),
+    (
+        "unknown detector parameter",
+        _with(monitors=[{"detectors": {"numeric": {"name": "psi", "params": {"bins": 5}}}}]),
+        "monitors[0]",
+    ),
+    (
+        "bad detector parameter value",
+        _with(monitors=[{"detectors": {"numeric": {"name": "psi", "params": {"n_bins": 1}}}}]),
+        "monitors[0]",
+    ),
+    ("unknown column kind", _with(monitors=[{"detectors": {"image": "ks"}}]), "monitors[0]"),
     ("unknown correction", _with(monitors=[{"correction": "holm-ish"}]), "monitors[0]"),
     ("alpha out of range", _with(monitors=[{"alpha": 1.5}]), "monitors[0].alpha"),
     (

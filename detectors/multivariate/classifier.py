@@ -1,0 +1,184 @@
+"""Classifier two-sample test: can a small model tell the current window from the reference?"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Self
+
+import numpy as np
+import torch
+from scipy import stats
+
+from detectors.base import check_matrix, feature_names, multivariate_result
+from detectors.device import resolve_device
+from detectors.multivariate.kernels import check_alpha, check_positive_int, complete_rows
+from detectors.result import DriftResult
+
+
+def mann_whitney_auc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Area under the ROC curve of ``scores`` for ``labels`` (0/1), ties counted half."""
+    ranks = stats.rankdata(scores)  # midranks for ties
+    positive = labels == 1
+    n1, n0 = int(positive.sum()), int((~positive).sum())
+    return float((ranks[positive].sum() - n1 * (n1 + 1) / 2.0) / (n0 * n1))
+
+
+def auc_p_value(auc: float, n0: int, n1: int) -> float:
+    """One-sided ``P(AUC >= auc)`` under no difference, by the normal approximation of the
+    Mann-Whitney statistic: mean 1/2, variance ``(n0 + n1 + 1) / (12 n0 n1)`` (no tie term)."""
+    z = (auc - 0.5) / math.sqrt((n0 + n1 + 1) / (12.0 * n0 * n1))
+    return 0.5 * math.erfc(z / math.sqrt(2.0))
+
+
+class ClassifierTest:
+    """Drift when a classifier separates current rows from reference rows better than chance.
+
+    Reference rows are labelled 0 and current rows 1. The pooled rows are split into
+    ``n_folds`` stratified folds (seeded); for each fold a one-hidden-layer MLP (``hidden``
+    ReLU units; ``hidden=0`` gives logistic regression) is trained on the other folds with
+    full-batch Adam for ``epochs`` steps, on inputs standardised with the training folds' mean
+    and standard deviation and a class-balanced cross-entropy (each class weighs half), then
+    scores its held-out fold. All folds train together as one batched model, in float32.
+
+    The statistic is the AUC of the pooled out-of-fold scores (0.5: indistinguishable, 1:
+    perfectly separated; AUC does not depend on the class sizes). The p-value is one-sided,
+    from the Mann-Whitney normal approximation with variance ``(n0 + n1 + 1) / (12 n0 n1)``;
+    out-of-fold scores under no drift tend to give AUCs a little below 0.5, so the test errs on
+    the conservative side. The same ``seed`` (folds and initial weights) gives the same result
+    on the same device. Rows with a NaN are dropped; each side needs ``n_folds`` complete rows.
+
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> test = ClassifierTest(device="cpu").fit(rng.normal(size=(300, 4)))
+    >>> bool(test.score(rng.normal(size=(300, 4)) + [1.0, 0, 0, 0]).drift)
+    True
+    """
+
+    method = "classifier"
+
+    def __init__(
+        self,
+        *,
+        n_folds: int = 5,
+        seed: int = 0,
+        alpha: float = 0.05,
+        device: str = "auto",
+        epochs: int = 100,
+        hidden: int = 32,
+        learning_rate: float = 0.05,
+    ) -> None:
+        check_positive_int(n_folds, "n_folds", 2)
+        check_positive_int(epochs, "epochs")
+        check_positive_int(hidden, "hidden", 0)
+        check_alpha(alpha)
+        if not (math.isfinite(learning_rate) and learning_rate > 0):
+            raise ValueError(f"learning_rate must be a positive number, got {learning_rate!r}")
+        self.n_folds = n_folds
+        self.seed = seed
+        self.alpha = alpha
+        self.device = device
+        self.epochs = epochs
+        self.hidden = hidden
+        self.learning_rate = learning_rate
+        self._device = resolve_device(device)
+        self._ref: np.ndarray | None = None
+        self.features: tuple[str, ...] = ()
+
+    def _complete(self, data: np.ndarray, name: str) -> np.ndarray:
+        rows = complete_rows(data)
+        if len(rows) < self.n_folds:
+            raise ValueError(
+                f"{name} needs at least n_folds={self.n_folds} complete rows (rows without "
+                f"NaN), got {len(rows)}"
+            )
+        return rows
+
+    def fit(self, reference: np.ndarray, features: Sequence[str] | None = None) -> Self:
+        data = check_matrix(reference, name="reference")
+        self.features = feature_names(features, data.shape[1])
+        self._ref = self._complete(data, "reference")
+        return self
+
+    def score(self, current: np.ndarray) -> DriftResult:
+        if self._ref is None:
+            raise RuntimeError("call fit(reference) before score(current)")
+        data = check_matrix(current, name="current", n_features=len(self.features))
+        cur = self._complete(data, "current")
+        labels = np.concatenate([np.zeros(len(self._ref)), np.ones(len(cur))])
+        scores = self._out_of_fold_scores(np.concatenate([self._ref, cur]), labels)
+        auc = mann_whitney_auc(scores, labels)
+        return multivariate_result(
+            method=self.method,
+            statistic=auc,
+            p_value=auc_p_value(auc, len(self._ref), len(cur)),
+            alpha=self.alpha,
+            n_reference=len(self._ref),
+            n_current=len(cur),
+        )
+
+    def _folds(self, labels: np.ndarray, generator: torch.Generator) -> torch.Tensor:
+        """Fold of each row: each class shuffled, then dealt round-robin (stratified)."""
+        folds = torch.empty(len(labels), dtype=torch.long)
+        for value in (0, 1):
+            members = torch.as_tensor(np.flatnonzero(labels == value))
+            order = members[torch.randperm(len(members), generator=generator)]
+            folds[order] = torch.arange(len(members)) % self.n_folds
+        return folds
+
+    def _out_of_fold_scores(self, rows: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        generator = torch.Generator().manual_seed(self.seed)
+        k, dim, dev = self.n_folds, rows.shape[1], self._device
+        folds = self._folds(labels, generator).to(dev)
+        x = torch.as_tensor(rows, dtype=torch.float32, device=dev)
+        y = torch.as_tensor(labels, dtype=torch.float32, device=dev)
+        train = (folds[None, :] != torch.arange(k, device=dev)[:, None]).float()  # (k, N)
+
+        # standardise with each fold's training rows only, so the held-out fold stays unseen
+        count = train.sum(1, keepdim=True)
+        mean = train @ x / count
+        var = train @ x.square() / count - mean.square()
+        std = var.clamp_min(0.0).sqrt()
+        std = torch.where(std > 1e-12 * (1.0 + mean.abs()), std, torch.ones_like(std))
+        z = (x[None, :, :] - mean[:, None, :]) / std[:, None, :]  # (k, N, dim)
+
+        # class-balanced weights: each class carries half of each fold's training loss
+        per_class = torch.stack([train @ (1.0 - y), train @ y], dim=1)  # (k, 2)
+        weight = train * torch.where(y.bool(), 0.5 / per_class[:, 1:], 0.5 / per_class[:, :1])
+
+        params = self._init_params(k, dim, generator)
+        optimizer = torch.optim.Adam(params, lr=self.learning_rate)
+        with torch.enable_grad():
+            for _ in range(self.epochs):
+                optimizer.zero_grad()
+                loss = torch.nn.functional.binary_cross_entropy_with_logits(
+                    self._logits(params, z), y.expand(k, -1), reduction="none"
+                )
+                (loss * weight).sum().backward()
+                optimizer.step()
+        with torch.no_grad():
+            logits = self._logits(params, z)  # (k, N): row n scored by every fold's model
+            held_out = logits.gather(0, folds[None, :])[0]
+        return held_out.double().cpu().numpy()
+
+    def _init_params(self, k: int, dim: int, generator: torch.Generator) -> list[torch.Tensor]:
+        """Weights of ``k`` independent models, drawn from ``generator`` (never torch's global
+        seed), scaled by 1/sqrt(fan-in)."""
+
+        def layer(fan_in: int, fan_out: int) -> list[torch.Tensor]:
+            w = torch.randn((k, fan_in, fan_out), generator=generator) / math.sqrt(fan_in)
+            return [w.to(self._device), torch.zeros((k, 1, fan_out), device=self._device)]
+
+        sizes = [dim, self.hidden, 1] if self.hidden > 0 else [dim, 1]
+        params = [p for a, b in zip(sizes, sizes[1:], strict=False) for p in layer(a, b)]
+        for p in params:
+            p.requires_grad_(True)
+        return params
+
+    def _logits(self, params: list[torch.Tensor], z: torch.Tensor) -> torch.Tensor:
+        h = z
+        for i in range(0, len(params), 2):
+            h = torch.baddbmm(params[i + 1], h, params[i])
+            if i + 2 < len(params):
+                h = torch.relu(h)
+        return h[:, :, 0]
