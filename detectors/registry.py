@@ -17,6 +17,9 @@ from typing import Any
 
 from detectors.categorical.chisquare import ChiSquareTest
 from detectors.categorical.distances import CategoricalJensenShannon, CategoricalPSI, TotalVariation
+from detectors.multivariate.classifier import ClassifierTest
+from detectors.multivariate.energy import EnergyDistance
+from detectors.multivariate.mmd import MMD, LinearMMD
 from detectors.multivariate.per_vector import PerVector
 from detectors.multivariate.projected_ks import ProjectedKSTest
 from detectors.univariate.anderson import AndersonDarlingTest
@@ -80,6 +83,10 @@ REGISTRY: dict[str, DetectorSpec] = {
             "KS on the reference's top principal components (Bonferroni-combined)",
             multivariate=True,
         ),
+        _spec("mmd", MMD, "vector", "RBF-kernel MMD, permutation p-value", multivariate=True),
+        _spec("linear_mmd", LinearMMD, "vector", "linear-time MMD for large windows", True),
+        _spec("energy", EnergyDistance, "vector", "energy distance, permutation p-value", True),
+        _spec("classifier", ClassifierTest, "vector", "classifier two-sample test (CV AUC)", True),
     ]
 }
 

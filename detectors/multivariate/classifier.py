@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from itertools import pairwise
 from typing import Self
 
 import numpy as np
@@ -147,15 +148,23 @@ class ClassifierTest:
         weight = train * torch.where(y.bool(), 0.5 / per_class[:, 1:], 0.5 / per_class[:, :1])
 
         params = self._init_params(k, dim, generator)
-        optimizer = torch.optim.Adam(params, lr=self.learning_rate)
+        # Adam written out: torch.optim's first use imports torch._dynamo, seconds of start-up
+        # for a few dozen lines of arithmetic
+        moments = [(torch.zeros_like(p), torch.zeros_like(p)) for p in params]
+        beta1, beta2, eps = 0.9, 0.999, 1e-8
         with torch.enable_grad():
-            for _ in range(self.epochs):
-                optimizer.zero_grad()
+            for step in range(1, self.epochs + 1):
                 loss = torch.nn.functional.binary_cross_entropy_with_logits(
                     self._logits(params, z), y.expand(k, -1), reduction="none"
                 )
-                (loss * weight).sum().backward()
-                optimizer.step()
+                grads = torch.autograd.grad((loss * weight).sum(), params)
+                with torch.no_grad():
+                    for p, g, (m, v) in zip(params, grads, moments, strict=True):
+                        m.mul_(beta1).add_(g, alpha=1 - beta1)
+                        v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+                        step_size = self.learning_rate / (1 - beta1**step)
+                        denom = (v / (1 - beta2**step)).sqrt_().add_(eps)
+                        p.addcdiv_(m, denom, value=-step_size)
         with torch.no_grad():
             logits = self._logits(params, z)  # (k, N): row n scored by every fold's model
             held_out = logits.gather(0, folds[None, :])[0]
@@ -170,7 +179,7 @@ class ClassifierTest:
             return [w.to(self._device), torch.zeros((k, 1, fan_out), device=self._device)]
 
         sizes = [dim, self.hidden, 1] if self.hidden > 0 else [dim, 1]
-        params = [p for a, b in zip(sizes, sizes[1:], strict=False) for p in layer(a, b)]
+        params = [p for a, b in pairwise(sizes) for p in layer(a, b)]
         for p in params:
             p.requires_grad_(True)
         return params

@@ -11,8 +11,10 @@ the first sample), the three sums of every permutation come from one product ``U
 ``s_xx = ((U @ K) * U).sum(1)``, ``s_xy = (U @ K).sum(1) - s_xx`` and
 ``s_yy = total - s_xx - 2 s_xy`` (``total`` is the sum of all of ``K``). ``K`` itself is never
 held whole: ``U @ K`` is accumulated block by block, using ``K``'s symmetry so each block is
-computed once. The p-value is ``(1 + #{permuted >= observed}) / (1 + P)``, never zero and exact
-in level (Phipson and Smyth, 2010).
+computed once. The p-value is ``(1 + #{permuted >= observed}) / (1 + P)``, never zero (Phipson
+and Smyth, 2010); it is exact in level when the pair function does not depend on which rows are
+the reference (the energy distance, MMD with a given bandwidth), and close to it when MMD's
+bandwidth comes from the reference.
 """
 
 from __future__ import annotations
@@ -34,10 +36,11 @@ PairFunction = Callable[[torch.Tensor], torch.Tensor]
 # |a|^2 + |b|^2 - 2 a.b is much faster but leaves rounding of order 1e-16 |a|^2, which a square
 # root (energy distance) would inflate to 1e-8 |a| for near-identical rows.
 DIRECT_MAX_DIM = 16
+_EXPANSION_ROUNDING = 64 * float(np.finfo(np.float64).eps)
 # The median heuristic looks at the pairs of at most this many reference rows (2 million pairs)
 MEDIAN_MAX_ROWS = 2000
-# Permuted and observed statistics closer than this (relative to the statistic's scale) count as
-# ties: they are computed along different floating-point paths
+# Permuted and observed statistics closer than this (relative to the size of a pair value) count
+# as ties: they go through the same products, but rounding may differ between their rows
 TIE_TOLERANCE = 1e-9
 
 
@@ -55,8 +58,12 @@ def squared_distances(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """The (len(a), len(b)) matrix of squared Euclidean distances, never negative."""
     if a.shape[1] <= DIRECT_MAX_DIM:
         return torch.cdist(a, b, compute_mode="donot_use_mm_for_euclid_dist").square()
-    sq = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * (a @ b.T)
-    return sq.clamp_min_(0.0)
+    norms = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :]
+    sq = torch.addmm(norms, a, b.T, alpha=-2.0)
+    # what is left below the expansion's rounding error is no distance at all (identical rows
+    # would otherwise be 1e-8 |a| apart after the energy distance's square root); in place, as
+    # these blocks are the bulk of the work
+    return sq.masked_fill_(sq <= norms.mul_(_EXPANSION_ROUNDING), 0.0)
 
 
 def _chunks(n: int, size: int) -> list[tuple[int, int]]:
@@ -70,9 +77,7 @@ def _block(a: torch.Tensor, b: torch.Tensor, fn: PairFunction, diagonal: bool) -
     return fn(sq)
 
 
-def pair_sum(
-    a: torch.Tensor, b: torch.Tensor | None, fn: PairFunction, chunk_size: int
-) -> float:
+def pair_sum(a: torch.Tensor, b: torch.Tensor | None, fn: PairFunction, chunk_size: int) -> float:
     """``sum_ij fn(||a_i - b_j||^2)`` over all ordered pairs, diagonal included.
 
     ``b=None`` means ``b`` is ``a``: only the blocks on and above the diagonal are computed and
@@ -247,8 +252,9 @@ class PermutationTwoSampleTest:
 
     Subclasses define the pair function (kernel or distance) and the statistic as a function of
     the three pair sums. Rows with a missing (NaN) or infinite value are dropped. The data are
-    centred on the reference mean first: distances do not change, and the matrix-product path
-    of :func:`squared_distances` loses less to rounding near the origin.
+    centred on the reference mean first (distances do not change, and the matrix-product path
+    of :func:`squared_distances` loses less to rounding near the origin), then divided by the
+    length ``_prepare`` returns.
 
     When the pooled sample has more than ``permutation_rows`` rows, the statistic is still
     computed on all rows but the p-value comes from a permutation test on a random subsample of
@@ -272,13 +278,16 @@ class PermutationTwoSampleTest:
         check_alpha(self.alpha)
         self._ref: torch.Tensor | None = None
         self._center = torch.zeros(0)
+        self._divisor = 1.0
         self._prefix: torch.Tensor | None = None
         self._s_xx = 0.0
         self.features: tuple[str, ...] = ()
 
     # --- what a subclass defines -------------------------------------------------------------
-    def _prepare(self, reference: torch.Tensor) -> None:
-        """Learn what the pair function needs from the (centred) reference, e.g. a bandwidth."""
+    def _prepare(self, reference: torch.Tensor) -> float:
+        """Learn what the pair function needs from the (centred) reference; return the length
+        every row is divided by before distances are taken (an RBF kernel's bandwidth)."""
+        return 1.0
 
     def _pair_function(self) -> PairFunction:
         raise NotImplementedError
@@ -312,7 +321,10 @@ class PermutationTwoSampleTest:
         x = self._complete(data, "reference")
         self._center = x.mean(dim=0)
         x = x - self._center
-        self._prepare(x)
+        # dividing the rows, rather than squared distances by sigma^2, keeps tiny or huge
+        # bandwidths from under- or overflowing
+        self._divisor = self._prepare(x)
+        x = x / self._divisor
         fn = self._pair_function()
         if len(x) <= CACHE_MAX_ROWS:
             self._prefix = pair_matrix(x, fn, self.chunk_size)
@@ -327,9 +339,14 @@ class PermutationTwoSampleTest:
         if self._ref is None:
             raise RuntimeError("call fit(reference) before score(current)")
         data = check_matrix(current, name="current", n_features=len(self.features))
-        x, y = self._ref, self._complete(data, "current") - self._center
+        x = self._ref
+        y = (self._complete(data, "current") - self._center) / self._divisor
         fn = self._pair_function()
-        sums = (self._s_xx, pair_sum(x, y, fn, self.chunk_size), pair_sum(y, None, fn, self.chunk_size))
+        sums = (
+            self._s_xx,
+            pair_sum(x, y, fn, self.chunk_size),
+            pair_sum(y, None, fn, self.chunk_size),
+        )
         s_xx, s_xy, s_yy = (torch.tensor(s, dtype=torch.float64) for s in sums)
         statistic = float(self._statistic(s_xx, s_xy, s_yy, len(x), len(y)))
         return multivariate_result(

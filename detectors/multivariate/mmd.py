@@ -32,10 +32,10 @@ def _check_bandwidth(bandwidth: float | None) -> None:
         raise ValueError(f"bandwidth must be a positive number or None, got {bandwidth!r}")
 
 
-def rbf(sigma: float) -> PairFunction:
-    """``k = exp(-d^2 / (2 sigma^2))`` of squared distances ``d^2``."""
-    scale = -0.5 / (sigma * sigma)
-    return lambda sq: torch.exp(sq * scale)
+def unit_rbf(sq: torch.Tensor) -> torch.Tensor:
+    """``k = exp(-d^2 / 2)`` of squared distances ``d^2`` between rows already divided by sigma
+    (dividing rows rather than ``d^2`` by ``sigma^2`` cannot under- or overflow)."""
+    return torch.exp(sq * -0.5)
 
 
 class MMD(PermutationTwoSampleTest):
@@ -49,8 +49,9 @@ class MMD(PermutationTwoSampleTest):
     ``bandwidth=None`` (sigma) takes the median Euclidean distance between distinct reference
     rows, computed once in ``fit`` (on a seeded subset of 2,000 rows for larger references):
     every window is then measured with the same kernel, so statistics compare across windows,
-    and the reference's kernel sum is computed once. The permutation test keeps this sigma for
-    every permutation.
+    and the reference's kernel sum is computed once. It is kept as ``bandwidth_`` and in the
+    result's ``extra["bandwidth"]``. The permutation test keeps this sigma for every permutation
+    (so its level is close to, not exactly, alpha; exact with a given ``bandwidth``).
 
     p-value: ``(1 + #{permuted >= observed}) / (1 + n_permutations)`` over random splits of the
     pooled rows, drawn with a ``torch.Generator`` seeded by ``seed``; all permutations are one
@@ -94,27 +95,23 @@ class MMD(PermutationTwoSampleTest):
         self.bandwidth_: float | None = None  # the sigma in use, set by fit
         self._init_state()
 
-    def _prepare(self, reference: torch.Tensor) -> None:
+    def _prepare(self, reference: torch.Tensor) -> float:
         self.bandwidth_ = (
             float(self.bandwidth)
             if self.bandwidth is not None
             else median_distance(reference, self.seed)
         )
+        return self.bandwidth_
 
     def _pair_function(self) -> PairFunction:
-        assert self.bandwidth_ is not None
-        return rbf(self.bandwidth_)
+        return unit_rbf
 
     def _statistic(
         self, s_xx: torch.Tensor, s_xy: torch.Tensor, s_yy: torch.Tensor, n: int, m: int
     ) -> torch.Tensor:
         # the diagonal of each within-sample block is k(x, x) = 1: subtracting n (m) leaves the
         # sum over distinct pairs that the unbiased estimate averages
-        return (
-            (s_xx - n) / (n * (n - 1))
-            + (s_yy - m) / (m * (m - 1))
-            - 2.0 * s_xy / (n * m)
-        )
+        return (s_xx - n) / (n * (n - 1)) + (s_yy - m) / (m * (m - 1)) - 2.0 * s_xy / (n * m)
 
     def _extra(self) -> dict[str, np.ndarray]:
         return {"bandwidth": np.asarray(self.bandwidth_, dtype=np.float64)}
@@ -141,7 +138,7 @@ class LinearMMD:
     True
     """
 
-    method = "linear-mmd"
+    method = "linear_mmd"
 
     def __init__(
         self, *, bandwidth: float | None = None, alpha: float = 0.05, device: str = "auto"
@@ -184,10 +181,10 @@ class LinearMMD:
         n_pairs = min(len(x), len(y)) // 2
         x1, x2 = x[0 : 2 * n_pairs : 2], x[1 : 2 * n_pairs : 2]
         y1, y2 = y[0 : 2 * n_pairs : 2], y[1 : 2 * n_pairs : 2]
-        scale = -0.5 / (self.bandwidth_ * self.bandwidth_)
+        sigma = self.bandwidth_
 
         def k(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:  # row by row, not all pairs
-            return torch.exp((a - b).square().sum(dim=1) * scale)
+            return unit_rbf(((a - b) / sigma).square().sum(dim=1))
 
         h = k(x1, x2) + k(y1, y2) - k(x1, y2) - k(x2, y1)
         statistic = float(h.mean())

@@ -70,7 +70,9 @@ def _sigma_squared(n: int, m: int) -> float:
 def anderson_p_value(statistic: np.ndarray) -> np.ndarray:
     """Interpolated p-value of the standardised statistic, capped to [0.001, 0.25] as scipy's
     ``anderson_ksamp`` does (the table covers only that range)."""
-    p = np.exp(np.polyval(_P_FIT, statistic))
+    # the table's range only: outside it the fit would overflow and the answer is the cap
+    inside = np.clip(statistic, _CRITICAL.min(), _CRITICAL.max())
+    p = np.exp(np.polyval(_P_FIT, inside))
     p = np.where(statistic < _CRITICAL.min(), _SIGNIFICANCE.max(), p)
     return np.where(statistic > _CRITICAL.max(), _SIGNIFICANCE.min(), p)
 
