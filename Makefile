@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bench-ingest clean
+.PHONY: demo test lint bench-ingest bench-detectors clean
 
 $(BIN)/tidewatch: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,9 @@ test: lint
 
 bench-ingest: $(BIN)/tidewatch
 	$(BIN)/python benchmarks/ingest.py
+
+bench-detectors: $(BIN)/tidewatch
+	DO_NOT_TRACK=1 $(BIN)/python benchmarks/detectors.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

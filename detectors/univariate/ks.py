@@ -13,12 +13,7 @@ from scipy import stats
 from detectors.base import check_matrix, drift_result, feature_names
 from detectors.device import resolve_device
 from detectors.result import DriftResult
-from detectors.univariate.columns import (
-    SortedColumns,
-    ecdf_at,
-    feature_chunks,
-    sort_columns,
-)
+from detectors.univariate.columns import SortedColumns, feature_chunks, sort_columns
 
 # scipy's rule for method="auto": exact while both samples have at most this many values
 MAX_EXACT_N = 10_000
@@ -28,15 +23,31 @@ _MAX_POOLED_VALUES = 1 << 25
 
 
 def ks_statistic(ref: SortedColumns, cur: SortedColumns) -> torch.Tensor:
-    """Largest gap between the two empirical CDFs, one value per feature.
+    """Largest gap between the two empirical CDFs, one value per feature, exact with ties.
 
-    Both CDFs are evaluated right-continuously at every pooled value, as ``scipy.stats.ks_2samp``
-    does, which makes the statistic exact in the presence of ties.
+    Only the current values are searched in the sorted reference (no pooled sample is built):
+    between two consecutive distinct current values ``y_a < y_b`` the current ECDF is constant
+    and the reference ECDF rises from ``#ref <= y_a`` to ``#ref < y_b``, so the gap's extremes
+    over that interval are at those two counts. Before the first current value the gap is
+    ``#ref < y_1 / n``. This is the supremum scipy's ``ks_2samp`` takes over all pooled values.
     """
-    pooled = torch.cat([ref.values, cur.values], dim=1)
-    gap = (ecdf_at(ref.values, ref.counts, pooled) - ecdf_at(cur.values, cur.counts, pooled)).abs()
-    gap = torch.where(torch.isfinite(pooled), gap, torch.zeros_like(gap))
-    return gap.max(dim=1).values
+    y = cur.values
+    n = ref.counts.clamp(min=1).to(torch.float64)[:, None]
+    m = cur.counts.clamp(min=1).to(torch.float64)[:, None]
+    ref_le = torch.searchsorted(ref.values, y, right=True).to(torch.float64) / n
+    ref_lt = torch.searchsorted(ref.values, y, right=False).to(torch.float64) / n
+    k = torch.arange(y.shape[1], device=y.device)
+    valid = k[None, :] < cur.counts[:, None]
+    following = torch.cat([y[:, 1:], torch.full_like(y[:, :1], float("inf"))], dim=1)
+    last_of_ties = valid & (y != following)  # the current ECDF steps here: #cur <= y is k + 1
+    cur_le = (k + 1).to(torch.float64)[None, :] / m
+    # reference ECDF just below the next distinct current value (1 after the last one)
+    ref_below_next = torch.cat([ref_lt[:, 1:], torch.ones_like(ref_lt[:, :1])], dim=1)
+    zero = torch.zeros((), dtype=torch.float64, device=y.device)
+    at_values = torch.where(last_of_ties, (ref_le - cur_le).abs(), zero).amax(dim=1)
+    between = torch.where(last_of_ties, ref_below_next - cur_le, zero).amax(dim=1)
+    before_first = ref_lt[:, 0]
+    return torch.maximum(torch.maximum(at_values, between), before_first)
 
 
 def ks_asymptotic_p_value(

@@ -130,3 +130,17 @@ def test_exact_p_value_matches_scipy_at_every_lattice_distance(n_ref: int, n_cur
         ok, _, expected = _attempt_exact_2kssamp(n_ref, n_cur, gcd(n_ref, n_cur), dj, "two-sided")
         assert ok
         assert pj == pytest.approx(expected, rel=1e-9, abs=1e-300)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    arrays(np.float64, st.tuples(st.integers(1, 40), st.just(2)), elements=st.integers(-3, 3)),
+    arrays(np.float64, st.tuples(st.integers(1, 40), st.just(2)), elements=st.integers(-3, 3)),
+)
+def test_statistic_matches_scipy_with_many_ties(ref: np.ndarray, cur: np.ndarray) -> None:
+    """Small integer values: most values are tied within and across the samples."""
+    result = KSTest(device="cpu", correction="none").fit(ref).score(cur)
+    for j in range(2):
+        expected = stats.ks_2samp(ref[:, j], cur[:, j])
+        assert result.statistic[j] == pytest.approx(expected.statistic, abs=1e-12)
+        assert result.p_value[j] == pytest.approx(expected.pvalue, rel=1e-9, abs=1e-300)
