@@ -13,15 +13,19 @@ from detectors.base import check_matrix, drift_result, feature_names
 from detectors.device import resolve_device
 from detectors.result import DriftResult
 from detectors.univariate.columns import SortedColumns, feature_chunks, sort_columns
-from detectors.univariate.ranks import midranks, valid_mask
+from detectors.univariate.ranks import midranks, tie_bounds, valid_mask
 
 # scipy's rule for method="auto": exact p-values while both samples have at most 20 values
 MAX_EXACT_N = 20
 
 
-def cvm_statistic(ref: SortedColumns, cur: SortedColumns) -> torch.Tensor:
+def cvm_statistic(
+    ref: SortedColumns,
+    cur: SortedColumns,
+    ref_ties: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> torch.Tensor:
     """T of Anderson (1962), eq. 9 of scipy's reference, with midranks for ties."""
-    rx, ry = midranks(ref, cur)
+    rx, ry = midranks(ref, cur, ref_ties)
     n = ref.counts.to(torch.float64)
     m = cur.counts.to(torch.float64)
     i = torch.arange(1, rx.shape[1] + 1, device=rx.device, dtype=torch.float64)
@@ -93,15 +97,22 @@ class CVMTest:
         self._device = resolve_device(device)
         self._ref: SortedColumns | None = None
         self._reference: np.ndarray | None = None
+        self._ref_ties: tuple[torch.Tensor, torch.Tensor] | None = None
         self.features: tuple[str, ...] = ()
 
     def fit(self, reference: np.ndarray, features: Sequence[str] | None = None) -> Self:
         reference = check_matrix(reference, name="reference")
         self.features = feature_names(features, reference.shape[1])
         self._ref = sort_columns(reference, self._device)
+        self._ref_ties = tie_bounds(self._ref.values)
         # kept only when small: the exact p-value (scipy) needs the raw values
         self._reference = reference if reference.shape[0] <= MAX_EXACT_N else None
         return self
+
+    def _ties(self, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+        if self._ref_ties is None:
+            return None
+        return self._ref_ties[0][start:stop], self._ref_ties[1][start:stop]
 
     def score(self, current: np.ndarray) -> DriftResult:
         if self._ref is None:
@@ -110,7 +121,7 @@ class CVMTest:
         cur = sort_columns(current, self._device)
         width = self._ref.values.shape[1] + cur.values.shape[1]
         parts = [
-            cvm_statistic(self._ref.rows(a, b), cur.rows(a, b))
+            cvm_statistic(self._ref.rows(a, b), cur.rows(a, b), self._ties(a, b))
             for a, b in feature_chunks(len(self.features), width)
         ]
         statistic = torch.cat(parts).cpu().numpy() if parts else np.zeros(0)

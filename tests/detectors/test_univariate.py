@@ -252,3 +252,17 @@ def test_bad_input_is_refused(cls: type) -> None:
         detector.score(np.zeros((5, 3)))
     with pytest.raises(ValueError, match="feature names"):
         cls(device="cpu").fit(np.zeros((5, 2)), features=["only-one"])
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    arrays(np.float64, st.tuples(st.integers(2, 40), st.just(2)), elements=st.integers(-3, 3)),
+    arrays(np.float64, st.tuples(st.integers(2, 40), st.just(2)), elements=st.integers(-3, 3)),
+)
+def test_cvm_matches_scipy_with_many_ties(ref: np.ndarray, cur: np.ndarray) -> None:
+    """Small integers: midranks come from tie groups within and across the samples."""
+    result = CVMTest(device="cpu", correction="none").fit(ref).score(cur)
+    for j in range(2):
+        expected = stats.cramervonmises_2samp(ref[:, j], cur[:, j])
+        assert result.statistic[j] == pytest.approx(expected.statistic, abs=1e-12)
+        assert result.p_value[j] == pytest.approx(expected.pvalue, rel=1e-9, abs=1e-12)
