@@ -19,12 +19,14 @@ from sqlalchemy.orm import Session
 
 from detectors import DriftResult, adjust
 from detectors import registry as detector_registry
+from detectors.quality import DataQuality
 from monitor.data.arrays import Columns, table_columns
 from monitor.data.layout import from_bytes
 from monitor.db.models import RegisteredModel
 from monitor.db.references import get_reference
-from monitor.db.tables import DetectionResult, DetectionRun
+from monitor.db.tables import DetectionResult, DetectionRun, QualityResult
 from monitor.db.telemetry import load_window
+from monitor.quality_step import fit_quality, score_quality
 from monitor.schema import MonitorConfig
 
 _KINDS = ("numeric", "categorical", "vector")
@@ -37,6 +39,7 @@ class FittedReference:
     n_rows: int
     detectors: dict[str, Any]  # kind -> fitted detector
     names: dict[str, list[str]]  # kind -> column names in detector order
+    quality: DataQuality | None = None
 
 
 def _select(columns: Columns, monitor: MonitorConfig) -> dict[str, dict[str, np.ndarray]]:
@@ -61,7 +64,8 @@ def _stack(kind: str, values: dict[str, np.ndarray]) -> Any:
 def fit_reference(
     table: pa.Table, registered: RegisteredModel, monitor: MonitorConfig, device: str
 ) -> FittedReference:
-    groups = _select(table_columns(table, registered.spec), monitor)
+    columns = table_columns(table, registered.spec)
+    groups = _select(columns, monitor)
     detectors: dict[str, Any] = {}
     names: dict[str, list[str]] = {}
     for kind in _KINDS:
@@ -76,7 +80,8 @@ def fit_reference(
         )
         names[kind] = list(groups[kind])
         detectors[kind] = detector.fit(_stack(kind, groups[kind]), names[kind])
-    return FittedReference(n_rows=table.num_rows, detectors=detectors, names=names)
+    quality = fit_quality(columns, registered.spec, device) if monitor.quality else None
+    return FittedReference(n_rows=table.num_rows, detectors=detectors, names=names, quality=quality)
 
 
 class ReferenceCache:
@@ -152,7 +157,8 @@ def run_monitor(
     fitted = cache.get(
         key, lambda: fit_reference(from_bytes(ref_data), registered, monitor, device)
     )
-    groups = _select(table_columns(current, registered.spec), monitor)
+    current_columns = table_columns(current, registered.spec)
+    groups = _select(current_columns, monitor)
     results: list[DriftResult] = [
         fitted.detectors[kind].score(_stack(kind, {n: groups[kind][n] for n in fitted.names[kind]}))
         for kind in _KINDS
@@ -186,6 +192,11 @@ def run_monitor(
             )
         offset += len(res.features)
     statistic = np.concatenate([r.statistic for r in results]) if results else np.zeros(0)
+    problems = 0
+    if fitted.quality is not None:
+        for row in score_quality(fitted.quality, current_columns, registered.spec):
+            problems += int(row.problem)
+            session.add(QualityResult(run_id=run.id, **row.__dict__))
     tested = int((~np.isnan(statistic)).sum())
     run.drifted_share = float(drift.sum() / tested) if tested else None
     status = "drift" if drift.any() else "ok"
@@ -193,6 +204,8 @@ def run_monitor(
         f"{int(drift.sum())} of {tested} features drifted "
         f"({monitor.correction}, alpha={monitor.alpha})"
     )
+    if fitted.quality is not None:
+        message += f"; {problems} data-quality problem{'s' * (problems != 1)}"
     return _finish(session, run, status, message)
 
 

@@ -99,6 +99,8 @@ class MonitorConfig(BaseModel):
     detectors: dict[str, str | DetectorChoice] = Field(default_factory=_default_detectors)
     # restrict to these features (default: all declared features and the prediction)
     features: list[str] | None = None
+    # data-quality checks of the declared input features in every run
+    quality: bool = True
 
     @model_validator(mode="after")
     def _known_detectors(self) -> Self:

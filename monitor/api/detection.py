@@ -8,7 +8,7 @@ from fastapi.concurrency import run_in_threadpool
 from monitor.api.deps import ServiceState, SessionDep, StateDep, model_or_404, require
 from monitor.api.schemas import RunOut, RunsPage
 from monitor.db.models import RegisteredModel, get_model
-from monitor.db.results import list_runs, run_results
+from monitor.db.results import list_runs, run_quality, run_results
 from monitor.pipeline import run_monitor
 
 router = APIRouter(prefix="/api/v1", tags=["detection"])
@@ -27,7 +27,11 @@ def detect(state: ServiceState, registered: RegisteredModel, monitor: str | None
             )
             out.append(
                 RunOut.of(
-                    run, registered.spec.name, registered.spec.version, run_results(session, run.id)
+                    run,
+                    registered.spec.name,
+                    registered.spec.version,
+                    run_results(session, run.id),
+                    run_quality(session, run.id),
                 )
             )
     return out
@@ -65,7 +69,13 @@ def get_results(
     runs = list_runs(session, registered, limit=limit, before_id=before)
     return RunsPage(
         runs=[
-            RunOut.of(r, registered.spec.name, registered.spec.version, run_results(session, r.id))
+            RunOut.of(
+                r,
+                registered.spec.name,
+                registered.spec.version,
+                run_results(session, r.id),
+                run_quality(session, r.id),
+            )
             for r in runs
         ],
         next_before=runs[-1].id if len(runs) == limit else None,

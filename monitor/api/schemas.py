@@ -6,7 +6,7 @@ from datetime import datetime
 
 from pydantic import BaseModel
 
-from monitor.db.tables import DetectionResult, DetectionRun
+from monitor.db.tables import DetectionResult, DetectionRun, QualityResult
 from monitor.schema import ModelSpec
 
 
@@ -60,6 +60,24 @@ class ResultOut(BaseModel):
         )
 
 
+class QualityOut(BaseModel):
+    feature: str
+    check: str
+    value: float | None
+    reference_value: float | None
+    problem: bool
+
+    @classmethod
+    def of(cls, row: QualityResult) -> QualityOut:
+        return cls(
+            feature=row.feature,
+            check=row.check,
+            value=row.value,
+            reference_value=row.reference_value,
+            problem=row.problem,
+        )
+
+
 class RunOut(BaseModel):
     id: int
     model: str
@@ -77,10 +95,16 @@ class RunOut(BaseModel):
     correction: str
     alpha: float
     results: list[ResultOut]
+    quality: list[QualityOut]
 
     @classmethod
     def of(
-        cls, run: DetectionRun, model: str, version: str, results: list[DetectionResult]
+        cls,
+        run: DetectionRun,
+        model: str,
+        version: str,
+        results: list[DetectionResult],
+        quality: list[QualityResult],
     ) -> RunOut:
         return cls(
             id=run.id,
@@ -99,6 +123,7 @@ class RunOut(BaseModel):
             correction=run.correction,
             alpha=run.alpha,
             results=[ResultOut.of(r) for r in results],
+            quality=[QualityOut.of(q) for q in quality],
         )
 
 

@@ -6,7 +6,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from monitor.db.models import RegisteredModel
-from monitor.db.tables import DetectionResult, DetectionRun
+from monitor.db.tables import DetectionResult, DetectionRun, QualityResult
 
 
 def list_runs(
@@ -25,5 +25,13 @@ def run_results(session: Session, run_id: int) -> list[DetectionResult]:
             select(DetectionResult)
             .where(DetectionResult.run_id == run_id)
             .order_by(DetectionResult.id)
+        )
+    )
+
+
+def run_quality(session: Session, run_id: int) -> list[QualityResult]:
+    return list(
+        session.scalars(
+            select(QualityResult).where(QualityResult.run_id == run_id).order_by(QualityResult.id)
         )
     )

@@ -170,3 +170,18 @@ class DetectionResult(Base):
     drift: Mapped[bool] = mapped_column(Boolean)
     n_reference: Mapped[int] = mapped_column(Integer)
     n_current: Mapped[int] = mapped_column(Integer)
+
+
+class QualityResult(Base):
+    """One data-quality check of one feature in one detection run's window."""
+
+    __tablename__ = "quality_results"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(
+        ForeignKey("detection_runs.id", ondelete="CASCADE"), index=True
+    )
+    feature: Mapped[str] = mapped_column(String(256))
+    check: Mapped[str] = mapped_column(String(64))  # missing_rate | out_of_range_share | ...
+    value: Mapped[float | None] = mapped_column(Float, nullable=True)
+    reference_value: Mapped[float | None] = mapped_column(Float, nullable=True)
+    problem: Mapped[bool] = mapped_column(Boolean)

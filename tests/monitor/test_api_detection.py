@@ -255,3 +255,31 @@ def test_monitor_chooses_detectors_by_name_with_parameters(
     assert set(permuted) == {"brightness", "prediction.confidence", "prediction.entropy"}
     assert permuted["brightness"]["p_value"] == pytest.approx(1 / 100)
     assert permuted["brightness"]["drift"]
+
+
+def test_runs_report_data_quality_of_the_window(
+    client: TestClient, admin: dict[str, str], model: dict[str, Any]
+) -> None:
+    upload_reference(client, admin)
+    current = rows(300, shift=10.0, seed=6)  # every brightness far above the reference's range
+    for i, record in enumerate(current):
+        if i % 5 == 0:
+            record["features"]["brightness"] = None  # 20% missing (the reference has none)
+        if i % 10 == 1:
+            record["features"]["site"] = "c"  # a site never seen in the reference
+    post(client, admin, current)
+    run = client.post(DETECT, headers=admin).json()[0]
+    quality = {(q["feature"], q["check"]): q for q in run["quality"]}
+    missing = quality[("brightness", "missing_rate")]
+    assert missing["value"] == pytest.approx(0.2) and missing["reference_value"] == 0.0
+    assert missing["problem"]
+    assert quality[("brightness", "out_of_range_share")]["value"] == 1.0
+    assert quality[("site", "unseen_share")]["value"] == pytest.approx(30 / 300)
+    assert quality[("site", "unseen_share")]["problem"]
+    assert not quality[("site", "missing_rate")]["problem"]
+    assert not quality[("brightness", "constant")]["problem"]
+    # "brightness" is one of the image statistics, also checked against its 1st-99th percentiles
+    assert quality[("brightness", "image_outside_share")]["problem"]
+    assert "4 data-quality problems" in run["message"]
+    listed = client.get("/api/v1/models/plankton/results", headers=admin).json()["runs"][0]
+    assert listed["quality"] == run["quality"]

@@ -31,7 +31,7 @@ def invoke(*args: str) -> str:
 
 
 def test_db_keys_models_reference_detect(config: Path, tmp_path: Path, db_url: str) -> None:
-    assert "database at revision 0001" in invoke("db", "upgrade", "--config", str(config))
+    assert "database at revision 0002" in invoke("db", "upgrade", "--config", str(config))
     key = invoke("keys", "create", "--scope", "admin", "--config", str(config)).strip()
     assert key.startswith("tw_")
     spec_file = tmp_path / "model.json"
