@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import Self
 
 import numpy as np
 import torch
 
-from detectors.base import check_matrix, drift_result, feature_names
-from detectors.device import resolve_device
-from detectors.result import DriftResult
-from detectors.univariate.columns import SortedColumns, feature_chunks, pooled, sort_columns
+from detectors.univariate.columns import SortedColumns, pooled
 from detectors.univariate.ranks import searchsorted_both
+from detectors.univariate.sorted_test import SortedColumnsTest, Tested
 
 # Table 2 of Scholz and Stephens (1987), for k - 1 = 1 (two samples), as scipy uses it
 _SIGNIFICANCE = np.array([0.25, 0.1, 0.05, 0.025, 0.01, 0.005, 0.001])
@@ -92,7 +88,7 @@ def _has_two_values(ref: SortedColumns, cur: SortedColumns) -> np.ndarray:
     return (hi > lo).cpu().numpy()
 
 
-class AndersonDarlingTest:
+class AndersonDarlingTest(SortedColumnsTest):
     """Anderson-Darling k-sample test (k = 2) for numeric features.
 
     Statistic (standardised A2akN) and p-value as ``scipy.stats.anderson_ksamp([ref, cur])``,
@@ -109,49 +105,27 @@ class AndersonDarlingTest:
     """
 
     method = "anderson"
+    # a2akn holds a few (features x pooled) tensors at once: a smaller budget per chunk
+    chunk_budget = 1 << 23
 
-    def __init__(
-        self, *, device: str = "auto", alpha: float = 0.05, correction: str = "bh"
-    ) -> None:
-        self.device = device
-        self.alpha = alpha
-        self.correction = correction
-        self._device = resolve_device(device)
-        self._ref: SortedColumns | None = None
-        self.features: tuple[str, ...] = ()
+    def _statistic(
+        self, start: int, stop: int, ref: SortedColumns, cur: SortedColumns
+    ) -> torch.Tensor:
+        return a2akn(ref, cur)
 
-    def fit(self, reference: np.ndarray, features: Sequence[str] | None = None) -> Self:
-        reference = check_matrix(reference, name="reference")
-        self.features = feature_names(features, reference.shape[1])
-        self._ref = sort_columns(reference, self._device)
-        return self
-
-    def score(self, current: np.ndarray) -> DriftResult:
-        if self._ref is None:
-            raise RuntimeError("call fit(reference) before score(current)")
-        current = check_matrix(current, name="current", n_features=len(self.features))
-        cur = sort_columns(current, self._device)
-        width = self._ref.values.shape[1] + cur.values.shape[1]
-        # a2akn holds a few (features x pooled) tensors at once: a smaller budget per chunk
-        parts = [
-            a2akn(self._ref.rows(a, b), cur.rows(a, b))
-            for a, b in feature_chunks(len(self.features), width, 1 << 23)
-        ]
-        raw = torch.cat(parts).cpu().numpy() if parts else np.zeros(0)
-        n_ref, n_cur = self._ref.counts_numpy(), cur.counts_numpy()
+    def _test(
+        self,
+        raw: np.ndarray,
+        n_ref: np.ndarray,
+        n_cur: np.ndarray,
+        cur: SortedColumns,
+        current: np.ndarray,
+    ) -> Tested:
+        assert self._ref is not None
         distinct = _has_two_values(self._ref, cur)
         testable = (n_ref >= 2) & (n_cur >= 2) & (n_ref + n_cur > 3) & distinct
         statistic = np.full(raw.shape, np.nan)
         for j in np.flatnonzero(testable):
             statistic[j] = (raw[j] - 1) / math.sqrt(_sigma_squared(int(n_ref[j]), int(n_cur[j])))
         p = np.where(testable, anderson_p_value(np.nan_to_num(statistic)), np.nan)
-        return drift_result(
-            method=self.method,
-            features=self.features,
-            statistic=statistic,
-            p_value=p,
-            alpha=self.alpha,
-            correction=self.correction,
-            n_reference=np.where(testable, n_ref, 0),
-            n_current=np.where(testable, n_cur, 0),
-        )
+        return Tested(statistic, p, testable)

@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Self
-
 import numpy as np
 import torch
 from scipy import special, stats
 
-from detectors.base import check_matrix, drift_result, feature_names
-from detectors.device import resolve_device
-from detectors.result import DriftResult
-from detectors.univariate.columns import SortedColumns, feature_chunks, sort_columns
+from detectors.univariate.columns import SortedColumns
 from detectors.univariate.ranks import midranks, tie_bounds, valid_mask
+from detectors.univariate.sorted_test import SortedColumnsTest, Tested
 
 # scipy's rule for method="auto": exact p-values while both samples have at most 20 values
 MAX_EXACT_N = 20
@@ -71,7 +66,7 @@ def cvm_asymptotic_p_value(t: np.ndarray, n: np.ndarray, m: np.ndarray) -> np.nd
     return p
 
 
-class CVMTest:
+class CVMTest(SortedColumnsTest):
     """Cramér-von Mises two-sample drift test for numeric features.
 
     Statistic and p-value as ``scipy.stats.cramervonmises_2samp``: the asymptotic p-value
@@ -88,61 +83,34 @@ class CVMTest:
 
     method = "cvm"
 
-    def __init__(
-        self, *, device: str = "auto", alpha: float = 0.05, correction: str = "bh"
-    ) -> None:
-        self.device = device
-        self.alpha = alpha
-        self.correction = correction
-        self._device = resolve_device(device)
-        self._ref: SortedColumns | None = None
-        self._reference: np.ndarray | None = None
-        self._ref_ties: tuple[torch.Tensor, torch.Tensor] | None = None
-        self.features: tuple[str, ...] = ()
-
-    def fit(self, reference: np.ndarray, features: Sequence[str] | None = None) -> Self:
-        reference = check_matrix(reference, name="reference")
-        self.features = feature_names(features, reference.shape[1])
-        self._ref = sort_columns(reference, self._device)
+    def _after_fit(self, reference: np.ndarray) -> None:
+        assert self._ref is not None
         self._ref_ties = tie_bounds(self._ref.values)
         # kept only when small: the exact p-value (scipy) needs the raw values
         self._reference = reference if reference.shape[0] <= MAX_EXACT_N else None
-        return self
 
-    def _ties(self, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor] | None:
-        if self._ref_ties is None:
-            return None
-        return self._ref_ties[0][start:stop], self._ref_ties[1][start:stop]
+    def _statistic(
+        self, start: int, stop: int, ref: SortedColumns, cur: SortedColumns
+    ) -> torch.Tensor:
+        ties = self._ref_ties[0][start:stop], self._ref_ties[1][start:stop]
+        return cvm_statistic(ref, cur, ties)
 
-    def score(self, current: np.ndarray) -> DriftResult:
-        if self._ref is None:
-            raise RuntimeError("call fit(reference) before score(current)")
-        current = check_matrix(current, name="current", n_features=len(self.features))
-        cur = sort_columns(current, self._device)
-        width = self._ref.values.shape[1] + cur.values.shape[1]
-        parts = [
-            cvm_statistic(self._ref.rows(a, b), cur.rows(a, b), self._ties(a, b))
-            for a, b in feature_chunks(len(self.features), width)
-        ]
-        statistic = torch.cat(parts).cpu().numpy() if parts else np.zeros(0)
-        n_ref, n_cur = self._ref.counts_numpy(), cur.counts_numpy()
+    def _test(
+        self,
+        raw: np.ndarray,
+        n_ref: np.ndarray,
+        n_cur: np.ndarray,
+        cur: SortedColumns,
+        current: np.ndarray,
+    ) -> Tested:
         testable = (n_ref >= 2) & (n_cur >= 2)
-        p = np.full(statistic.shape, np.nan)
+        p = np.full(raw.shape, np.nan)
         exact = testable & (np.maximum(n_ref, n_cur) <= MAX_EXACT_N)
         asymp = testable & ~exact
         if asymp.any():
-            p[asymp] = cvm_asymptotic_p_value(statistic[asymp], n_ref[asymp], n_cur[asymp])
+            p[asymp] = cvm_asymptotic_p_value(raw[asymp], n_ref[asymp], n_cur[asymp])
         for j in np.flatnonzero(exact):
             assert self._reference is not None
             x, y = self._reference[:, j], current[:, j]
             p[j] = stats.cramervonmises_2samp(x[np.isfinite(x)], y[np.isfinite(y)]).pvalue
-        return drift_result(
-            method=self.method,
-            features=self.features,
-            statistic=np.where(testable, statistic, np.nan),
-            p_value=p,
-            alpha=self.alpha,
-            correction=self.correction,
-            n_reference=np.where(testable, n_ref, 0),
-            n_current=np.where(testable, n_cur, 0),
-        )
+        return Tested(np.where(testable, raw, np.nan), p, testable)

@@ -3,23 +3,18 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import Literal, Self
+from typing import Literal
 
 import numpy as np
 import torch
 from scipy import stats
 
-from detectors.base import check_matrix, drift_result, feature_names
-from detectors.device import resolve_device
-from detectors.result import DriftResult
-from detectors.univariate.columns import SortedColumns, feature_chunks, sort_columns
+from detectors.univariate.columns import SortedColumns
+from detectors.univariate.sorted_test import SortedColumnsTest, Tested
 
 # scipy's rule for method="auto": exact while both samples have at most this many values
 MAX_EXACT_N = 10_000
 KSMethod = Literal["auto", "exact", "asymp"]
-# Cap on pooled values held at once (features x rows): wide data is chunked by features
-_MAX_POOLED_VALUES = 1 << 25
 
 
 def ks_statistic(ref: SortedColumns, cur: SortedColumns) -> torch.Tensor:
@@ -127,7 +122,7 @@ def ks_exact_p_value(statistic: np.ndarray, n_ref: np.ndarray, n_cur: np.ndarray
     return np.clip(p, 0.0, 1.0)
 
 
-class KSTest:
+class KSTest(SortedColumnsTest):
     """Kolmogorov-Smirnov drift test for numeric features.
 
     ``fit`` sorts the reference columns once; ``score`` sorts the current window and compares
@@ -154,47 +149,24 @@ class KSTest:
     ) -> None:
         if mode not in ("auto", "exact", "asymp"):
             raise ValueError(f"mode must be 'auto', 'exact' or 'asymp', got {mode!r}")
-        self.device = device
-        self.alpha = alpha
-        self.correction = correction
+        super().__init__(device=device, alpha=alpha, correction=correction)
         self.mode = mode
-        self._device = resolve_device(device)
-        self._ref: SortedColumns | None = None
-        self.features: tuple[str, ...] = ()
 
-    def fit(self, reference: np.ndarray, features: Sequence[str] | None = None) -> Self:
-        reference = check_matrix(reference, name="reference")
-        self.features = feature_names(features, reference.shape[1])
-        self._ref = sort_columns(reference, self._device)
-        return self
+    def _statistic(
+        self, start: int, stop: int, ref: SortedColumns, cur: SortedColumns
+    ) -> torch.Tensor:
+        return ks_statistic(ref, cur)
 
-    def score(self, current: np.ndarray) -> DriftResult:
-        if self._ref is None:
-            raise RuntimeError("call fit(reference) before score(current)")
-        current = check_matrix(current, name="current", n_features=len(self.features))
-        cur = sort_columns(current, self._device)
-        width = self._ref.values.shape[1] + cur.values.shape[1]
-        parts = [
-            ks_statistic(self._ref.rows(a, b), cur.rows(a, b))
-            for a, b in feature_chunks(len(self.features), width, _MAX_POOLED_VALUES)
-        ]
-        statistic = torch.cat(parts).cpu().numpy() if parts else np.zeros(0)
-        n_ref, n_cur = self._ref.counts_numpy(), cur.counts_numpy()
-        p_value = self._p_values(statistic, n_ref, n_cur)
-        return drift_result(
-            method=self.method,
-            features=self.features,
-            statistic=statistic,
-            p_value=p_value,
-            alpha=self.alpha,
-            correction=self.correction,
-            n_reference=n_ref,
-            n_current=n_cur,
-        )
-
-    def _p_values(self, statistic: np.ndarray, n_ref: np.ndarray, n_cur: np.ndarray) -> np.ndarray:
-        p = np.full(statistic.shape, np.nan)
+    def _test(
+        self,
+        raw: np.ndarray,
+        n_ref: np.ndarray,
+        n_cur: np.ndarray,
+        cur: SortedColumns,
+        current: np.ndarray,
+    ) -> Tested:
         testable = (n_ref > 0) & (n_cur > 0)
+        p = np.full(raw.shape, np.nan)
         if self.mode == "asymp":
             exact = np.zeros_like(testable)
         else:
@@ -205,7 +177,7 @@ class KSTest:
             exact = testable & small & fits
         asymp = testable & ~exact
         if asymp.any():
-            p[asymp] = ks_asymptotic_p_value(statistic[asymp], n_ref[asymp], n_cur[asymp])
+            p[asymp] = ks_asymptotic_p_value(raw[asymp], n_ref[asymp], n_cur[asymp])
         if exact.any():
-            p[exact] = ks_exact_p_value(statistic[exact], n_ref[exact], n_cur[exact])
-        return p
+            p[exact] = ks_exact_p_value(raw[exact], n_ref[exact], n_cur[exact])
+        return Tested(raw, p, testable)
