@@ -9,7 +9,7 @@ import torch
 
 from detectors.univariate.columns import SortedColumns, pooled
 from detectors.univariate.ranks import searchsorted_both
-from detectors.univariate.sorted_test import SortedColumnsTest, Tested
+from detectors.univariate.sorted_test import SortedColumnsTest, Outcome
 
 # Table 2 of Scholz and Stephens (1987), for k - 1 = 1 (two samples), as scipy uses it
 _SIGNIFICANCE = np.array([0.25, 0.1, 0.05, 0.025, 0.01, 0.005, 0.001])
@@ -120,7 +120,7 @@ class AndersonDarlingTest(SortedColumnsTest):
         n_cur: np.ndarray,
         cur: SortedColumns,
         current: np.ndarray,
-    ) -> Tested:
+    ) -> Outcome:
         assert self._ref is not None
         distinct = _has_two_values(self._ref, cur)
         testable = (n_ref >= 2) & (n_cur >= 2) & (n_ref + n_cur > 3) & distinct
@@ -128,4 +128,4 @@ class AndersonDarlingTest(SortedColumnsTest):
         for j in np.flatnonzero(testable):
             statistic[j] = (raw[j] - 1) / math.sqrt(_sigma_squared(int(n_ref[j]), int(n_cur[j])))
         p = np.where(testable, anderson_p_value(np.nan_to_num(statistic)), np.nan)
-        return Tested(statistic, p, testable)
+        return Outcome(statistic, p, testable)

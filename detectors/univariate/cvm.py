@@ -8,7 +8,7 @@ from scipy import special, stats
 
 from detectors.univariate.columns import SortedColumns
 from detectors.univariate.ranks import midranks, tie_bounds, valid_mask
-from detectors.univariate.sorted_test import SortedColumnsTest, Tested
+from detectors.univariate.sorted_test import SortedColumnsTest, Outcome
 
 # scipy's rule for method="auto": exact p-values while both samples have at most 20 values
 MAX_EXACT_N = 20
@@ -102,7 +102,7 @@ class CVMTest(SortedColumnsTest):
         n_cur: np.ndarray,
         cur: SortedColumns,
         current: np.ndarray,
-    ) -> Tested:
+    ) -> Outcome:
         testable = (n_ref >= 2) & (n_cur >= 2)
         p = np.full(raw.shape, np.nan)
         exact = testable & (np.maximum(n_ref, n_cur) <= MAX_EXACT_N)
@@ -113,4 +113,4 @@ class CVMTest(SortedColumnsTest):
             assert self._reference is not None
             x, y = self._reference[:, j], current[:, j]
             p[j] = stats.cramervonmises_2samp(x[np.isfinite(x)], y[np.isfinite(y)]).pvalue
-        return Tested(np.where(testable, raw, np.nan), p, testable)
+        return Outcome(np.where(testable, raw, np.nan), p, testable)

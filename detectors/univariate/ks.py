@@ -10,7 +10,7 @@ import torch
 from scipy import stats
 
 from detectors.univariate.columns import SortedColumns
-from detectors.univariate.sorted_test import SortedColumnsTest, Tested
+from detectors.univariate.sorted_test import SortedColumnsTest, Outcome
 
 # scipy's rule for method="auto": exact while both samples have at most this many values
 MAX_EXACT_N = 10_000
@@ -164,7 +164,7 @@ class KSTest(SortedColumnsTest):
         n_cur: np.ndarray,
         cur: SortedColumns,
         current: np.ndarray,
-    ) -> Tested:
+    ) -> Outcome:
         testable = (n_ref > 0) & (n_cur > 0)
         p = np.full(raw.shape, np.nan)
         if self.mode == "asymp":
@@ -180,4 +180,4 @@ class KSTest(SortedColumnsTest):
             p[asymp] = ks_asymptotic_p_value(raw[asymp], n_ref[asymp], n_cur[asymp])
         if exact.any():
             p[exact] = ks_exact_p_value(raw[exact], n_ref[exact], n_cur[exact])
-        return Tested(raw, p, testable)
+        return Outcome(raw, p, testable)

@@ -21,7 +21,7 @@ from detectors.univariate.columns import SortedColumns, feature_chunks, sort_col
 
 
 @dataclass(frozen=True)
-class Tested:
+class Outcome:
     """What a test makes of its raw statistics: the reported statistic, the p-values, and which
     features could be tested at all."""
 
@@ -91,5 +91,5 @@ class SortedColumnsTest:
         n_cur: np.ndarray,
         cur: SortedColumns,
         current: np.ndarray,
-    ) -> Tested:
+    ) -> Outcome:
         raise NotImplementedError
