@@ -9,7 +9,7 @@ import torch
 
 from detectors.univariate.columns import SortedColumns, pooled
 from detectors.univariate.ranks import searchsorted_both
-from detectors.univariate.sorted_test import SortedColumnsTest, Outcome
+from detectors.univariate.sorted_test import Outcome, SortedColumnsTest
 
 # Table 2 of Scholz and Stephens (1987), for k - 1 = 1 (two samples), as scipy uses it
 _SIGNIFICANCE = np.array([0.25, 0.1, 0.05, 0.025, 0.01, 0.005, 0.001])

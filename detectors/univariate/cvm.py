@@ -8,7 +8,7 @@ from scipy import special, stats
 
 from detectors.univariate.columns import SortedColumns
 from detectors.univariate.ranks import midranks, tie_bounds, valid_mask
-from detectors.univariate.sorted_test import SortedColumnsTest, Outcome
+from detectors.univariate.sorted_test import Outcome, SortedColumnsTest
 
 # scipy's rule for method="auto": exact p-values while both samples have at most 20 values
 MAX_EXACT_N = 20

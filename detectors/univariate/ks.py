@@ -10,7 +10,7 @@ import torch
 from scipy import stats
 
 from detectors.univariate.columns import SortedColumns
-from detectors.univariate.sorted_test import SortedColumnsTest, Outcome
+from detectors.univariate.sorted_test import Outcome, SortedColumnsTest
 
 # scipy's rule for method="auto": exact while both samples have at most this many values
 MAX_EXACT_N = 10_000
