@@ -1,12 +1,16 @@
 """The telemetry client that deployed modules embed.
 
-``log()`` only puts the record on a bounded queue and returns: it never blocks and never
+``log()`` only samples the record and puts it on a bounded queue: it never blocks and never
 raises because of Tidewatch. A background thread batches records by size and time and posts
-them with httpx, retrying connection errors and 5xx answers with exponential backoff and
-jitter. A 4xx (bad data) is not retried: it is logged with the server's message and counted.
+them with httpx. A 4xx (bad data) is not retried: it is logged with the server's message and
+counted. While Tidewatch is unreachable or answers 5xx, batches go to a bounded on-disk spool
+(:mod:`collectors.spool`) and are sent, oldest first, once it answers again; record ids make a
+resend after a lost answer harmless.
 
-Memory is bounded: at most ``max_queue`` records wait in the queue and ``batch_size`` more in
-the batch being sent; beyond that ``log()`` drops the record and counts it.
+Memory is bounded: at most ``max_queue`` records wait in the queue and ``batch_size`` more per
+sampling rate in the batches being filled; beyond that ``log()`` drops the record and counts it.
+The client is safe to share between threads, and after ``fork`` (DEEPaaS runs predictions in a
+process pool) the child starts its own empty queue, thread and connections.
 """
 
 from __future__ import annotations
@@ -14,18 +18,30 @@ from __future__ import annotations
 import atexit
 import json
 import logging
+import os
 import queue
 import random
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal, Protocol
 
 import httpx
 
+from collectors.spool import Spool
+
 log = logging.getLogger("tidewatch.collectors")
+
+
+class Sampler(Protocol):
+    """Decides in the caller's thread whether a record is sent (see :mod:`collectors.sampling`):
+    None drops it; a float keeps it with that inclusion probability."""
+
+    def keep(self, record: Mapping[str, Any]) -> float | None: ...
 
 
 def _to_json(value: Any) -> Any:
@@ -37,14 +53,39 @@ def _to_json(value: Any) -> Any:
     raise TypeError(f"cannot send a {type(value).__name__} as telemetry")
 
 
+def default_spool_dir(model: str) -> Path:
+    """``$TIDEWATCH_SPOOL_DIR/<model>``, else ``~/.cache/tidewatch/spool/<model>``."""
+    base = os.environ.get("TIDEWATCH_SPOOL_DIR") or Path.home() / ".cache" / "tidewatch" / "spool"
+    return Path(base) / model
+
+
+COUNTERS = (
+    "logged",  # accepted by log()
+    "sampled_out",  # left out by the sampler
+    "dropped",  # queue full, or still unsent when close() gave up
+    "sent",  # accepted by Tidewatch (directly or later from the spool)
+    "duplicates",  # already stored (a resend)
+    "spooled",  # written to the on-disk spool
+    "spool_dropped",  # oldest spooled records deleted because the spool was full
+    "rejected",  # refused by Tidewatch (4xx): bad data, not retried
+    "failed",  # given up after retries with no spool to keep them
+)
+
+
 class TelemetryClient:
     """Send sampled predictions to Tidewatch without slowing the caller.
 
-    >>> client = TelemetryClient("http://127.0.0.1:9", "plankton", "tw_key", flush_interval=0.05)
+    >>> client = TelemetryClient(
+    ...     "http://127.0.0.1:9", "plankton", "tw_key", flush_interval=0.05, spool_dir=False
+    ... )
     >>> client.log({"brightness": 0.4}, {"label": "copepod"})  # returns at once
     '...'
     >>> client.close(timeout=0.1)  # nobody listens on port 9: the batch is counted, not raised
     False
+
+    ``spool_dir``: where batches wait while Tidewatch is down (default
+    :func:`default_spool_dir`); ``False`` turns the spool off, and batches are then given up
+    after ``max_retries``. ``sampler``: which records to send (default all).
     """
 
     def __init__(
@@ -57,39 +98,58 @@ class TelemetryClient:
         flush_interval: float = 1.0,
         max_queue: int = 100_000,
         timeout: float = 10.0,
-        max_retries: int = 5,
+        max_retries: int = 3,
         backoff: float = 0.2,
+        max_backoff: float = 30.0,
+        sampler: Sampler | None = None,
+        spool_dir: str | os.PathLike[str] | Literal[False] | None = None,
+        spool_max_bytes: int = 256 * 2**20,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.url = url.rstrip("/")
         self.model = model
+        self.key = key
         self.batch_size = batch_size
         self.flush_interval = flush_interval
+        self.max_queue = max_queue
+        self.timeout = timeout
         self.max_retries = max_retries
         self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.sampler = sampler
+        self.transport = transport
         self._endpoint = f"{self.url}/api/v1/models/{model}/telemetry"
-        self._http = httpx.Client(
-            timeout=timeout,
-            transport=transport,
-            headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
-        )
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=max_queue)
+        self._spool: Spool | None = None
+        if spool_dir is not False:
+            folder = default_spool_dir(model) if spool_dir is None else Path(spool_dir)
+            try:
+                self._spool = Spool(folder, max_bytes=spool_max_bytes)
+            except OSError as exc:  # a read-only container must not break the model
+                log.warning("no telemetry spool at %s (%s): batches may be lost", folder, exc)
+        self._stats = dict.fromkeys(COUNTERS, 0)
+        self._closed = False
+        self._start_fresh()
+        atexit.register(self.close)
+        reference = weakref.ref(self)
+        os.register_at_fork(after_in_child=lambda: _after_fork(reference))
+
+    def _start_fresh(self) -> None:
+        """Queue, locks, connections and thread of this process (again after a fork)."""
+        self._pid = os.getpid()
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=self.max_queue)
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._pending = 0
-        self._stats = {
-            "logged": 0,
-            "dropped": 0,
-            "sent": 0,
-            "duplicates": 0,
-            "rejected": 0,
-            "failed": 0,
-        }
-        self._closed = False
+        self._retry_at = 0.0  # monotonic time before which Tidewatch is taken to be down
+        self._down_for = 0.0
         self._stop = threading.Event()
+        self._http = httpx.Client(
+            timeout=self.timeout,
+            transport=self.transport,
+            headers={"Authorization": f"Bearer {self.key}", "Content-Type": "application/json"},
+        )
         self._thread = threading.Thread(target=self._run, name="tidewatch-telemetry", daemon=True)
         self._thread.start()
-        atexit.register(self.close)
 
     # -- the caller's side: cheap and non-blocking ------------------------------------------
     def log(
@@ -108,13 +168,25 @@ class TelemetryClient:
             "features": features,
             "prediction": prediction,
         }
+        rate = 1.0
+        if self.sampler is not None:
+            try:
+                kept = self.sampler.keep(record)
+            except Exception:  # a sampler bug must not break a prediction
+                log.exception("the telemetry sampler failed; the record is kept")
+                kept = 1.0
+            if kept is None:
+                with self._lock:
+                    self._stats["sampled_out"] += 1
+                return record_id
+            rate = float(kept)
         with self._lock:
             if self._closed:
                 self._stats["dropped"] += 1
                 return record_id
             self._pending += 1
         try:
-            self._queue.put_nowait(record)
+            self._queue.put_nowait((rate, record))
         except queue.Full:
             self._settle(1, "dropped")
         else:
@@ -123,7 +195,8 @@ class TelemetryClient:
         return record_id
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Wait until every queued record was sent or given up on; False on timeout."""
+        """Wait until every queued record was sent, spooled or given up; False on timeout or
+        when records were given up."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._idle:
             while self._pending:
@@ -136,7 +209,8 @@ class TelemetryClient:
     def close(self, timeout: float | None = 30.0) -> bool:
         """Flush (up to ``timeout``), stop the background thread, close the connection pool.
 
-        Records still unsent when the timeout passes are counted as dropped.
+        Records still unsent when the timeout passes go to the spool, or are counted as
+        dropped without one.
         """
         with self._lock:
             if self._closed:
@@ -151,9 +225,11 @@ class TelemetryClient:
 
     @property
     def stats(self) -> dict[str, int]:
-        """Counters: logged, dropped (queue full), sent, duplicates, rejected (4xx), failed."""
+        """Counters (see ``COUNTERS``), plus ``spool_waiting``: records on disk right now."""
         with self._lock:
-            return dict(self._stats)
+            stats = dict(self._stats)
+        stats["spool_waiting"] = self._spool.records() if self._spool is not None else 0
+        return stats
 
     def __enter__(self) -> TelemetryClient:
         return self
@@ -162,6 +238,10 @@ class TelemetryClient:
         self.close()
 
     # -- the background thread ---------------------------------------------------------------
+    def _count(self, n: int, outcome: str) -> None:
+        with self._lock:
+            self._stats[outcome] += n
+
     def _settle(self, n: int, outcome: str) -> None:
         with self._idle:
             self._stats[outcome] += n
@@ -171,7 +251,7 @@ class TelemetryClient:
                 self._idle.notify_all()
 
     def _run(self) -> None:
-        batch: list[dict[str, Any]] = []
+        batches: dict[float, list[dict[str, Any]]] = {}  # one batch per sampling rate
         deadline = time.monotonic() + self.flush_interval
         while not self._stop.is_set():
             try:
@@ -180,53 +260,121 @@ class TelemetryClient:
             except queue.Empty:
                 item = None
             if item is not None:
-                batch.append(item)
-            if len(batch) >= self.batch_size or (batch and time.monotonic() >= deadline):
-                self._send(batch)
-                batch = []
+                rate, record = item
+                batches.setdefault(rate, []).append(record)
+                if len(batches[rate]) >= self.batch_size:
+                    self._deliver(batches.pop(rate), rate)
             if time.monotonic() >= deadline:
+                for rate in list(batches):
+                    self._deliver(batches.pop(rate), rate)
+                self._drain_spool()
                 deadline = time.monotonic() + self.flush_interval
-        # stopped: whatever close() could not flush in time is given up
-        leftover = len(batch)
+        # stopped: what close() could not flush in time goes to the spool, or is given up
         while True:
             try:
-                self._queue.get_nowait()
+                rate, record = self._queue.get_nowait()
             except queue.Empty:
                 break
-            leftover += 1
-        if leftover:
-            self._settle(leftover, "dropped")
+            batches.setdefault(rate, []).append(record)
+        for rate, records in batches.items():
+            if self._spool is not None:
+                self._to_spool(self._body(records, rate), len(records))
+            else:
+                self._settle(len(records), "dropped")
 
-    def _send(self, batch: list[dict[str, Any]]) -> None:
-        body = json.dumps({"records": batch}, default=_to_json).encode()
-        for attempt in range(self.max_retries + 1):
+    @staticmethod
+    def _body(records: list[dict[str, Any]], rate: float) -> bytes:
+        return json.dumps({"records": records, "sampling_rate": rate}, default=_to_json).encode()
+
+    def _deliver(self, records: list[dict[str, Any]], rate: float) -> None:
+        body, n = self._body(records, rate), len(records)
+        if self._spool is not None and (time.monotonic() < self._retry_at or len(self._spool)):
+            # Tidewatch is down, or older batches wait: queue behind them to keep the order
+            self._to_spool(body, n)
+            return
+        outcome, duplicates = self._post(body, n, retries=self.max_retries)
+        if outcome == "ok":
+            self._settle(duplicates, "duplicates")
+            self._settle(n - duplicates, "sent")
+        elif outcome == "rejected":
+            self._settle(n, "rejected")
+        elif self._spool is not None:
+            self._to_spool(body, n)
+            self._mark_down()
+        else:
+            log.warning("giving up on %d records: Tidewatch did not answer", n)
+            self._settle(n, "failed")
+
+    def _to_spool(self, body: bytes, n: int) -> None:
+        assert self._spool is not None
+        try:
+            dropped = self._spool.push(body, n)
+        except OSError as exc:
+            log.warning("could not spool %d records (%s): given up", n, exc)
+            self._settle(n, "failed")
+            return
+        if dropped:
+            log.warning("telemetry spool full: dropped the %d oldest records", dropped)
+            self._count(dropped, "spool_dropped")
+        self._settle(n, "spooled")
+
+    def _drain_spool(self) -> None:
+        """Send spooled batches, oldest first, while Tidewatch answers."""
+        if self._spool is None or time.monotonic() < self._retry_at:
+            return
+        while not self._stop.is_set():
+            item = self._spool.claim()
+            if item is None:
+                return
+            outcome, duplicates = self._post(self._spool.read(item), item.records, retries=0)
+            if outcome == "retry":
+                self._spool.release(item)
+                self._mark_down()
+                return
+            self._spool.done(item)
+            if outcome == "ok":
+                self._count(duplicates, "duplicates")
+                self._count(item.records - duplicates, "sent")
+            else:
+                self._count(item.records, "rejected")
+            self._down_for = 0.0
+
+    def _mark_down(self) -> None:
+        # try again after a growing pause with full jitter, so many replicas coming back after
+        # an outage do not all retry at once
+        self._down_for = min(self.max_backoff, max(self.backoff, self._down_for * 2))
+        self._retry_at = time.monotonic() + random.uniform(self._down_for / 2, self._down_for)
+
+    def _post(self, body: bytes, n: int, *, retries: int) -> tuple[str, int]:
+        """The outcome and the number of duplicates: "ok", "rejected" (a 4xx, logged) or
+        "retry" (unreachable or 5xx after ``retries`` more tries)."""
+        problem = ""
+        for attempt in range(retries + 1):
             try:
                 response = self._http.post(self._endpoint, content=body)
             except httpx.HTTPError as exc:
                 problem = f"{type(exc).__name__}: {exc}"
             else:
                 if response.status_code < 300:
-                    answer = response.json()
-                    self._settle(answer.get("duplicates", 0), "duplicates")
-                    self._settle(len(batch) - answer.get("duplicates", 0), "sent")
-                    return
+                    return "ok", int(response.json().get("duplicates", 0))
                 if response.status_code < 500 and response.status_code != 429:
                     log.error(
                         "Tidewatch refused a batch of %d records (%d): %s",
-                        len(batch),
+                        n,
                         response.status_code,
                         response.text[:500],
                     )
-                    self._settle(len(batch), "rejected")
-                    return
+                    return "rejected", 0
                 problem = f"HTTP {response.status_code}"
-            # full jitter spreads the retries of many replicas after an outage; a stop request
-            # (close) interrupts the wait
-            if attempt < self.max_retries and self._stop.wait(
-                random.uniform(0, self.backoff * 2**attempt)
-            ):
+            # full jitter; a stop request (close) interrupts the wait
+            if attempt < retries and self._stop.wait(random.uniform(0, self.backoff * 2**attempt)):
                 break
-        log.warning(
-            "giving up on %d records after %d tries: %s", len(batch), self.max_retries + 1, problem
-        )
-        self._settle(len(batch), "failed")
+        log.warning("Tidewatch unreachable for %d records: %s", n, problem)
+        return "retry", 0
+
+
+def _after_fork(reference: weakref.ref[TelemetryClient]) -> None:
+    """In a forked child: the parent's queue and thread are not this process's to use."""
+    client = reference()
+    if client is not None and not client._closed:
+        client._start_fresh()

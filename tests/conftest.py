@@ -33,6 +33,12 @@ def service_missing(what: str, why: object) -> None:
     pytest.skip(message)
 
 
+@pytest.fixture(autouse=True)
+def _spool_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Telemetry clients made by tests spool under the test's folder, never in ~/.cache."""
+    monkeypatch.setenv("TIDEWATCH_SPOOL_DIR", str(tmp_path / "spool"))
+
+
 @pytest.fixture
 def pg_url() -> Iterator[str]:
     """A fresh, empty PostgreSQL database for one test, dropped afterwards."""

@@ -76,7 +76,7 @@ def test_bad_records_are_rejected_not_retried(server: tuple[BackgroundServer, st
 def test_server_down_never_raises_into_the_caller() -> None:
     url = f"http://127.0.0.1:{free_port()}"
     client = TelemetryClient(
-        url, "plankton", "tw_x", flush_interval=0.01, max_retries=2, backoff=0.01
+        url, "plankton", "tw_x", flush_interval=0.01, max_retries=2, backoff=0.01, spool_dir=False
     )
     for _ in range(5):
         client.log(FEATURES, PREDICTION)
@@ -91,7 +91,15 @@ def test_full_queue_drops_instead_of_blocking() -> None:
     url = f"http://127.0.0.1:{free_port()}"
     # the sender is stuck in backoff against a dead server, so the queue fills up
     client = TelemetryClient(
-        url, "m", "k", max_queue=10, batch_size=5, flush_interval=0.01, max_retries=3, backoff=5
+        url,
+        "m",
+        "k",
+        max_queue=10,
+        batch_size=5,
+        flush_interval=0.01,
+        max_retries=3,
+        backoff=5,
+        spool_dir=False,
     )
     started = time.monotonic()
     for _ in range(1000):
