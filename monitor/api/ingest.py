@@ -67,15 +67,59 @@ def _store_telemetry(state: ServiceState, registered: RegisteredModel, body: byt
     return IngestOut(accepted=outcome.accepted, duplicates=outcome.duplicates)
 
 
+def _store_flat_telemetry(
+    state: ServiceState, registered: RegisteredModel, body: bytes, fmt: str, sampling_rate: float
+) -> IngestOut:
+    import io
+
+    import pyarrow as pa
+
+    try:
+        if fmt == "csv":
+            options = pa_csv.ConvertOptions(strings_can_be_null=True)
+            flat = pa_csv.read_csv(io.BytesIO(body), convert_options=options)
+        else:
+            flat = pq.read_table(io.BytesIO(body))
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise HTTPException(422, f"could not read the {fmt} body: {exc}") from None
+    if "id" not in flat.column_names:
+        # without ids a resend would count twice: batch files must name their records
+        raise SchemaError("column 'id'", "a telemetry file needs an 'id' column")
+    limit = state.settings.max_batch_records
+    if flat.num_rows > limit:
+        raise HTTPException(413, f"{flat.num_rows} records in one batch; the limit is {limit}")
+    if flat.num_rows == 0:
+        raise HTTPException(422, "the batch holds no rows")
+    table = flat_to_table(flat, registered.spec)
+    outcome = telemetry.ingest(state.sessions, state.engine, registered, table, sampling_rate)
+    return IngestOut(accepted=outcome.accepted, duplicates=outcome.duplicates)
+
+
 @router.post("/models/{name}/telemetry", response_model=IngestOut)
 async def post_telemetry(
-    name: str, request: Request, state: StateDep, session: SessionDep
+    name: str,
+    request: Request,
+    state: StateDep,
+    session: SessionDep,
+    sampling_rate: float = Query(
+        default=1.0, gt=0.0, le=1.0, description="for CSV and Parquet bodies"
+    ),
 ) -> IngestOut:
-    """A batch of records; idempotent by record id. Answers once the batch is committed."""
+    """A batch of records; idempotent by record id. Answers once the batch is committed.
+
+    JSON (``{"records": [...]}``) from the collectors, or a flat CSV or Parquet table (the
+    reference's column layout plus an ``id`` column) from ``tidewatch collect``.
+    """
     authorize(session, request, f"ingest:{name}")
     registered = model_or_404(session, name)
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    fmt = _CONTENT_TYPES.get(content_type, "json")
     body = await read_body(request, state.settings.max_body_bytes)
-    return await run_in_threadpool(_store_telemetry, state, registered, body)
+    if fmt == "json":
+        return await run_in_threadpool(_store_telemetry, state, registered, body)
+    return await run_in_threadpool(
+        _store_flat_telemetry, state, registered, body, fmt, sampling_rate
+    )
 
 
 def _store_labels(state: ServiceState, registered: RegisteredModel, body: bytes) -> LabelsOut:

@@ -230,3 +230,28 @@ def test_oversized_body_is_413_and_limits_hold(db_url: str, tmp_path: Any) -> No
         ok = client.post(URL, json={"records": [record(i) for i in range(5)]}, headers=admin)
         assert ok.status_code == 200
         assert stored(client, admin) == 5
+
+
+def test_flat_telemetry_needs_ids_and_a_known_format(
+    client: TestClient, admin: dict[str, str], model: dict[str, Any]
+) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    sink = pa.BufferOutputStream()
+    pq.write_table(pa.table({"brightness": [0.1], "site": ["a"]}), sink)
+    headers = {**admin, "Content-Type": "application/vnd.apache.parquet"}
+    url = "/api/v1/models/plankton/telemetry"
+    refused = client.post(url, content=sink.getvalue().to_pybytes(), headers=headers)
+    assert refused.status_code == 422 and "'id'" in refused.text
+    garbage = client.post(url, content=b"not parquet", headers=headers)
+    assert garbage.status_code == 422 and "could not read the parquet body" in garbage.text
+    csv = b"id,brightness,site,emb_0,emb_1,emb_2,prediction\nx1,0.5,a,0,0,0,copepod\n"
+    accepted = client.post(
+        url,
+        content=csv,
+        headers={**admin, "Content-Type": "text/csv"},
+        params={"sampling_rate": 0.5},
+    )
+    assert accepted.status_code == 200, accepted.text
+    assert accepted.json()["accepted"] == 1
