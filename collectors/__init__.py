@@ -1,19 +1,24 @@
-"""What runs inside a deployed module: the telemetry client and the wire format.
+"""What runs inside a deployed module: the telemetry client, sampling, the on-disk spool,
+output adapters, image features and the DEEPaaS / ASGI integrations.
 
-Light on purpose: httpx and pydantic only; never imports ``monitor`` or torch.
+Light on purpose: httpx, numpy and pydantic only; never imports ``monitor`` or torch (Pillow and
+prometheus-client only when the feature that needs them is used).
 
 Example (in a model server)::
 
-    from collectors import TelemetryClient
+    from collectors import TelemetryClient, adapters
 
-    with TelemetryClient("http://tidewatch:8000", "plankton", key) as client:
-        client.log({"brightness": 0.42}, {"label": "copepod", "probabilities": [0.9, 0.1]})
+    client = TelemetryClient("http://tidewatch:8000", "plankton", key)
+    ...
+    client.log({"brightness": 0.42}, adapters.classification(probabilities, classes))
 """
 
-from collectors.client import TelemetryClient
+from collectors import adapters
+from collectors.client import COUNTERS, TelemetryClient
 from collectors.wire import Box, Label, LabelBatch, Prediction, Record, TelemetryBatch
 
 __all__ = [
+    "COUNTERS",
     "Box",
     "Label",
     "LabelBatch",
@@ -21,4 +26,5 @@ __all__ = [
     "Record",
     "TelemetryBatch",
     "TelemetryClient",
+    "adapters",
 ]
