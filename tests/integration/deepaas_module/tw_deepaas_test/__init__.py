@@ -1,0 +1,1 @@
+"""A tiny DEEPaaS v2 model module, for the integration test only."""
