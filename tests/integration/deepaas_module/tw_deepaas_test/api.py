@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from typing import Any
 
 from webargs import fields
@@ -27,6 +28,7 @@ def predict(**kwargs: Any) -> dict[str, Any]:
     return {"label": "copepod" if p >= 0.5 else "diatom", "probabilities": [p, 1 - p]}
 
 
-from collectors.deepaas import monitored  # noqa: E402 (the one line a module author adds)
+if os.environ.get("TW_TEST_UNMONITORED") != "1":  # the benchmark's baseline leaves it out
+    from collectors.deepaas import monitored
 
-predict = monitored(predict)
+    predict = monitored(predict)  # the one line a module author adds
