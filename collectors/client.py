@@ -44,6 +44,14 @@ class Sampler(Protocol):
     def keep(self, record: Mapping[str, Any]) -> float | None: ...
 
 
+class Reservoir(Protocol):
+    """Holds records until its window ends (:class:`collectors.sampling.ReservoirSampler`)."""
+
+    def offer(self, record: Mapping[str, Any]) -> None: ...
+
+    def drain(self, now: float | None = None) -> list[tuple[Mapping[str, Any], float]]: ...
+
+
 def _to_json(value: Any) -> Any:
     """numpy scalars and arrays (and anything with ``tolist``) become plain JSON values."""
     if hasattr(value, "tolist"):
@@ -101,7 +109,7 @@ class TelemetryClient:
         max_retries: int = 3,
         backoff: float = 0.2,
         max_backoff: float = 30.0,
-        sampler: Sampler | None = None,
+        sampler: Sampler | Reservoir | None = None,
         spool_dir: str | os.PathLike[str] | Literal[False] | None = None,
         spool_max_bytes: int = 256 * 2**20,
         transport: httpx.BaseTransport | None = None,
@@ -117,6 +125,9 @@ class TelemetryClient:
         self.backoff = backoff
         self.max_backoff = max_backoff
         self.sampler = sampler
+        # a sampler with offer()/drain() (collectors.sampling.ReservoirSampler) holds records
+        # until its window ends instead of deciding per record
+        self._reservoir: Reservoir | None = sampler if hasattr(sampler, "drain") else None  # type: ignore[assignment]
         self.transport = transport
         self._endpoint = f"{self.url}/api/v1/models/{model}/telemetry"
         self._spool: Spool | None = None
@@ -169,9 +180,16 @@ class TelemetryClient:
             "prediction": prediction,
         }
         rate = 1.0
+        if self._reservoir is not None:
+            # a reservoir decides when its window ends: the background thread drains it
+            try:
+                self._reservoir.offer(record)
+            except Exception:
+                log.exception("the telemetry reservoir failed; the record is left out")
+            return record_id
         if self.sampler is not None:
             try:
-                kept = self.sampler.keep(record)
+                kept = self.sampler.keep(record)  # type: ignore[union-attr]
             except Exception:  # a sampler bug must not break a prediction
                 log.exception("the telemetry sampler failed; the record is kept")
                 kept = 1.0
@@ -216,6 +234,7 @@ class TelemetryClient:
             if self._closed:
                 return self._stats["failed"] == 0
             self._closed = True
+        self._drain_reservoir(final=True)  # the window in progress ends with the client
         done = self.flush(timeout)
         self._stop.set()
         self._thread.join(timeout=10)
@@ -265,6 +284,7 @@ class TelemetryClient:
                 if len(batches[rate]) >= self.batch_size:
                     self._deliver(batches.pop(rate), rate)
             if time.monotonic() >= deadline:
+                self._drain_reservoir()
                 for rate in list(batches):
                     self._deliver(batches.pop(rate), rate)
                 self._drain_spool()
@@ -281,6 +301,21 @@ class TelemetryClient:
                 self._to_spool(self._body(records, rate), len(records))
             else:
                 self._settle(len(records), "dropped")
+
+    def _drain_reservoir(self, final: bool = False) -> None:
+        if self._reservoir is None:
+            return
+        finished = self._reservoir.drain(now=float("inf") if final else None)
+        if not finished:
+            return
+        with self._lock:
+            self._pending += len(finished)
+            self._stats["logged"] += len(finished)
+        for record, rate in finished:
+            try:
+                self._queue.put_nowait((float(rate), record))
+            except queue.Full:
+                self._settle(1, "dropped")
 
     @staticmethod
     def _body(records: list[dict[str, Any]], rate: float) -> bytes:

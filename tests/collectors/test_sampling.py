@@ -158,3 +158,32 @@ def test_the_client_sends_the_rate_with_each_batch(tmp_path: Path) -> None:
         body = json.loads(path.read_bytes())
         rates[body["sampling_rate"]] += len(body["records"])
     assert rates[1.0] == 2 and rates[0.25] == stats["logged"] - 2
+
+
+def test_the_client_sends_a_reservoir_per_window(tmp_path: Path) -> None:
+    clock = [0.0]
+    reservoir = ReservoirSampler(size=10, window_seconds=60, seed=2, clock=lambda: clock[0])
+    url = f"http://127.0.0.1:{free_port()}"  # down: the batches land in the spool to inspect
+    client = TelemetryClient(
+        url,
+        "plankton",
+        "k",
+        flush_interval=0.01,
+        max_retries=0,
+        spool_dir=tmp_path,
+        sampler=reservoir,
+    )
+    for i in range(100):
+        client.log({"x": float(i)}, {"label": "a"})
+    clock[0] = 61.0  # the window ends: 10 of its 100 records leave, at rate 0.1
+    for i in range(5):
+        client.log({"x": 1000.0 + i}, {"label": "a"})
+    client.close(timeout=10)  # the last window (5 records, all kept) ends with the client
+    import json
+
+    rates = Counter[float]()
+    for path in tmp_path.glob("*.json"):
+        body = json.loads(path.read_bytes())
+        rates[body["sampling_rate"]] += len(body["records"])
+    assert rates == {0.1: 10, 1.0: 5}
+    assert client.stats["logged"] == 15
