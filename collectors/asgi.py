@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
 from typing import Any
@@ -64,7 +65,7 @@ class TidewatchMiddleware:
         self.prediction = prediction
         self.max_body = max_body
         self.errors = 0
-        self._last_error_log = 0.0
+        self._last_error_log = -math.inf  # monotonic time starts at boot
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (

@@ -13,7 +13,8 @@ the defaults take the numeric and text arguments as features and a result with `
 prediction.
 
 DEEPaaS runs ``predict`` in worker processes that it spawns, so the client is created lazily in
-the process that predicts (one per process id). Whatever happens in the monitoring part is
+the process that predicts (one per process id). Known limit: when DEEPaaS stops, its workers
+end without running exit hooks, so records logged in the last flush interval (1 s) are lost. Whatever happens in the monitoring part is
 caught and counted: the prediction's result is returned unchanged. The wrapper keeps the
 function's name and signature (``functools.wraps``) because DEEPaaS introspects and pickles it.
 """
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import os
 import threading
 import time
@@ -85,7 +87,7 @@ def monitored(
     >>> predict(size=3.0)
     {'label': 'copepod'}
     """
-    state = {"errors": 0, "last_log": 0.0, "warned": False}
+    state = {"errors": 0, "last_log": -math.inf, "warned": False}
 
     @functools.wraps(predict)
     def wrapper(*args: Any, **kwargs: Any) -> Any:

@@ -92,7 +92,12 @@ def run_demo(
         start = datetime.now(UTC) - timedelta(seconds=records)
         with (
             TelemetryClient(
-                server.url, SPEC["name"], ingest_key, batch_size=250, flush_interval=0.2
+                server.url,
+                SPEC["name"],
+                ingest_key,
+                batch_size=250,
+                flush_interval=0.2,
+                spool_dir=False,  # the demo's server lives and dies with this process
             ) as client,
             Progress(console=console, transient=True) as progress,
         ):

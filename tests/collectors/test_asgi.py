@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -86,10 +85,9 @@ def test_a_broken_feature_function_never_fails_the_request(
 
     service = model_service(client, features=broken)
     with TestClient(service) as http:
-        started = time.monotonic()
         answer = http.post("/predict", json={"brightness": 0.9, "site": "a", "emb": [0, 0, 0]})
-        assert answer.status_code == 200 and answer.json()["label"] == "copepod"
-        assert time.monotonic() - started < 5
+        assert answer.status_code == 200
+        assert answer.json() == {"label": "copepod", "probabilities": [0.9, 1 - 0.9]}
     middleware = service.middleware_stack
     while not isinstance(middleware, TidewatchMiddleware):
         middleware = middleware.app  # type: ignore[union-attr]
