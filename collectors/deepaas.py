@@ -15,8 +15,9 @@ prediction.
 DEEPaaS runs ``predict`` in worker processes that it spawns, so the client is created lazily in
 the process that predicts (one per process id). Known limit: when DEEPaaS stops, its workers
 end without running exit hooks, so records logged in the last flush interval (1 s) are lost.
-Whatever happens in the monitoring part is caught and counted: the prediction's result is returned unchanged. The wrapper keeps the
-function's name and signature (``functools.wraps``) because DEEPaaS introspects and pickles it.
+Whatever happens in the monitoring part is caught and counted: the prediction's result is
+returned unchanged. The wrapper keeps the function's name and signature (``functools.wraps``)
+because DEEPaaS introspects and pickles it.
 """
 
 from __future__ import annotations
