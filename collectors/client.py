@@ -16,15 +16,15 @@ process pool) the child starts its own empty queue, thread and connections.
 from __future__ import annotations
 
 import atexit
+import itertools
 import json
 import logging
 import os
-import queue
 import random
 import threading
 import time
-import uuid
 import weakref
+from collections import deque
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -145,12 +145,21 @@ class TelemetryClient:
         os.register_at_fork(after_in_child=lambda: _after_fork(reference))
 
     def _start_fresh(self) -> None:
-        """Queue, locks, connections and thread of this process (again after a fork)."""
+        """Buffer, locks, connections and thread of this process (again after a fork)."""
         self._pid = os.getpid()
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=self.max_queue)
+        # log() appends to a deque (atomic, never blocks) and wakes the sender only when a batch
+        # is full: a queue.Queue woke it on every record, and the two threads then took turns
+        # on the GIL in the caller's time
+        self._buffer: deque[tuple[float, Mapping[str, Any]]] = deque()
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._pending = 0
+        self._wake = threading.Event()
+        self._flush_now = False
+        # record ids: a random per-process prefix and a counter (uuid4 costs a 16-byte
+        # getrandom call per record); a forked child draws its own prefix
+        self._ids = itertools.count()
+        self._id_prefix = os.urandom(8).hex()
         self._retry_at = 0.0  # monotonic time before which Tidewatch is taken to be down
         self._down_for = 0.0
         self._stop = threading.Event()
@@ -170,52 +179,74 @@ class TelemetryClient:
         *,
         id: str | None = None,
         timestamp: datetime | None = None,
+        sampling_rate: float | None = None,
     ) -> str:
-        """Queue one record and return its id; a full queue drops the record (counted)."""
-        record_id = id or uuid.uuid4().hex
+        """Queue one record and return its id; a full queue drops the record (counted).
+
+        ``sampling_rate``: the caller sampled this record already, with that inclusion
+        probability (see :meth:`sample`), and the client's sampler is skipped.
+        """
+        record_id = id or f"{self._id_prefix}{next(self._ids):x}"
         record = {
             "id": record_id,
             "timestamp": timestamp or datetime.now(UTC),
             "features": features,
             "prediction": prediction,
         }
-        rate = 1.0
-        if self._reservoir is not None:
+        if sampling_rate is not None:
+            rate = float(sampling_rate)
+        elif self._reservoir is not None:
             # a reservoir decides when its window ends: the background thread drains it
             try:
                 self._reservoir.offer(record)
             except Exception:
                 log.exception("the telemetry reservoir failed; the record is left out")
             return record_id
-        if self.sampler is not None:
-            try:
-                kept = self.sampler.keep(record)  # type: ignore[union-attr]
-            except Exception:  # a sampler bug must not break a prediction
-                log.exception("the telemetry sampler failed; the record is kept")
-                kept = 1.0
+        else:
+            kept = self.sample(record)
             if kept is None:
-                with self._lock:
-                    self._stats["sampled_out"] += 1
                 return record_id
-            rate = float(kept)
+            rate = kept
         with self._lock:
-            if self._closed:
+            if self._closed or len(self._buffer) >= self.max_queue:
                 self._stats["dropped"] += 1
                 return record_id
             self._pending += 1
-        try:
-            self._queue.put_nowait((rate, record))
-        except queue.Full:
-            self._settle(1, "dropped")
-        else:
-            with self._lock:
-                self._stats["logged"] += 1
+            self._stats["logged"] += 1
+        self._buffer.append((rate, record))
+        if len(self._buffer) >= self.batch_size and not self._wake.is_set():
+            self._wake.set()
         return record_id
+
+    @property
+    def samples_later(self) -> bool:
+        """True with a reservoir sampler: it chooses records when its window ends."""
+        return self._reservoir is not None
+
+    def sample(self, record: Mapping[str, Any]) -> float | None:
+        """The sampler's verdict on a record: its inclusion probability, or None (counted as
+        sampled out). For integrations that decide before paying for a record's features
+        (:mod:`collectors.deepaas` describes images only for the records kept); a reservoir
+        sampler decides later, so it keeps every record here."""
+        if self.sampler is None or self._reservoir is not None:
+            return 1.0
+        try:
+            kept = self.sampler.keep(record)  # type: ignore[union-attr]
+        except Exception:  # a sampler bug must not break a prediction
+            log.exception("the telemetry sampler failed; the record is kept")
+            return 1.0
+        if kept is None:
+            with self._lock:
+                self._stats["sampled_out"] += 1
+            return None
+        return float(kept)
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every queued record was sent, spooled or given up; False on timeout or
         when records were given up."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        self._flush_now = True  # partial batches go now, not at the end of the interval
+        self._wake.set()
         with self._idle:
             while self._pending:
                 remaining = None if deadline is None else deadline - time.monotonic()
@@ -237,10 +268,16 @@ class TelemetryClient:
         self._drain_reservoir(final=True)  # the window in progress ends with the client
         done = self.flush(timeout)
         self._stop.set()
+        self._wake.set()
         self._thread.join(timeout=10)
         self._http.close()
         atexit.unregister(self.close)
         return done
+
+    def count_dropped(self, n: int = 1) -> None:
+        """Count records that an integration had to leave out before ``log()`` (for example
+        :mod:`collectors.deepaas` when its background thread falls behind)."""
+        self._count(n, "dropped")
 
     @property
     def stats(self) -> dict[str, int]:
@@ -270,31 +307,26 @@ class TelemetryClient:
                 self._idle.notify_all()
 
     def _run(self) -> None:
-        batches: dict[float, list[dict[str, Any]]] = {}  # one batch per sampling rate
+        batches: dict[float, list[Mapping[str, Any]]] = {}  # one batch per sampling rate
         deadline = time.monotonic() + self.flush_interval
         while not self._stop.is_set():
-            try:
-                # short waits so a stop request is seen promptly
-                item = self._queue.get(timeout=min(0.1, max(0.0, deadline - time.monotonic())))
-            except queue.Empty:
-                item = None
-            if item is not None:
-                rate, record = item
+            self._wake.wait(max(0.0, deadline - time.monotonic()))
+            self._wake.clear()
+            while self._buffer and not self._stop.is_set():
+                rate, record = self._buffer.popleft()
                 batches.setdefault(rate, []).append(record)
                 if len(batches[rate]) >= self.batch_size:
                     self._deliver(batches.pop(rate), rate)
-            if time.monotonic() >= deadline:
+            if self._flush_now or time.monotonic() >= deadline:
+                self._flush_now = False
                 self._drain_reservoir()
                 for rate in list(batches):
                     self._deliver(batches.pop(rate), rate)
                 self._drain_spool()
                 deadline = time.monotonic() + self.flush_interval
         # stopped: what close() could not flush in time goes to the spool, or is given up
-        while True:
-            try:
-                rate, record = self._queue.get_nowait()
-            except queue.Empty:
-                break
+        while self._buffer:
+            rate, record = self._buffer.popleft()
             batches.setdefault(rate, []).append(record)
         for rate, records in batches.items():
             if self._spool is not None:
@@ -311,17 +343,15 @@ class TelemetryClient:
         with self._lock:
             self._pending += len(finished)
             self._stats["logged"] += len(finished)
-        for record, rate in finished:
-            try:
-                self._queue.put_nowait((float(rate), record))
-            except queue.Full:
-                self._settle(1, "dropped")
+        # the reservoir's size bounds this, so the queue bound does not apply
+        self._buffer.extend((float(rate), record) for record, rate in finished)
+        self._wake.set()
 
     @staticmethod
-    def _body(records: list[dict[str, Any]], rate: float) -> bytes:
+    def _body(records: list[Mapping[str, Any]], rate: float) -> bytes:
         return json.dumps({"records": records, "sampling_rate": rate}, default=_to_json).encode()
 
-    def _deliver(self, records: list[dict[str, Any]], rate: float) -> None:
+    def _deliver(self, records: list[Mapping[str, Any]], rate: float) -> None:
         body, n = self._body(records, rate), len(records)
         if self._spool is not None and (time.monotonic() < self._retry_at or len(self._spool)):
             # Tidewatch is down, or older batches wait: queue behind them to keep the order
