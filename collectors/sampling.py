@@ -188,11 +188,22 @@ class ReservoirSampler:
 
 
 def make_sampler(spec: str | float | None) -> KeepAll | RateSampler | StratifiedSampler:
-    """None: every record; 0.1: a 10% random sample; "stratified:0.1": rare classes kept."""
+    """None: every record; 0.1 (or "0.1", "rate:0.1"): a 10% random sample;
+    "stratified:0.1": rare classes kept.
+
+    >>> make_sampler("0.25").rate, make_sampler("stratified:0.1").rate
+    (0.25, 0.1)
+    """
     if spec is None:
         return KeepAll()
     if isinstance(spec, (int, float)):
         return RateSampler(rate=float(spec))
+    try:
+        rate = float(spec)  # a bare number, as environment variables give it
+    except ValueError:
+        pass
+    else:
+        return RateSampler(rate=rate)
     kind, _, value = spec.partition(":")
     if kind == "rate" and value:
         return RateSampler(rate=float(value))

@@ -131,6 +131,9 @@ def test_bad_parameters_and_specs() -> None:
         make_sampler("magic:3")
     assert isinstance(make_sampler(None), KeepAll)
     assert isinstance(make_sampler(0.2), RateSampler)
+    assert isinstance(make_sampler("0.2"), RateSampler) and make_sampler("rate:0.2").rate == 0.2
+    with pytest.raises(ValueError, match="rate must be"):
+        make_sampler("2")
     assert isinstance(make_sampler("stratified:0.2"), StratifiedSampler)
 
 
