@@ -1,35 +1,43 @@
-"""A real ``deepaas-run`` serving a test module that one line made monitored, posting to a real
-``tidewatch serve`` on loopback."""
+"""A real ``deepaas-run`` serving a tiny torch image classifier that one line made monitored,
+posting to a real ``tidewatch serve`` process on loopback."""
 
 from __future__ import annotations
 
-import math
+import io
 import os
 import shutil
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
+from PIL import Image
 
-from monitor import keys
+from collectors.image import FEATURES, describe
+from monitor.db.engine import make_engine, make_sessionmaker
 from monitor.db.models import get_model
 from monitor.db.telemetry import load_window
 from monitor.schema import WindowSpec
-from monitor.server import BackgroundServer, free_port
-from monitor.settings import Settings
+from monitor.server import free_port
 from tests.conftest import service_missing
+from tests.integration.serve_process import ServeProcess, tidewatch_serve
 
 pytestmark = pytest.mark.integration
 MODULE_DIR = Path(__file__).parent / "deepaas_module"
 SPEC = {
     "name": "plankton",
-    "features": [{"name": n, "kind": "numeric"} for n in ("x1", "x2", "x3")],
+    "features": [{"name": f"image.{n}", "kind": "numeric"} for n in FEATURES],
     "output": {"task": "classification", "classes": ["copepod", "diatom"]},
 }
+sys.path.insert(0, str(MODULE_DIR))
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)  # webargs on distutils
+    from tw_deepaas_test.api import probabilities  # the module's own network
 
 
 def deepaas_run() -> str:
@@ -41,15 +49,14 @@ def deepaas_run() -> str:
 
 
 @pytest.fixture
-def tidewatch(tmp_path: Path) -> Iterator[tuple[BackgroundServer, str, str]]:
-    with BackgroundServer(Settings(database_url=f"sqlite:///{tmp_path}/d.db", port=0)) as srv:
-        with srv.app.state.tidewatch.sessions() as session:
-            admin = keys.create_key(session, ["admin"])
-            ingest = keys.create_key(session, ["ingest:plankton"])
+def tidewatch(tmp_path: Path) -> Iterator[tuple[ServeProcess, str, str]]:
+    with tidewatch_serve(f"sqlite:///{tmp_path}/d.db", tmp_path / "serve.log") as server:
+        admin = server.cli("keys", "create", "--scope", "admin")
+        ingest = server.cli("keys", "create", "--scope", "ingest:plankton")
         httpx.post(
-            f"{srv.url}/api/v1/models", json=SPEC, headers={"Authorization": f"Bearer {admin}"}
+            f"{server.url}/api/v1/models", json=SPEC, headers={"Authorization": f"Bearer {admin}"}
         ).raise_for_status()
-        yield srv, admin, ingest
+        yield server, admin, ingest
 
 
 def start_deepaas(env: dict[str, str], tmp_path: Path) -> tuple[subprocess.Popen[bytes], str]:
@@ -84,9 +91,23 @@ def stored(url: str, admin: str) -> int:
     return count
 
 
-def predict(url: str, x: tuple[float, float, float]) -> dict[str, object]:
-    params = {"x1": x[0], "x2": x[1], "x3": x[2]}
-    answer = httpx.post(f"{url}/v2/models/twtest/predict/", params=params, timeout=60)
+def png(red: int, size: tuple[int, int] = (24, 32)) -> bytes:
+    """A picture whose red channel is ``red`` over a fixed noise pattern in green and blue."""
+    rng = np.random.default_rng(red)
+    pixels = rng.integers(0, 120, size=(*size, 3), dtype=np.uint8)
+    pixels[..., 0] = red
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def predict(url: str, image: bytes) -> dict[str, object]:
+    answer = httpx.post(
+        f"{url}/v2/models/twtest/predict/",
+        files={"image": ("sample.png", image, "image/png")},
+        headers={"Accept": "application/json"},
+        timeout=60,
+    )
     assert answer.status_code == 200, answer.text
     body = answer.json()
     assert body["status"] == "OK"
@@ -94,43 +115,47 @@ def predict(url: str, x: tuple[float, float, float]) -> dict[str, object]:
     return predictions
 
 
-def test_deepaas_predictions_arrive_in_tidewatch(
-    tidewatch: tuple[BackgroundServer, str, str], tmp_path: Path
+def test_deepaas_image_predictions_arrive_in_tidewatch(
+    tidewatch: tuple[ServeProcess, str, str], tmp_path: Path
 ) -> None:
     server, admin, ingest = tidewatch
-    url = server.url
     env = {
-        "TIDEWATCH_URL": url,
+        "TIDEWATCH_URL": server.url,
         "TIDEWATCH_KEY": ingest,
         "TIDEWATCH_MODEL": "plankton",
         "TIDEWATCH_SPOOL_DIR": str(tmp_path / "spool"),
     }
     proc, deepaas = start_deepaas(env, tmp_path)
     try:
-        inputs = [(i / 10, 1 - i / 10, 0.5) for i in range(12)]
-        answers = [predict(deepaas, x) for x in inputs]
-        z = 1.5 * inputs[0][0] - 2.0 * inputs[0][1] + 0.25
-        assert answers[0]["label"] == "diatom" and math.isclose(
-            answers[0]["probabilities"][0],  # type: ignore[index]
-            1 / (1 + math.exp(-z)),
-        )
+        images = [png(red) for red in range(0, 240, 20)]
+        answers = [predict(deepaas, image) for image in images]
+        for image, answer in zip(images, answers, strict=True):
+            expected = probabilities(image)
+            assert answer["probabilities"] == pytest.approx(expected, abs=1e-6)
+            assert answer["label"] == ("copepod" if expected[0] >= expected[1] else "diatom")
+        assert {a["label"] for a in answers} == {"copepod", "diatom"}  # both classes seen
         deadline = time.monotonic() + 60  # the worker's client sends within its flush interval
-        while stored(url, admin) < len(inputs) and time.monotonic() < deadline:
+        while stored(server.url, admin) < len(images) and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert stored(url, admin) == len(inputs)
-        with server.app.state.tidewatch.sessions() as session:
-            registered = get_model(session, "plankton")
-            assert registered is not None
-            table = load_window(session, registered, WindowSpec(size=100))
-        assert table is not None
-        by_input = dict(
-            zip(table.column("f.x1").to_pylist(), table.column("p.label").to_pylist(), strict=True)
-        )
-        expected = {x[0]: a["label"] for x, a in zip(inputs, answers, strict=True)}
-        assert by_input == expected  # the right inputs with the predicted labels
+        assert stored(server.url, admin) == len(images)
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+    engine = make_engine(server.env["TIDEWATCH_DATABASE_URL"])
+    with make_sessionmaker(engine)() as session:
+        registered = get_model(session, "plankton")
+        assert registered is not None
+        table = load_window(session, registered, WindowSpec(size=100))
+    engine.dispose()
+    assert table is not None
+    rows = table.to_pylist()
+    by_brightness = {round(row["f.image.brightness"], 9): row for row in rows}
+    for image, answer in zip(images, answers, strict=True):
+        stats = describe(image)  # the image statistics, computed here from the same bytes
+        row = by_brightness[round(stats["brightness"], 9)]
+        for name in FEATURES:
+            assert row[f"f.image.{name}"] == pytest.approx(stats[name], rel=1e-9, abs=1e-12)
+        assert row["p.label"] == answer["label"]
 
 
 def test_a_dead_tidewatch_never_breaks_a_prediction(tmp_path: Path) -> None:
@@ -142,9 +167,9 @@ def test_a_dead_tidewatch_never_breaks_a_prediction(tmp_path: Path) -> None:
     }
     proc, deepaas = start_deepaas(env, tmp_path)
     try:
-        answer = predict(deepaas, (1.0, 0.0, 0.0))
-        p = 1 / (1 + math.exp(-(1.5 + 0.0 + 0.0)))
-        assert answer == {"label": "copepod", "probabilities": [p, 1 - p]}  # unchanged
+        image = png(200)
+        answer = predict(deepaas, image)
+        assert answer == {"label": "copepod", "probabilities": probabilities(image)}  # unchanged
     finally:
         proc.terminate()
         proc.wait(timeout=30)
