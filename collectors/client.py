@@ -396,12 +396,13 @@ class TelemetryClient:
                 self._spool.release(item)
                 self._mark_down()
                 return
-            self._spool.done(item)
+            # counted before the file goes, so that no moment shows the records nowhere
             if outcome == "ok":
                 self._count(duplicates, "duplicates")
                 self._count(item.records - duplicates, "sent")
             else:
                 self._count(item.records, "rejected")
+            self._spool.done(item)
             self._down_for = 0.0
 
     def _mark_down(self) -> None:

@@ -83,8 +83,10 @@ class Spool:
         return len(self._waiting())
 
     def records(self) -> int:
-        """Records in the waiting batches."""
-        return sum(_records(p.name) for p in self._waiting())
+        """Records on disk: in the waiting batches and in those claimed for sending right now
+        (a claimed batch is still here until it is done)."""
+        claimed = self.folder.glob(f"*{_SUFFIX}{_SENDING}*")
+        return sum(_records(p.name) for p in [*self._waiting(), *claimed])
 
     def size(self) -> int:
         total = 0
