@@ -20,14 +20,22 @@ from sqlalchemy.orm import Session
 from detectors import DriftResult, adjust
 from detectors import registry as detector_registry
 from detectors.quality import DataQuality
+from detectors.streaming import StreamingDriftDetector
 from monitor.data.arrays import Columns, table_columns
 from monitor.data.layout import from_bytes
 from monitor.db.models import RegisteredModel
 from monitor.db.references import get_reference
-from monitor.db.tables import DetectionResult, DetectionRun, QualityResult
+from monitor.db.tables import (
+    DetectionResult,
+    DetectionRun,
+    PerformanceResult,
+    QualityResult,
+    ReferenceSet,
+)
 from monitor.db.telemetry import load_window
+from monitor.performance_step import score_performance
 from monitor.quality_step import fit_quality, score_quality
-from monitor.schema import MonitorConfig
+from monitor.schema import MonitorConfig, PerformanceSpec
 
 _KINDS = ("numeric", "categorical", "vector")
 
@@ -115,8 +123,31 @@ def _finish(session: Session, run: DetectionRun, status: str, message: str) -> D
     run.status, run.message = status, message
     run.finished_at = datetime.now(UTC)
     session.add(run)
-    session.commit()
+    session.flush()
     return run
+
+
+def new_run(
+    registered: RegisteredModel,
+    monitor: MonitorConfig,
+    *,
+    trigger: str = "manual",
+    window_key: str | None = None,
+) -> DetectionRun:
+    return DetectionRun(
+        model_version_id=registered.version.id,
+        monitor=monitor.name,
+        status="running",
+        started_at=datetime.now(UTC),
+        correction=monitor.correction,
+        alpha=monitor.alpha,
+        trigger=trigger,
+        window_key=window_key,
+    )
+
+
+# how bad each run status is; a model's status is the worst of its monitors'
+SEVERITY = {"no_reference": 0, "insufficient_data": 0, "ok": 1, "warning": 2, "drift": 3}
 
 
 def run_monitor(
@@ -128,30 +159,81 @@ def run_monitor(
     device: str = "auto",
     now: datetime | None = None,
 ) -> DetectionRun:
-    """Run one monitor now, store the run and its results, and return the run."""
-    run = DetectionRun(
-        model_version_id=registered.version.id,
-        monitor=monitor.name,
-        status="running",
-        started_at=datetime.now(UTC),
-        correction=monitor.correction,
-        alpha=monitor.alpha,
-    )
-    reference = get_reference(session, registered)
-    if reference is None:
-        return _finish(session, run, "no_reference", "no reference uploaded for this version")
+    """Run one monitor's sliding window now, store the run and its results, and return it."""
+    run = new_run(registered, monitor)
     current = load_window(session, registered, monitor.window, now=now)
-    run.n_reference = reference.n_rows
-    run.n_current = 0 if current is None else current.num_rows
-    if current is None or current.num_rows < monitor.min_samples:
-        return _finish(
-            session,
-            run,
-            "insufficient_data",
-            f"{run.n_current} records in the window, {monitor.min_samples} needed",
+    evaluate(session, registered, monitor, cache, run, current, device=device)
+    session.commit()
+    return run
+
+
+def evaluate(
+    session: Session,
+    registered: RegisteredModel,
+    monitor: MonitorConfig,
+    cache: ReferenceCache,
+    run: DetectionRun,
+    current: pa.Table | None,
+    *,
+    device: str = "auto",
+    stream: StreamingDriftDetector | None = None,
+    span: tuple[datetime, datetime] | None = None,
+) -> DetectionRun:
+    """Compare ``current`` with the reference, store the run's results (flushed, not committed).
+
+    Drift and data quality need the reference and ``min_samples`` records; realized performance
+    needs ``min_labels`` labelled records and no reference. ``stream`` (a streaming detector)
+    is fed the errors of the labelled records, in order, and left updated for the caller to
+    save. ``span`` sets the run's window edges (tumbling windows); else the records' own.
+    """
+    n_current = 0 if current is None else current.num_rows
+    run.n_current = n_current
+    if span is not None:
+        run.window_start, run.window_end = span
+    elif current is not None and n_current:
+        ts = current.column("ts")
+        run.window_start, run.window_end = ts[0].as_py(), ts[-1].as_py()
+    session.add(run)
+    session.flush()  # gives the run its id for the result rows
+    statuses: list[str] = []
+    messages: list[str] = []
+    if monitor.detectors or monitor.quality:
+        reference = get_reference(session, registered)
+        if reference is None:
+            statuses.append("no_reference")
+            messages.append("no reference uploaded for this version")
+        else:
+            run.n_reference = reference.n_rows
+            if current is None or n_current < monitor.min_samples:
+                statuses.append("insufficient_data")
+                messages.append(f"{n_current} records in the window, {monitor.min_samples} needed")
+            else:
+                status, message = _drift_step(
+                    session, registered, monitor, cache, run, current, reference, device
+                )
+                statuses.append(status)
+                messages.append(message)
+    if monitor.performance is not None:
+        status, message = _performance_step(
+            session, registered, monitor.performance, run, current, stream, device
         )
-    ts = current.column("ts")
-    run.window_start, run.window_end = ts[0].as_py(), ts[-1].as_py()
+        statuses.append(status)
+        messages.append(message)
+    if not statuses:
+        statuses, messages = ["insufficient_data"], ["this monitor checks nothing"]
+    return _finish(session, run, max(statuses, key=SEVERITY.__getitem__), "; ".join(messages))
+
+
+def _drift_step(
+    session: Session,
+    registered: RegisteredModel,
+    monitor: MonitorConfig,
+    cache: ReferenceCache,
+    run: DetectionRun,
+    current: pa.Table,
+    reference: ReferenceSet,
+    device: str,
+) -> tuple[str, str]:
     key = (reference.id, reference.sha256, monitor.model_dump_json(), device)
     ref_data = reference.data
     fitted = cache.get(
@@ -171,8 +253,6 @@ def run_monitor(
     drift = np.where(
         np.isnan(p_value), own_verdict, np.nan_to_num(p_adjusted, nan=1.0) < monitor.alpha
     )
-    session.add(run)
-    session.flush()  # gives the run its id for the result rows
     offset = 0
     for res in results:
         for j, feature in enumerate(res.features):
@@ -198,15 +278,54 @@ def run_monitor(
             problems += int(row.problem)
             session.add(QualityResult(run_id=run.id, **row.__dict__))
     tested = int((~np.isnan(statistic)).sum())
-    run.drifted_share = float(drift.sum() / tested) if tested else None
-    status = "drift" if drift.any() else "ok"
+    drifted = int(drift.sum())
+    run.drifted_share = drifted / tested if tested else None
+    if drifted and (run.drifted_share or 0.0) >= monitor.drift_share:
+        status = "drift"
+    elif drifted or problems:
+        status = "warning"
+    else:
+        status = "ok"
     message = (
-        f"{int(drift.sum())} of {tested} features drifted "
-        f"({monitor.correction}, alpha={monitor.alpha})"
+        f"{drifted} of {tested} features drifted ({monitor.correction}, alpha={monitor.alpha})"
     )
     if fitted.quality is not None:
         message += f"; {problems} data-quality problem{'s' * (problems != 1)}"
-    return _finish(session, run, status, message)
+    return status, message
+
+
+def _performance_step(
+    session: Session,
+    registered: RegisteredModel,
+    spec: PerformanceSpec,
+    run: DetectionRun,
+    current: pa.Table | None,
+    stream: StreamingDriftDetector | None,
+    device: str,
+) -> tuple[str, str]:
+    if current is None or current.num_rows == 0:
+        return "insufficient_data", "no labelled records"
+    outcome = score_performance(session, registered, spec, current, stream, device)
+    for row in outcome.rows:
+        session.add(PerformanceResult(run_id=run.id, **row.__dict__))
+    if outcome.n_labels < spec.min_labels:
+        message = f"{outcome.n_labels} labelled records, {spec.min_labels} needed for metrics"
+        status = "insufficient_data"
+    else:
+        message = f"performance on {outcome.n_labels} labels"
+        status = "ok"
+        if outcome.breached:
+            message += f": {', '.join(outcome.breached)} beyond threshold"
+            status = "drift"
+    if outcome.stream_drifts:
+        message += (
+            f"; concept drift detected {outcome.stream_drifts}x by {stream and stream.method}"
+        )
+        status = "drift"
+    elif outcome.stream_warning and status != "drift":
+        message += f"; {stream and stream.method} warning"
+        status = "warning"
+    return status, message
 
 
 def _num(value: float) -> float | None:

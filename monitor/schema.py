@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from detectors import CORRECTIONS
 from detectors import registry as detector_registry
+from detectors.streaming import STREAMING_DETECTORS, make_streaming
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$"
 Name = Annotated[str, Field(pattern=NAME_PATTERN)]
@@ -57,18 +58,104 @@ class OutputSpec(BaseModel):
 
 
 class WindowSpec(BaseModel):
-    """The current window: the last ``size`` records, or the records of the last ``seconds``."""
+    """Which records a run compares with the reference.
+
+    ``sliding`` (the default): at each run, the last ``size`` records (``by: count``) or the
+    records of the last ``seconds`` (``by: time``). ``tumbling``: consecutive windows that never
+    overlap and are each computed exactly once: ``seconds``-long spans of prediction time
+    aligned on the Unix epoch (``by: time``), or runs of ``size`` records in arrival order
+    (``by: count``). A time window is computed ``delay_seconds`` after it closes, which leaves
+    late telemetry and delayed labels time to arrive.
+    """
 
     model_config = ConfigDict(extra="forbid")
+    type: Literal["sliding", "tumbling"] = "sliding"
     by: Literal["count", "time"] = "count"
     size: int | None = Field(default=1000, ge=1, le=10_000_000)
     seconds: float | None = Field(default=None, gt=0)
+    delay_seconds: float = Field(default=0.0, ge=0)
 
     @model_validator(mode="after")
     def _one_bound(self) -> Self:
         if self.by == "time" and self.seconds is None:
             raise ValueError("a time window needs 'seconds'")
+        if self.by == "count" and self.size is None:
+            raise ValueError("a count window needs 'size'")
+        if self.delay_seconds and not (self.type == "tumbling" and self.by == "time"):
+            raise ValueError("'delay_seconds' applies to tumbling time windows only")
         return self
+
+
+class ScheduleSpec(BaseModel):
+    """When the scheduler runs a monitor: ``every`` N seconds, or a 5-field ``cron`` in UTC."""
+
+    model_config = ConfigDict(extra="forbid")
+    every: float | None = Field(default=None, ge=1)
+    cron: str | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Self:
+        if (self.every is None) == (self.cron is None):
+            raise ValueError("a schedule needs exactly one of 'every' (seconds) or 'cron'")
+        if self.cron is not None:
+            from apscheduler.triggers.cron import CronTrigger
+
+            try:
+                CronTrigger.from_crontab(self.cron, timezone="UTC")
+            except ValueError as exc:
+                raise ValueError(f"invalid cron expression {self.cron!r}: {exc}") from None
+        return self
+
+
+class StreamingChoice(BaseModel):
+    """A streaming concept-drift detector fed each labelled prediction's error, in order."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _buildable(self) -> Self:
+        if self.name not in STREAMING_DETECTORS:
+            raise ValueError(
+                f"unknown streaming detector {self.name!r}; choose one of "
+                f"{sorted(STREAMING_DETECTORS)}"
+            )
+        try:
+            make_streaming(self.name, **self.params)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"streaming detector {self.name!r}: {exc}") from None
+        return self
+
+
+# Realized metrics a performance monitor can compute, by task; True when higher is better.
+PERFORMANCE_METRICS: dict[str, dict[str, bool]] = {
+    "classification": {
+        "accuracy": True,
+        "balanced_accuracy": True,
+        "f1_macro": True,
+        "precision_macro": True,
+        "recall_macro": True,
+        "roc_auc": True,
+        "log_loss": False,
+        "expected_calibration_error": False,
+    },
+    "regression": {"mae": False, "rmse": False, "mape": False, "r2": True},
+}
+
+
+class PerformanceSpec(BaseModel):
+    """Realized performance of the window's predictions whose labels have arrived (by id).
+
+    ``thresholds`` name the worst acceptable value per metric (a minimum for accuracy-like
+    metrics, a maximum for errors); a breach makes the run's status ``drift``.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    metrics: list[str] | None = None  # default: every metric of the task
+    thresholds: dict[str, float] = Field(default_factory=dict)
+    min_labels: int = Field(default=30, ge=1)
+    streaming: StreamingChoice | None = None
 
 
 class DetectorChoice(BaseModel):
@@ -101,6 +188,11 @@ class MonitorConfig(BaseModel):
     features: list[str] | None = None
     # data-quality checks of the declared input features in every run
     quality: bool = True
+    # the run's status is "drift" when at least this share of the tested features drifted
+    # (0: any drifted feature), "warning" when some drifted below it or data quality failed
+    drift_share: float = Field(default=0.0, ge=0.0, le=1.0)
+    schedule: ScheduleSpec = Field(default_factory=lambda: ScheduleSpec(every=300))
+    performance: PerformanceSpec | None = None
 
     @model_validator(mode="after")
     def _known_detectors(self) -> Self:
@@ -111,6 +203,11 @@ class MonitorConfig(BaseModel):
                 raise ValueError(f"unknown column kind {kind!r}; choose from {COLUMN_KINDS}")
             choice = self.detector(kind)
             detector_registry.check(choice.name, choice.params, kind=kind)
+        if self.performance and self.performance.streaming and self.window.type != "tumbling":
+            raise ValueError(
+                "a streaming detector sees every labelled prediction once, in order: "
+                "it needs a tumbling window"
+            )
         return self
 
     def detector(self, kind: str) -> DetectorChoice:
@@ -145,6 +242,8 @@ class ModelSpec(BaseModel):
                 raise ValueError(
                     f"monitor {monitor.name!r} names unknown features {sorted(unknown)}"
                 )
+            if monitor.performance is not None:
+                _check_performance(monitor.name, monitor.performance, self.output.task)
         return self
 
     def feature(self, name: str) -> FeatureSpec | None:
@@ -165,3 +264,36 @@ def prediction_columns(output: OutputSpec) -> list[str]:
         ],
         "segmentation": [f"prediction.area.{c}" for c in output.classes],
     }[output.task]
+
+
+def performance_metrics(spec: PerformanceSpec, task: str) -> list[str]:
+    """The metrics a performance monitor computes for a task, in a stable order."""
+    return spec.metrics if spec.metrics is not None else list(PERFORMANCE_METRICS[task])
+
+
+def _check_performance(monitor: str, spec: PerformanceSpec, task: str) -> None:
+    known = PERFORMANCE_METRICS.get(task)
+    if known is None:
+        raise ValueError(
+            f"monitor {monitor!r}: realized performance is computed for classification and "
+            f"regression models, not {task!r}"
+        )
+    wanted = performance_metrics(spec, task)
+    unknown = (set(wanted) | set(spec.thresholds)) - set(known)
+    if unknown:
+        raise ValueError(
+            f"monitor {monitor!r}: unknown {task} metrics {sorted(unknown)}; "
+            f"choose from {sorted(known)}"
+        )
+    missing = set(spec.thresholds) - set(wanted)
+    if missing:
+        raise ValueError(
+            f"monitor {monitor!r}: thresholds on metrics not computed {sorted(missing)}"
+        )
+    if spec.streaming is not None:
+        values = STREAMING_DETECTORS[spec.streaming.name].values
+        if task == "regression" and values in ("binary", "unit"):
+            raise ValueError(
+                f"monitor {monitor!r}: {spec.streaming.name!r} takes 0/1 or [0, 1] values; a "
+                "regression model's absolute errors need adwin, page_hinkley, cusum or kswin"
+            )

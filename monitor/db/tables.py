@@ -137,13 +137,21 @@ class Label(Base):
 
 class DetectionRun(Base):
     __tablename__ = "detection_runs"
-    __table_args__ = (Index("ix_detection_runs_version_started", "model_version_id", "started_at"),)
+    __table_args__ = (
+        Index("ix_detection_runs_version_started", "model_version_id", "started_at"),
+        # a tumbling window is computed once: a second scheduler (or a retried job) that
+        # computes it again fails on this constraint and its transaction rolls back
+        UniqueConstraint(
+            "model_version_id", "monitor", "window_key", name="uq_detection_runs_window"
+        ),
+    )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     model_version_id: Mapped[int] = mapped_column(
         ForeignKey("model_versions.id", ondelete="CASCADE")
     )
     monitor: Mapped[str] = mapped_column(String(128))
-    status: Mapped[str] = mapped_column(String(32))  # ok | drift | insufficient_data | no_reference
+    # ok | warning | drift | insufficient_data | no_reference
+    status: Mapped[str] = mapped_column(String(32))
     message: Mapped[str] = mapped_column(Text, default="")
     started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
@@ -154,6 +162,9 @@ class DetectionRun(Base):
     drifted_share: Mapped[float | None] = mapped_column(Float, nullable=True)
     correction: Mapped[str] = mapped_column(String(32), default="bh")
     alpha: Mapped[float] = mapped_column(Float, default=0.05)
+    # "t:<start>" or "c:<first batch>.<first row>" for tumbling windows, None for sliding runs
+    window_key: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    trigger: Mapped[str] = mapped_column(String(16), default="manual")  # or schedule, backfill
 
 
 class DetectionResult(Base):
@@ -185,3 +196,51 @@ class QualityResult(Base):
     value: Mapped[float | None] = mapped_column(Float, nullable=True)
     reference_value: Mapped[float | None] = mapped_column(Float, nullable=True)
     problem: Mapped[bool] = mapped_column(Boolean)
+
+
+class PerformanceResult(Base):
+    """One realized metric of one run's labelled records, with its threshold when set."""
+
+    __tablename__ = "performance_results"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(
+        ForeignKey("detection_runs.id", ondelete="CASCADE"), index=True
+    )
+    metric: Mapped[str] = mapped_column(String(64))
+    value: Mapped[float | None] = mapped_column(Float, nullable=True)
+    threshold: Mapped[float | None] = mapped_column(Float, nullable=True)
+    problem: Mapped[bool] = mapped_column(Boolean)
+    n_labels: Mapped[int] = mapped_column(Integer)
+
+
+class MonitorState(Base):
+    """What a scheduled monitor needs to continue after a restart, and its current status.
+
+    Updated in the transaction that stores the run, so a crash leaves either both or neither.
+    """
+
+    __tablename__ = "monitor_states"
+    model_version_id: Mapped[int] = mapped_column(
+        ForeignKey("model_versions.id", ondelete="CASCADE"), primary_key=True
+    )
+    monitor: Mapped[str] = mapped_column(String(128), primary_key=True)
+    # the next tumbling window: {"start": iso} (time) or {"batch": id, "row": n} (count)
+    cursor: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    stream_method: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    stream_state: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    stream_seen: Mapped[int] = mapped_column(Integer, default=0)
+    status: Mapped[str] = mapped_column(String(32), default="no_data")
+    status_since: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_run_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    last_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class SchedulerLeader(Base):
+    """Who leads scheduling now (written by the holder of the leader lock, for people to read)."""
+
+    __tablename__ = "scheduler_leaders"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(256))
+    acquired_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

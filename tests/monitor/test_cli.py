@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from monitor.cli import app
+from monitor.db.migrate import head_revision
 from monitor.server import BackgroundServer
 from monitor.settings import Settings
 from tests.conftest import SPEC
@@ -31,7 +32,9 @@ def invoke(*args: str) -> str:
 
 
 def test_db_keys_models_reference_detect(config: Path, tmp_path: Path, db_url: str) -> None:
-    assert "database at revision 0002" in invoke("db", "upgrade", "--config", str(config))
+    assert f"database at revision {head_revision()}" in invoke(
+        "db", "upgrade", "--config", str(config)
+    )
     key = invoke("keys", "create", "--scope", "admin", "--config", str(config)).strip()
     assert key.startswith("tw_")
     spec_file = tmp_path / "model.json"
