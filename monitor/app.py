@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from monitor import __version__
-from monitor.api import detection, health, ingest, models
+from monitor.api import detection, health, ingest, models, monitors
 from monitor.api.deps import ServiceState
 from monitor.api.errors import install_error_handlers
 from monitor.api.openapi import install_openapi
@@ -17,6 +17,7 @@ from monitor.db.engine import make_engine, make_sessionmaker
 from monitor.db.migrate import upgrade
 from monitor.pipeline import ReferenceCache
 from monitor.retention import purge_periodically
+from monitor.scheduler import Worker
 from monitor.settings import Settings
 
 
@@ -24,7 +25,9 @@ def create_app(settings: Settings) -> FastAPI:
     """Build the Tidewatch API for ``settings``.
 
     >>> from monitor.settings import Settings
-    >>> app = create_app(Settings(database_url="sqlite:///:memory:", migrate_on_start=False))
+    >>> app = create_app(
+    ...     Settings(database_url="sqlite:///:memory:", migrate_on_start=False, scheduler=False)
+    ... )
     >>> app.title
     'Tidewatch'
     """
@@ -45,9 +48,14 @@ def create_app(settings: Settings) -> FastAPI:
                 state.sessions, settings.retention_days, settings.purge_interval_seconds
             )
         )
+        if settings.scheduler:
+            state.worker = Worker(settings, engine, state.sessions, state.cache).start()
         try:
             yield
         finally:
+            if state.worker is not None:
+                state.worker.stop()
+                state.worker = None
             purger.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await purger
@@ -62,6 +70,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.tidewatch = state
     install_error_handlers(app)
     install_openapi(app)
-    for router in (health.router, models.router, ingest.router, detection.router):
+    routers = (health.router, models.router, ingest.router, detection.router, monitors.router)
+    for router in routers:
         app.include_router(router)
     return app

@@ -9,6 +9,7 @@ concept-drift detector, in prediction-time order.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -90,6 +91,7 @@ def _metric_values(
     arrays: dict[str, np.ndarray], registered: RegisteredModel, device: str
 ) -> tuple[dict[str, float | None], np.ndarray]:
     task = registered.spec.output.task
+    result: Any
     if task == "classification":
         classes = registered.spec.output.classes
         known = np.isin(arrays["truth"], classes) & np.isin(arrays["predicted"], classes)

@@ -47,6 +47,19 @@ class Settings(BaseSettings):
     reference_cache_size: int = Field(
         default=32, ge=1, description="fitted references kept in memory"
     )
+    scheduler: bool = Field(
+        default=True, description="`tidewatch serve` also schedules monitors (one leader)"
+    )
+    scheduler_threads: int = Field(default=4, ge=1, description="monitors run at once")
+    misfire_grace_seconds: float = Field(
+        default=300.0, gt=0, description="a scheduled run later than this is skipped"
+    )
+    leader_poll_seconds: float = Field(
+        default=2.0, gt=0, description="how often a follower tries to lead (takeover bound)"
+    )
+    scheduler_sync_seconds: float = Field(
+        default=30.0, gt=0, description="how often the leader re-reads the models' monitors"
+    )
     log_level: str = Field(default="info")
     config_file: Path | None = Field(default=None, description="TOML file the settings came from")
 

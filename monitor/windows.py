@@ -82,7 +82,7 @@ def due_time_spans(
     assert spec.seconds is not None
     length = timedelta(seconds=spec.seconds)
     delay = timedelta(seconds=spec.delay_seconds)
-    spans = []
+    spans: list[tuple[datetime, datetime]] = []
     start = first_start
     while len(spans) < limit and start + length + delay <= now:
         spans.append((start, start + length))

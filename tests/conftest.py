@@ -66,7 +66,8 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 @pytest.fixture
 def settings(db_url: str) -> Settings:
-    return Settings(database_url=db_url, device="cpu", purge_interval_seconds=3600)
+    # the scheduler's own tests turn it on; elsewhere it would only add threads
+    return Settings(database_url=db_url, device="cpu", purge_interval_seconds=3600, scheduler=False)
 
 
 @pytest.fixture

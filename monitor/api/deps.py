@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from monitor import keys
 from monitor.db.models import RegisteredModel, get_model
 from monitor.pipeline import ReferenceCache
+from monitor.scheduler import Worker
 from monitor.settings import Settings
 
 
@@ -25,6 +26,7 @@ class ServiceState:
     engine: Engine
     sessions: sessionmaker[Session]
     cache: ReferenceCache
+    worker: Worker | None = None  # the scheduler of this process, while serving
 
 
 def get_state(request: Request) -> ServiceState:

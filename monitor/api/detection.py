@@ -2,39 +2,54 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.concurrency import run_in_threadpool
+from sqlalchemy.orm import Session
 
 from monitor.api.deps import ServiceState, SessionDep, StateDep, model_or_404, require
 from monitor.api.schemas import RunOut, RunsPage
 from monitor.db.models import RegisteredModel, get_model
-from monitor.db.results import list_runs, run_quality, run_results
-from monitor.pipeline import run_monitor
+from monitor.db.results import list_runs, run_performance, run_quality, run_results
+from monitor.db.tables import DetectionRun
+from monitor.monitoring import run_due
 
 router = APIRouter(prefix="/api/v1", tags=["detection"])
 
 
+def run_out(session: Session, registered: RegisteredModel, run: DetectionRun) -> RunOut:
+    return RunOut.of(
+        run,
+        registered.spec.name,
+        registered.spec.version,
+        run_results(session, run.id),
+        run_quality(session, run.id),
+        run_performance(session, run.id),
+    )
+
+
 def detect(state: ServiceState, registered: RegisteredModel, monitor: str | None) -> list[RunOut]:
-    """Run the model's monitors (or the one named) now and return the stored runs."""
+    """Run the model's monitors (or the one named) now and return the stored runs.
+
+    A sliding monitor runs once on its current window; a tumbling one computes every window
+    that has closed since its last (none when nothing is due).
+    """
     monitors = [m for m in registered.spec.monitors if monitor is None or m.name == monitor]
     if not monitors:
         raise HTTPException(404, f"model {registered.spec.name!r} has no monitor {monitor!r}")
-    out = []
+    runs = []
+    for config in monitors:
+        runs += run_due(
+            state.sessions,
+            registered,
+            config,
+            state.cache,
+            device=state.settings.device,
+            trigger="manual",
+        )
     with state.sessions() as session:
-        for config in monitors:
-            run = run_monitor(
-                session, registered, config, state.cache, device=state.settings.device
-            )
-            out.append(
-                RunOut.of(
-                    run,
-                    registered.spec.name,
-                    registered.spec.version,
-                    run_results(session, run.id),
-                    run_quality(session, run.id),
-                )
-            )
-    return out
+        return [run_out(session, registered, run) for run in runs]
 
 
 @router.post(
@@ -57,26 +72,28 @@ def get_results(
     name: str,
     session: SessionDep,
     version: str | None = None,
+    monitor: str | None = Query(default=None, description="only this monitor's runs"),
+    since: datetime | None = Query(default=None, description="windows ending at or after"),
+    until: datetime | None = Query(default=None, description="windows ending before"),
     limit: int = Query(default=20, ge=1, le=500),
     before: int | None = Query(default=None, description="page: runs with a smaller id"),
 ) -> RunsPage:
-    """Detection runs, newest first, with their per-feature results."""
+    """Detection runs, newest first, with their per-feature results; page with ``before``."""
     registered = (
         model_or_404(session, name) if version is None else get_model(session, name, version)
     )
     if registered is None:
         raise HTTPException(404, f"model {name!r} has no version {version!r}")
-    runs = list_runs(session, registered, limit=limit, before_id=before)
+    runs = list_runs(
+        session,
+        registered,
+        limit=limit,
+        before_id=before,
+        monitor=monitor,
+        since=since,
+        until=until,
+    )
     return RunsPage(
-        runs=[
-            RunOut.of(
-                r,
-                registered.spec.name,
-                registered.spec.version,
-                run_results(session, r.id),
-                run_quality(session, r.id),
-            )
-            for r in runs
-        ],
+        runs=[run_out(session, registered, r) for r in runs],
         next_before=runs[-1].id if len(runs) == limit else None,
     )

@@ -25,7 +25,7 @@ from monitor.data.errors import SchemaError
 from monitor.data.from_flat import flat_to_table
 from monitor.data.from_records import records_to_table
 from monitor.db import telemetry
-from monitor.db.models import RegisteredModel
+from monitor.db.models import RegisteredModel, get_model
 from monitor.db.references import save_reference
 
 router = APIRouter(prefix="/api/v1", tags=["ingest"])
@@ -205,13 +205,21 @@ async def post_reference(
     state: StateDep,
     session: SessionDep,
     format: str | None = Query(default=None, description="json, csv or parquet"),
+    version: str | None = Query(default=None, description="default: the current version"),
 ) -> ReferenceOut:
-    """Reference data for the model's current version: JSON records, CSV or Parquet.
+    """Reference data for one version of the model: JSON records, CSV or Parquet.
 
-    The body is streamed to a temporary file and read from there, so it is not held twice.
+    Each version has its own reference (a new version brings its own); this replaces the
+    version's earlier one. The body is streamed to a temporary file and read from there, so it
+    is not held twice.
     """
     authorize(session, request, "admin")
     registered = model_or_404(session, name)
+    if version is not None and version != registered.spec.version:
+        found = get_model(session, name, version)
+        if found is None:
+            raise HTTPException(404, f"model {name!r} has no version {version!r}")
+        registered = found
     fmt = _reference_format(request, format)
     spool = await spool_body(request, state.settings.max_reference_bytes)
     try:

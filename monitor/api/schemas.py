@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
-from monitor.db.tables import DetectionResult, DetectionRun, QualityResult
+from monitor.db.tables import DetectionResult, DetectionRun, PerformanceResult, QualityResult
 from monitor.schema import ModelSpec
 
 
@@ -78,6 +78,24 @@ class QualityOut(BaseModel):
         )
 
 
+class PerformanceOut(BaseModel):
+    metric: str
+    value: float | None
+    threshold: float | None
+    problem: bool
+    n_labels: int
+
+    @classmethod
+    def of(cls, row: PerformanceResult) -> PerformanceOut:
+        return cls(
+            metric=row.metric,
+            value=row.value,
+            threshold=row.threshold,
+            problem=row.problem,
+            n_labels=row.n_labels,
+        )
+
+
 class RunOut(BaseModel):
     id: int
     model: str
@@ -94,8 +112,11 @@ class RunOut(BaseModel):
     drifted_share: float | None
     correction: str
     alpha: float
+    trigger: str
+    window_key: str | None
     results: list[ResultOut]
     quality: list[QualityOut]
+    performance: list[PerformanceOut]
 
     @classmethod
     def of(
@@ -105,6 +126,7 @@ class RunOut(BaseModel):
         version: str,
         results: list[DetectionResult],
         quality: list[QualityResult],
+        performance: list[PerformanceResult] | None = None,
     ) -> RunOut:
         return cls(
             id=run.id,
@@ -122,11 +144,46 @@ class RunOut(BaseModel):
             drifted_share=run.drifted_share,
             correction=run.correction,
             alpha=run.alpha,
+            trigger=run.trigger,
+            window_key=run.window_key,
             results=[ResultOut.of(r) for r in results],
             quality=[QualityOut.of(q) for q in quality],
+            performance=[PerformanceOut.of(p) for p in performance or []],
         )
 
 
 class RunsPage(BaseModel):
     runs: list[RunOut]
     next_before: int | None
+
+
+class MonitorStatusOut(BaseModel):
+    monitor: str
+    status: str  # ok | warning | drift | no_data
+    since: datetime | None
+    last_run_id: int | None
+    last_run_at: datetime | None
+
+
+class ModelStatusOut(BaseModel):
+    model: str
+    version: str
+    status: str  # the worst of its monitors: drift > warning > ok > no_data
+    since: datetime | None
+    last_run_at: datetime | None
+    monitors: list[MonitorStatusOut]
+
+
+class StatusOut(BaseModel):
+    leader: str | None
+    leader_heartbeat: datetime | None
+    models: list[ModelStatusOut]
+
+
+class PromoteIn(BaseModel):
+    """A window of production data to become the reference: a run's window, or a span."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    run: int | None = None
+    start: datetime | None = Field(default=None, alias="from")
+    end: datetime | None = Field(default=None, alias="to")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from datetime import datetime
 
 import pyarrow as pa
 from sqlalchemy import select
@@ -33,3 +34,22 @@ def get_reference(session: Session, registered: RegisteredModel) -> ReferenceSet
     return session.scalar(
         select(ReferenceSet).where(ReferenceSet.model_version_id == registered.version.id)
     )
+
+
+def promote_window(
+    session: Session, registered: RegisteredModel, start: datetime, end: datetime
+) -> ReferenceSet:
+    """Make the production records with ``start <= ts < end`` the version's new reference.
+
+    For after a retraining on recent data: the data the new model was trained on is the data
+    its drift should be measured against. Raises ValueError when the span holds no records.
+    """
+    from monitor.windows import load_span
+
+    table = load_span(session, registered, start, end)
+    if table is None:
+        raise ValueError(
+            f"no telemetry of {registered.spec.name} v{registered.spec.version} "
+            f"between {start.isoformat()} and {end.isoformat()}"
+        )
+    return save_reference(session, registered, table)

@@ -1,0 +1,141 @@
+"""Monitor configuration, model status, and promoting production data to the reference."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
+from pydantic import TypeAdapter, ValidationError
+
+from monitor.api.deps import SessionDep, StateDep, model_or_404, read_body, require
+from monitor.api.schemas import (
+    ModelStatusOut,
+    MonitorStatusOut,
+    PromoteIn,
+    ReferenceOut,
+    StatusOut,
+)
+from monitor.db.models import upsert_model
+from monitor.db.references import promote_window
+from monitor.db.tables import DetectionRun
+from monitor.schema import ModelSpec, MonitorConfig
+from monitor.status import ModelStatus, leader, model_statuses
+
+router = APIRouter(prefix="/api/v1", tags=["monitors"])
+_MONITORS = TypeAdapter(list[MonitorConfig])
+
+
+@router.get(
+    "/models/{name}/monitors",
+    response_model=list[MonitorConfig],
+    dependencies=[Depends(require("read"))],
+)
+def get_monitors(name: str, session: SessionDep) -> list[MonitorConfig]:
+    """The monitors of the model's current version."""
+    return model_or_404(session, name).spec.monitors
+
+
+@router.put(
+    "/models/{name}/monitors",
+    response_model=list[MonitorConfig],
+    dependencies=[Depends(require("admin"))],
+)
+async def put_monitors(
+    name: str, request: Request, state: StateDep, session: SessionDep
+) -> list[MonitorConfig]:
+    """Replace the monitors of the model's current version (validated against its schema).
+
+    The scheduler picks the change up within ``scheduler_sync_seconds``.
+    """
+    registered = model_or_404(session, name)
+    monitors = _MONITORS.validate_json(await read_body(request, state.settings.max_body_bytes))
+    try:
+        spec = ModelSpec.model_validate(
+            {
+                **registered.spec.model_dump(mode="json"),
+                "monitors": [m.model_dump() for m in monitors],
+            }
+        )
+    except ValidationError as exc:
+        raise HTTPException(422, exc.errors(include_url=False, include_context=False)) from None
+    updated, _ = await run_in_threadpool(upsert_model, session, spec)
+    return updated.spec.monitors
+
+
+def _status_out(status: ModelStatus) -> ModelStatusOut:
+    return ModelStatusOut(
+        model=status.model,
+        version=status.version,
+        status=status.status,
+        since=status.since,
+        last_run_at=status.last_run_at,
+        monitors=[MonitorStatusOut(**m.__dict__) for m in status.monitors],
+    )
+
+
+@router.get("/status", response_model=StatusOut, dependencies=[Depends(require("read"))])
+def get_status(session: SessionDep) -> StatusOut:
+    """Every model's status (ok, warning, drift, no_data) and since when; who schedules."""
+    holder, heartbeat = leader(session)
+    return StatusOut(
+        leader=holder,
+        leader_heartbeat=heartbeat,
+        models=[_status_out(s) for s in model_statuses(session)],
+    )
+
+
+@router.get(
+    "/models/{name}/status",
+    response_model=ModelStatusOut,
+    dependencies=[Depends(require("read"))],
+)
+def get_model_status(name: str, session: SessionDep) -> ModelStatusOut:
+    model_or_404(session, name)
+    return _status_out(model_statuses(session, name)[0])
+
+
+@router.post(
+    "/models/{name}/reference/promote",
+    response_model=ReferenceOut,
+    dependencies=[Depends(require("admin"))],
+)
+async def post_promote(
+    name: str, request: Request, state: StateDep, session: SessionDep
+) -> ReferenceOut:
+    """Make a window of production data the current version's reference (after retraining).
+
+    Body: ``{"run": ID}`` (that run's window) or ``{"from": T1, "to": T2}`` (prediction time,
+    ``to`` excluded).
+    """
+    registered = model_or_404(session, name)
+    body = TypeAdapter(PromoteIn).validate_json(
+        await read_body(request, state.settings.max_body_bytes)
+    )
+    if body.run is not None:
+        run = session.get(DetectionRun, body.run)
+        if run is None or run.model_version_id != registered.version.id:
+            raise HTTPException(404, f"run {body.run} is not a run of {name}'s current version")
+        if run.window_start is None or run.window_end is None:
+            raise HTTPException(422, f"run {body.run} has no window (it found no records)")
+        # time windows ("t:" keys) end before window_end; other runs' window_end is their last
+        # record, which belongs to the window
+        spans_time = (run.window_key or "").startswith("t:")
+        start = run.window_start
+        end = run.window_end if spans_time else run.window_end + timedelta(microseconds=1)
+    elif body.start is not None and body.end is not None:
+        start, end = body.start, body.end
+    else:
+        raise HTTPException(422, "send {'run': ID} or {'from': T1, 'to': T2}")
+    if start >= end:
+        raise HTTPException(422, "'from' must be before 'to'")
+    try:
+        row = await run_in_threadpool(promote_window, session, registered, start, end)
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from None
+    return ReferenceOut(
+        model=registered.spec.name,
+        version=registered.spec.version,
+        rows=row.n_rows,
+        sha256=row.sha256,
+    )

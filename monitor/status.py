@@ -1,0 +1,82 @@
+"""Each model's status now (ok, warning, drift or no data) and since when.
+
+Read from ``monitor_states``, which every run updates in its own transaction: one query for all
+models, whatever the length of their history.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from monitor.db.models import RegisteredModel, list_models
+from monitor.db.tables import MonitorState
+from monitor.leader import current_leader
+
+RANK = {"no_data": 0, "ok": 1, "warning": 2, "drift": 3}
+
+
+@dataclass(frozen=True)
+class MonitorStatus:
+    monitor: str
+    status: str
+    since: datetime | None
+    last_run_id: int | None
+    last_run_at: datetime | None
+
+
+@dataclass(frozen=True)
+class ModelStatus:
+    model: str
+    version: str
+    status: str
+    since: datetime | None
+    last_run_at: datetime | None
+    monitors: list[MonitorStatus] = field(default_factory=list)
+
+
+def _combine(registered: RegisteredModel, states: dict[str, MonitorState]) -> ModelStatus:
+    monitors = []
+    for config in registered.spec.monitors:
+        state = states.get(config.name)
+        if state is None:
+            monitors.append(MonitorStatus(config.name, "no_data", None, None, None))
+        else:
+            monitors.append(
+                MonitorStatus(
+                    config.name,
+                    state.status,
+                    state.status_since,
+                    state.last_run_id,
+                    state.last_run_at,
+                )
+            )
+    worst = max((m.status for m in monitors), key=RANK.__getitem__, default="no_data")
+    sinces = [m.since for m in monitors if m.status == worst and m.since is not None]
+    last = [m.last_run_at for m in monitors if m.last_run_at is not None]
+    return ModelStatus(
+        model=registered.spec.name,
+        version=registered.spec.version,
+        status=worst,
+        since=min(sinces) if sinces else None,
+        last_run_at=max(last) if last else None,
+        monitors=monitors,
+    )
+
+
+def model_statuses(session: Session, name: str | None = None) -> list[ModelStatus]:
+    models = [m for m in list_models(session) if name is None or m.spec.name == name]
+    versions = [m.version.id for m in models]
+    rows = session.scalars(select(MonitorState).where(MonitorState.model_version_id.in_(versions)))
+    by_version: dict[int, dict[str, MonitorState]] = {}
+    for row in rows:
+        by_version.setdefault(row.model_version_id, {})[row.monitor] = row
+    return [_combine(m, by_version.get(m.version.id, {})) for m in models]
+
+
+def leader(session: Session) -> tuple[str | None, datetime | None]:
+    row = current_leader(session)
+    return (None, None) if row is None else (row.holder, row.heartbeat_at)
