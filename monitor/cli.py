@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tomllib
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -23,10 +25,12 @@ db_app = typer.Typer(help="Database schema and retention.", no_args_is_help=True
 models_app = typer.Typer(help="Register and list models.", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
 reference_app = typer.Typer(help="Reference data.", no_args_is_help=True)
+monitors_app = typer.Typer(help="Monitor configuration.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(models_app, name="models")
 app.add_typer(keys_app, name="keys")
 app.add_typer(reference_app, name="reference")
+app.add_typer(monitors_app, name="monitors")
 console = Console()
 
 ConfigOption = Annotated[
@@ -235,6 +239,71 @@ def reference_upload(
     console.print(f"reference of {body['model']} v{body['version']}: {body['rows']} rows stored")
 
 
+@reference_app.command("promote")
+def reference_promote(
+    model: str,
+    start: Annotated[str, typer.Option("--from", help="start, ISO 8601 (UTC by default)")],
+    end: Annotated[str, typer.Option("--to", help="end (excluded), ISO 8601")],
+    config: ConfigOption = None,
+) -> None:
+    """Make MODEL's production records between --from and --to its current version's reference.
+
+    For after a retraining: drift is then measured against the data the new model learnt from.
+    """
+    from monitor.db.engine import make_sessionmaker
+    from monitor.db.models import get_model
+    from monitor.db.references import promote_window
+
+    t1, t2 = _when(start), _when(end)
+    with make_sessionmaker(_engine(_settings(config)))() as session:
+        registered = get_model(session, model)
+        if registered is None:
+            console.print(f"[red]unknown model {model!r}[/]")
+            raise typer.Exit(1)
+        try:
+            row = promote_window(session, registered, t1, t2)
+        except ValueError as exc:
+            console.print(f"[red]{exc}[/]")
+            raise typer.Exit(1) from None
+    console.print(
+        f"reference of {model} v{registered.spec.version}: {row.n_rows} production records"
+    )
+
+
+@monitors_app.command("apply")
+def monitors_apply(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="TOML or JSON")],
+    config: ConfigOption = None,
+) -> None:
+    """Give models the monitors of a file (validated whole before anything changes)."""
+    from monitor.db.engine import make_sessionmaker
+    from monitor.monitor_file import apply_monitor_file, read_monitor_file
+
+    try:
+        parsed = read_monitor_file(file)
+        with make_sessionmaker(_engine(_settings(config)))() as session:
+            changed = apply_monitor_file(session, parsed)
+    except ValueError as exc:
+        console.print(f"[red]invalid monitors:[/] {exc}")
+        raise typer.Exit(2) from None
+    for name in changed:
+        console.print(f"{name}: monitors updated")
+
+
+@monitors_app.command("show")
+def monitors_show(model: str, config: ConfigOption = None) -> None:
+    """MODEL's monitors as JSON."""
+    from monitor.db.engine import make_sessionmaker
+    from monitor.db.models import get_model
+
+    with make_sessionmaker(_engine(_settings(config)))() as session:
+        registered = get_model(session, model)
+    if registered is None:
+        console.print(f"[red]unknown model {model!r}[/]")
+        raise typer.Exit(1)
+    typer.echo(json.dumps([m.model_dump(mode="json") for m in registered.spec.monitors], indent=2))
+
+
 @app.command()
 def collect(
     model: str,
@@ -319,26 +388,35 @@ def detect(
     monitor: Annotated[str | None, typer.Option(help="run only this monitor")] = None,
     config: ConfigOption = None,
 ) -> None:
-    """Run MODEL's monitors now against the database and print the results."""
+    """Run MODEL's monitors now against the database and print the results.
+
+    A sliding monitor runs once; a tumbling one computes every window closed since its last.
+    """
     from monitor.db.engine import make_sessionmaker
     from monitor.db.models import get_model
     from monitor.db.results import run_results
-    from monitor.pipeline import ReferenceCache, run_monitor
+    from monitor.monitoring import run_due
+    from monitor.pipeline import ReferenceCache
 
     settings = _settings(config)
-    with make_sessionmaker(_engine(settings))() as session:
+    sessions = make_sessionmaker(_engine(settings))
+    with sessions() as session:
         registered = get_model(session, model)
-        if registered is None:
-            console.print(f"[red]unknown model {model!r}[/]")
-            raise typer.Exit(1)
-        monitors = [m for m in registered.spec.monitors if monitor is None or m.name == monitor]
-        if not monitors:
-            console.print(f"[red]model {model!r} has no monitor {monitor!r}[/]")
-            raise typer.Exit(1)
-        for config_ in monitors:
-            run = run_monitor(
-                session, registered, config_, ReferenceCache(1), device=settings.device
-            )
+    if registered is None:
+        console.print(f"[red]unknown model {model!r}[/]")
+        raise typer.Exit(1)
+    monitors = [m for m in registered.spec.monitors if monitor is None or m.name == monitor]
+    if not monitors:
+        console.print(f"[red]model {model!r} has no monitor {monitor!r}[/]")
+        raise typer.Exit(1)
+    cache = ReferenceCache(1)
+    for config_ in monitors:
+        runs = run_due(
+            sessions, registered, config_, cache, device=settings.device, trigger="manual"
+        )
+        if not runs:
+            console.print(f"{model} / {config_.name}: no window is due")
+        for run in runs:
             table = Table(
                 "feature",
                 "test",
@@ -348,16 +426,174 @@ def detect(
                 "drift",
                 title=f"{model} / {config_.name}: {run.status} ({run.message})",
             )
-            for r in run_results(session, run.id):
-                table.add_row(
-                    r.feature,
-                    r.method,
-                    _fmt(r.statistic),
-                    _fmt(r.p_value),
-                    _fmt(r.p_adjusted),
-                    "DRIFT" if r.drift else "ok",
-                )
+            with sessions() as session:
+                for r in run_results(session, run.id):
+                    table.add_row(
+                        r.feature,
+                        r.method,
+                        _fmt(r.statistic),
+                        _fmt(r.p_value),
+                        _fmt(r.p_adjusted),
+                        "DRIFT" if r.drift else "ok",
+                    )
             console.print(table)
+
+
+def _when(text: str) -> datetime:
+    """An ISO 8601 time (UTC when it names no zone) or a date."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise typer.BadParameter(
+            f"{text!r} is not an ISO 8601 time such as 2026-11-01T00:00"
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@app.command()
+def backfill(
+    model: str,
+    start: Annotated[str, typer.Option("--from", help="start, ISO 8601 (UTC by default)")],
+    end: Annotated[str, typer.Option("--to", help="end (excluded), ISO 8601")],
+    monitor: Annotated[str | None, typer.Option(help="only this monitor")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Recompute MODEL's results over history, replacing earlier runs of the same windows."""
+    from monitor.db.engine import make_sessionmaker
+    from monitor.db.models import get_model
+    from monitor.monitoring import model_status
+    from monitor.pipeline import ReferenceCache
+
+    t1, t2 = _when(start), _when(end)
+    if t1 >= t2:
+        console.print("[red]--from must be before --to[/]")
+        raise typer.Exit(2)
+    settings = _settings(config)
+    sessions = make_sessionmaker(_engine(settings))
+    with sessions() as session:
+        registered = get_model(session, model)
+    if registered is None:
+        console.print(f"[red]unknown model {model!r}[/]")
+        raise typer.Exit(1)
+    monitors = [m for m in registered.spec.monitors if monitor is None or m.name == monitor]
+    if not monitors:
+        console.print(f"[red]model {model!r} has no monitor {monitor!r}[/]")
+        raise typer.Exit(1)
+    cache = ReferenceCache(1)
+    summary = Table("monitor", "windows", "ok", "warning", "drift", "no data")
+    for config_ in monitors:
+        runs = _backfill_one(sessions, registered, config_, cache, t1, t2, settings.device)
+        counts = dict.fromkeys(("ok", "warning", "drift", "no_data"), 0)
+        for run in runs:
+            counts[model_status(run.status)] += 1
+        summary.add_row(config_.name, str(len(runs)), *(str(v) for v in counts.values()))
+    console.print(summary)
+
+
+def _backfill_one(
+    sessions: Any,
+    registered: Any,
+    monitor: Any,
+    cache: Any,
+    t1: datetime,
+    t2: datetime,
+    device: str,
+) -> list[Any]:
+    """One monitor's backfill under a progress bar (windows, or records for count windows)."""
+    from monitor.monitoring import backfill as run_backfill
+    from monitor.monitoring import backfill_spans
+    from monitor.windows import load_span
+
+    by_time = monitor.window.by == "time"
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        "{task.completed:,}/{task.total:,} " + ("windows" if by_time else "records"),
+        console=console,
+    ) as progress:
+        if by_time:
+            total = len(backfill_spans(monitor, t1, t2))
+        else:
+            with sessions() as session:
+                found = load_span(session, registered, t1, t2)
+            total = 0 if found is None else found.num_rows
+        task = progress.add_task(f"{registered.spec.name} / {monitor.name}", total=total)
+        runs: list[Any] = run_backfill(
+            sessions,
+            registered,
+            monitor,
+            cache,
+            t1,
+            t2,
+            device=device,
+            progress=lambda rows: progress.advance(task, 1 if by_time else rows),
+        )
+    return runs
+
+
+_STATUS_STYLE = {"ok": "green", "warning": "yellow", "drift": "bold red", "no_data": "dim"}
+
+
+@app.command()
+def status(
+    model: Annotated[str | None, typer.Argument(help="only this model")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Each model's status (ok, warning, drift, no data), since when, and who schedules."""
+    from monitor.db.engine import make_sessionmaker
+    from monitor.status import leader, model_statuses
+
+    with make_sessionmaker(_engine(_settings(config)))() as session:
+        statuses = model_statuses(session, model)
+        holder, heartbeat = leader(session)
+    if model is not None and not statuses:
+        console.print(f"[red]unknown model {model!r}[/]")
+        raise typer.Exit(1)
+    table = Table("model", "version", "status", "since", "monitors", "last run")
+    for s in statuses:
+        style = _STATUS_STYLE[s.status]
+        table.add_row(
+            s.model,
+            s.version,
+            f"[{style}]{s.status.replace('_', ' ')}[/]",
+            _time(s.since),
+            ", ".join(f"{m.monitor}: {m.status.replace('_', ' ')}" for m in s.monitors),
+            _time(s.last_run_at),
+        )
+    console.print(table)
+    if holder is None:
+        console.print("scheduler: no leader has run yet")
+    else:
+        console.print(f"scheduler leader: {holder} (last heartbeat {_time(heartbeat)})")
+
+
+def _time(moment: datetime | None) -> str:
+    return "-" if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+@app.command()
+def worker(config: ConfigOption = None) -> None:
+    """Schedule and run monitors without serving HTTP (one leader among all processes)."""
+    import signal
+    import threading
+
+    from monitor.db.engine import make_sessionmaker
+    from monitor.pipeline import ReferenceCache
+    from monitor.scheduler import Worker
+
+    settings = _settings(config)
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s"
+    )
+    engine = _engine(settings)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    with Worker(
+        settings, engine, make_sessionmaker(engine), ReferenceCache(settings.reference_cache_size)
+    ):
+        console.print("tidewatch worker running (Ctrl-C to stop)")
+        stop.wait()
 
 
 def _fmt(value: float | None) -> str:

@@ -10,6 +10,7 @@ backend (a duplicate rolls back instead of storing twice).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -17,7 +18,7 @@ from typing import Any
 import pyarrow as pa
 from sqlalchemy import delete, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from detectors.streaming import StreamingDriftDetector, make_streaming
@@ -37,6 +38,7 @@ from monitor.windows import (
     time_window,
 )
 
+log = logging.getLogger("tidewatch.monitoring")
 # windows computed per call at most, so one monitor that is far behind cannot starve the rest
 MAX_WINDOWS_PER_RUN = 500
 NO_DATA_STATUSES = ("insufficient_data", "no_reference")
@@ -151,36 +153,57 @@ def run_due(
             return [run]
     runs: list[DetectionRun] = []
     while len(runs) < limit:
-        with sessions() as session:
-            state = _state(session, registered, monitor.name)
-            window = _next_window(session, registered, monitor, state, now)
-            if window is None:
-                session.rollback()
-                break
-            stream = _stream(state, monitor)
-            run = new_run(registered, monitor, trigger=trigger, window_key=window.key)
-            span = None if window.start is None else (window.start, window.end)
-            evaluate(
-                session,
-                registered,
-                monitor,
-                cache,
-                run,
-                window.table,
-                device=device,
-                stream=stream,
-                span=span,  # type: ignore[arg-type]
+        try:
+            computed = _next_run(sessions, registered, monitor, cache, now, device, trigger)
+        except (IntegrityError, OperationalError) as exc:
+            # another runner stored this window in between (its unique key), or SQLite
+            # refused our write because another connection wrote since we read: theirs stands
+            if isinstance(exc, OperationalError) and "locked" not in str(exc):
+                raise
+            log.info(
+                "%s/%s: another runner is computing this window", registered.spec.name, monitor.name
             )
-            state.cursor = window.next_cursor
-            _record(state, run, stream)
-            try:
-                session.commit()
-            except IntegrityError:
-                # another process stored this window in between (SQLite has no row lock)
-                session.rollback()
-                break
-            runs.append(run)
+            break
+        if computed is None:
+            break
+        runs.append(computed)
     return runs
+
+
+def _next_run(
+    sessions: sessionmaker[Session],
+    registered: RegisteredModel,
+    monitor: MonitorConfig,
+    cache: ReferenceCache,
+    now: datetime,
+    device: str,
+    trigger: str,
+) -> DetectionRun | None:
+    """Compute the monitor's next due tumbling window in one transaction; None if none is due."""
+    with sessions() as session:
+        state = _state(session, registered, monitor.name)
+        window = _next_window(session, registered, monitor, state, now)
+        if window is None:
+            session.rollback()
+            return None
+        stream = _stream(state, monitor)
+        run = new_run(registered, monitor, trigger=trigger, window_key=window.key)
+        span = None if window.start is None or window.end is None else (window.start, window.end)
+        evaluate(
+            session,
+            registered,
+            monitor,
+            cache,
+            run,
+            window.table,
+            device=device,
+            stream=stream,
+            span=span,
+        )
+        state.cursor = window.next_cursor
+        _record(state, run, stream)
+        session.commit()
+        return run
 
 
 def backfill_spans(

@@ -1,0 +1,315 @@
+"""Scheduled monitors under a controllable clock: window edges, catch-up, delayed labels,
+restarts in the middle of a stream, and two runners at once (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pytest
+from sqlalchemy import func, select
+
+from detectors.performance.classification import classification_metrics
+from detectors.streaming import StreamingDriftDetector
+from monitor.db.tables import DetectionRun, MonitorState, PerformanceResult
+from monitor.monitoring import backfill, run_due
+from monitor.pipeline import ReferenceCache
+from monitor.status import model_statuses
+from tests.monitor.monitoring_helpers import CLASSES, T0, Clock, Db, make_db, records, spec
+
+TUMBLING_MINUTE = {"type": "tumbling", "by": "time", "seconds": 60}
+
+
+def _monitor(db: Db, name: str = "drift") -> Any:
+    return next(m for m in db.registered.spec.monitors if m.name == name)
+
+
+def _runs(db: Db) -> list[DetectionRun]:
+    with db.sessions() as session:
+        return list(session.scalars(select(DetectionRun).order_by(DetectionRun.id)))
+
+
+def _state(db: Db, monitor: str = "drift") -> MonitorState:
+    with db.sessions() as session:
+        state = session.get(MonitorState, (db.registered.version.id, monitor))
+        assert state is not None
+        return state
+
+
+def test_time_windows_edges_no_double_runs_and_catch_up(db_url: str) -> None:
+    db = make_db(db_url, spec([{"window": TUMBLING_MINUTE, "min_samples": 20}]))
+    db.post(records(T0, 50, seconds=60, prefix="a"))  # last one at T0 + 58.8 s
+    edge = records(T0 + timedelta(seconds=60), 1, seconds=1, prefix="edge")
+    db.post(edge)  # exactly on the edge: the second window's, not the first's
+    db.post(records(T0 + timedelta(seconds=60.5), 50, seconds=59, prefix="b"))
+    cache, clock = ReferenceCache(), Clock(T0 + timedelta(seconds=59))
+    monitor = _monitor(db)
+
+    assert run_due(db.sessions, db.registered, monitor, cache, now=clock()) == []
+
+    clock.now = T0 + timedelta(seconds=60)
+    (first,) = run_due(db.sessions, db.registered, monitor, cache, now=clock())
+    assert (first.window_start, first.window_end) == (T0, T0 + timedelta(seconds=60))
+    assert first.n_current == 50 and first.status == "ok"
+    assert first.window_key == "t:" + T0.isoformat() and first.trigger == "schedule"
+    # the same moment again: nothing new is due, nothing is computed twice
+    assert run_due(db.sessions, db.registered, monitor, cache, now=clock()) == []
+
+    # the scheduler was down for two windows: both are computed, oldest first
+    clock.now = T0 + timedelta(seconds=185)
+    second, third = run_due(db.sessions, db.registered, monitor, cache, now=clock())
+    assert second.window_start == T0 + timedelta(seconds=60)
+    assert second.n_current == 51  # 50 plus the edge record
+    assert third.window_start == T0 + timedelta(seconds=120)
+    assert third.n_current == 0 and third.status == "insufficient_data"
+    assert [r.id for r in _runs(db)] == [first.id, second.id, third.id]
+
+    state = _state(db)
+    assert state.cursor == {"start": (T0 + timedelta(seconds=180)).isoformat()}
+    assert state.status == "no_data" and state.status_since == T0 + timedelta(seconds=180)
+    (status,) = model_statuses(db.sessions())
+    assert status.status == "no_data" and status.last_run_at == third.finished_at
+
+
+def test_status_changes_and_since(db_url: str) -> None:
+    db = make_db(db_url, spec([{"window": TUMBLING_MINUTE, "min_samples": 20}]))
+    db.post(records(T0, 100, seconds=120, prefix="calm"))  # two calm windows
+    db.post(records(T0 + timedelta(seconds=120), 100, seconds=120, shift=2.0, prefix="shift"))
+    cache, monitor = ReferenceCache(), _monitor(db)
+    for minute in (1, 2, 3, 4):
+        run_due(db.sessions, db.registered, monitor, cache, now=T0 + timedelta(minutes=minute))
+        state = _state(db)
+        expected = "ok" if minute <= 2 else "drift"
+        assert state.status == expected, minute
+    # "since" is when the drift began (end of the first drifted window), not the last run
+    assert state.status_since == T0 + timedelta(minutes=3)
+    (status,) = model_statuses(db.sessions())
+    assert (status.status, status.since) == ("drift", T0 + timedelta(minutes=3))
+
+
+def _with_labels(db: Db, recs: list[Any], error_rate: float, seed: int) -> np.ndarray:
+    """Labels for ``recs``: the prediction, flipped with probability ``error_rate``."""
+    rng = np.random.default_rng(seed)
+    wrong = rng.random(len(recs)) < error_rate
+    pairs = []
+    for rec, flip in zip(recs, wrong, strict=True):
+        predicted = rec.prediction.label
+        truth = CLASSES[1 - CLASSES.index(predicted)] if flip else predicted
+        pairs.append((rec.id, truth))
+    db.label(pairs)
+    return wrong
+
+
+PERFORMANCE_ONLY = {
+    "window": {**TUMBLING_MINUTE, "delay_seconds": 30},
+    "detectors": {},
+    "quality": False,
+    "performance": {"metrics": ["accuracy", "f1_macro"], "thresholds": {"accuracy": 0.9}},
+}
+
+
+def test_delayed_labels_join_by_id_on_prediction_time(db_url: str) -> None:
+    db = make_db(db_url, spec([{"name": "perf", **PERFORMANCE_ONLY}]))
+    window = records(T0, 80, seconds=60, prefix="p")
+    db.post(window)
+    cache, clock, monitor = (
+        ReferenceCache(),
+        Clock(T0 + timedelta(seconds=80)),
+        _monitor(db, "perf"),
+    )
+    # the window closed at T0+60 but waits 30 s for labels
+    assert run_due(db.sessions, db.registered, monitor, cache, now=clock()) == []
+    # labels for 60 of the 80 records arrive after the window closed, in a different order
+    labelled = window[::-1][:60]
+    wrong = _with_labels(db, labelled, 0.3, seed=1)
+    clock.now = T0 + timedelta(seconds=90)
+    (run,) = run_due(db.sessions, db.registered, monitor, cache, now=clock())
+    with db.sessions() as session:
+        rows = {
+            r.metric: r
+            for r in session.scalars(
+                select(PerformanceResult).where(PerformanceResult.run_id == run.id)
+            )
+        }
+    truth = [
+        CLASSES[1 - CLASSES.index(r.prediction.label)] if w else r.prediction.label
+        for r, w in zip(labelled, wrong, strict=True)
+    ]
+    expected = classification_metrics(
+        truth, [r.prediction.label for r in labelled], classes=CLASSES
+    )
+    assert rows["accuracy"].n_labels == 60
+    assert rows["accuracy"].value == pytest.approx(expected.accuracy, abs=1e-12)
+    assert rows["f1_macro"].value == pytest.approx(expected.f1_macro, abs=1e-12)
+    assert rows["accuracy"].value < 0.9 and rows["accuracy"].problem
+    assert run.status == "drift" and "accuracy beyond threshold" in run.message
+
+    # the next window is computed before any of its labels came: no metrics yet ...
+    late = records(T0 + timedelta(seconds=60), 80, seconds=60, prefix="q", seed=3)
+    db.post(late)
+    clock.now = T0 + timedelta(seconds=150)
+    (unlabelled,) = run_due(db.sessions, db.registered, monitor, cache, now=clock())
+    assert unlabelled.status == "insufficient_data"
+    # ... the labels arrive a day later; a backfill recomputes that window in place
+    _with_labels(db, late, 0.0, seed=4)
+    (redone,) = backfill(
+        db.sessions,
+        db.registered,
+        monitor,
+        cache,
+        T0 + timedelta(seconds=60),
+        T0 + timedelta(seconds=120),
+    )
+    assert redone.window_key == unlabelled.window_key and redone.trigger == "backfill"
+    keys = [r.window_key for r in _runs(db)]
+    assert keys.count(unlabelled.window_key) == 1  # replaced, not added
+    assert redone.status == "ok" and "performance on 80 labels" in redone.message
+
+
+STREAMING = {
+    "window": TUMBLING_MINUTE,
+    "min_samples": 20,
+    "performance": {"metrics": ["accuracy"], "streaming": {"name": "ddm"}},
+}
+
+
+def _stream_fixture(url: str) -> Db:
+    db = make_db(url, spec([STREAMING]))
+    for minute in range(10):
+        start = T0 + timedelta(minutes=minute)
+        recs = records(start, 120, seconds=60, prefix=f"m{minute}-", seed=minute)
+        db.post(recs)
+        _with_labels(db, recs, 0.05 if minute < 5 else 0.5, seed=100 + minute)
+    return db
+
+
+def _drifts(db: Db) -> list[tuple[str | None, float | None]]:
+    with db.sessions() as session:
+        rows = session.execute(
+            select(DetectionRun.window_key, PerformanceResult.value)
+            .join(PerformanceResult, PerformanceResult.run_id == DetectionRun.id)
+            .where(PerformanceResult.metric == "stream.ddm.drifts")
+            .order_by(DetectionRun.window_start)
+        )
+        return [(k, v) for k, v in rows]
+
+
+def test_restart_in_the_middle_of_a_stream_continues_where_it_stopped(
+    tmp_path: Any, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the uninterrupted run, on its own SQLite file
+    straight = _stream_fixture(f"sqlite:///{tmp_path / 'straight.db'}")
+    for minute in range(1, 11):
+        run_due(
+            straight.sessions,
+            straight.registered,
+            _monitor(straight),
+            ReferenceCache(),
+            now=T0 + timedelta(minutes=minute),
+        )
+    expected = _drifts(straight)
+    assert len(expected) == 10
+    assert sum(v or 0 for _, v in expected[:5]) == 0 and sum(v or 0 for _, v in expected[5:]) >= 1
+
+    db = _stream_fixture(db_url)
+    for minute in range(1, 5):
+        run_due(
+            db.sessions,
+            db.registered,
+            _monitor(db),
+            ReferenceCache(),
+            now=T0 + timedelta(minutes=minute),
+        )
+
+    # the process dies while computing the fifth window: nothing of it is kept
+    import monitor.monitoring as monitoring
+
+    real = monitoring.evaluate
+
+    def crash(*args: Any, **kwargs: Any) -> Any:
+        real(*args, **kwargs)
+        raise KeyboardInterrupt("killed")
+
+    monkeypatch.setattr(monitoring, "evaluate", crash)
+    with pytest.raises(KeyboardInterrupt):
+        run_due(
+            db.sessions,
+            db.registered,
+            _monitor(db),
+            ReferenceCache(),
+            now=T0 + timedelta(minutes=10),
+        )
+    monkeypatch.setattr(monitoring, "evaluate", real)
+    assert len(_runs(db)) == 4
+    seen_before = _state(db).stream_seen
+    assert seen_before == 4 * 120
+
+    # a new process: new engine, new cache; it continues at the fifth window
+    db.engine.dispose()
+    restarted = make_db(db_url, db.registered.spec)
+    run_due(
+        restarted.sessions,
+        restarted.registered,
+        _monitor(restarted),
+        ReferenceCache(),
+        now=T0 + timedelta(minutes=10),
+    )
+    assert _drifts(restarted) == expected
+    state, reference = _state(restarted), _state(straight)
+    assert state.stream_seen == reference.stream_seen == 1200
+    resumed = StreamingDriftDetector.from_state(state.stream_state or b"")
+    uninterrupted = StreamingDriftDetector.from_state(reference.stream_state or b"")
+    assert resumed.n_seen == uninterrupted.n_seen
+    assert resumed.state() == uninterrupted.state()
+
+
+def test_count_windows_follow_arrival_order(db_url: str) -> None:
+    db = make_db(
+        db_url,
+        spec([{"window": {"type": "tumbling", "by": "count", "size": 100}, "min_samples": 20}]),
+    )
+    recs = records(T0, 200, seconds=200, prefix="c")
+    for lo, hi in ((0, 30), (30, 80), (80, 120)):
+        db.post(recs[lo:hi])
+    cache, monitor = ReferenceCache(), _monitor(db)
+    later = datetime.now(UTC) + timedelta(seconds=10)  # past the settle time of the batches
+    (first,) = run_due(db.sessions, db.registered, monitor, cache, now=later)
+    assert first.n_current == 100
+    assert run_due(db.sessions, db.registered, monitor, cache, now=later) == []  # 20 waiting
+    db.post(recs[120:200])
+    later = datetime.now(UTC) + timedelta(seconds=10)
+    (second,) = run_due(db.sessions, db.registered, monitor, cache, now=later)
+    assert second.n_current == 100 and second.window_key != first.window_key
+    # together the two windows hold each record exactly once
+    assert (first.window_start, second.window_end) == (recs[0].timestamp, recs[199].timestamp)
+    assert first.window_end < second.window_start
+    cursor = _state(db).cursor
+    assert cursor is not None and cursor["row"] == 80  # the whole fourth batch was used
+
+
+def test_two_runners_at_once_compute_each_window_once(db_url: str) -> None:
+    db = make_db(db_url, spec([{"window": TUMBLING_MINUTE, "min_samples": 5}]))
+    db.post(records(T0, 400, seconds=20 * 60, prefix="w"))
+    now = T0 + timedelta(minutes=20)
+    failures: list[BaseException] = []
+
+    def runner() -> None:
+        try:
+            run_due(db.sessions, db.registered, _monitor(db), ReferenceCache(), now=now)
+        except BaseException as exc:  # pragma: no cover - reported below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=runner) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not failures
+    # whatever one runner left undone (SQLite refuses the loser's write), one more run finishes
+    run_due(db.sessions, db.registered, _monitor(db), ReferenceCache(), now=now)
+    with db.sessions() as session:
+        keys = list(session.scalars(select(DetectionRun.window_key)))
+        distinct = session.scalar(select(func.count(func.distinct(DetectionRun.window_key))))
+    assert len(keys) == distinct == 20
