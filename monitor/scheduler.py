@@ -194,6 +194,7 @@ class Worker:
             timezone=UTC,
         )
         self.scheduler = scheduler
+        _WORKERS[self.key] = self
         scheduler.start(paused=True)
         self.sync_jobs()
         scheduler.resume()
@@ -235,7 +236,6 @@ class Worker:
             self._stop.wait(self.settings.leader_poll_seconds)
 
     def start(self) -> Worker:
-        _WORKERS[self.key] = self
         self._stop.clear()
         self._thread = threading.Thread(target=self._loop, name="tidewatch-leader", daemon=True)
         self._thread.start()
