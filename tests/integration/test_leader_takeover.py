@@ -1,0 +1,124 @@
+"""Two ``tidewatch worker`` processes on one PostgreSQL: one leads, and when it is killed with
+SIGKILL the other takes over; the one-second tumbling windows of a live stream are each computed
+exactly once, none skipped across the takeover."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import subprocess
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from monitor.db.tables import DetectionRun
+from monitor.leader import current_leader
+from tests.integration.serve_process import BIN
+from tests.monitor.monitoring_helpers import Db, make_db, records, spec
+
+pytestmark = pytest.mark.integration
+
+MONITOR = {
+    "name": "live",
+    "window": {"type": "tumbling", "by": "time", "seconds": 1},
+    "min_samples": 5,
+    "schedule": {"every": 1},
+}
+
+
+def _leader_pid(db: Db) -> int | None:
+    with db.sessions() as session:
+        row = current_leader(session)
+    return None if row is None else int(row.holder.split(":")[1])
+
+
+def _wait(condition: object, what: str, logs: list[Path], timeout: float = 90.0) -> None:
+    # a deadline for a hung test, not a speed requirement (the measured time is printed)
+    deadline = time.monotonic() + timeout
+    while not condition():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            tails = "\n".join(p.read_text()[-1500:] for p in logs)
+            pytest.fail(f"timed out waiting for {what}\n{tails}")
+        time.sleep(0.1)
+
+
+def test_one_leader_and_takeover_after_kill_9(pg_url: str, tmp_path: Path) -> None:
+    db = make_db(pg_url, spec([MONITOR]))
+    stop = threading.Event()
+
+    def stream() -> None:
+        # a live module: 20 records a second, stamped now
+        n = 0
+        while not stop.is_set():
+            db.post(records(datetime.now(UTC), 20, seconds=1, prefix=f"s{n}-", seed=n))
+            n += 1
+            stop.wait(1.0)
+
+    feeder = threading.Thread(target=stream, daemon=True)
+    feeder.start()
+    env = {
+        **os.environ,
+        "TIDEWATCH_DATABASE_URL": pg_url,
+        "TIDEWATCH_DEVICE": "cpu",
+        "TIDEWATCH_LEADER_POLL_SECONDS": "0.5",
+        "TIDEWATCH_SCHEDULER_SYNC_SECONDS": "1",
+        "TIDEWATCH_LOG_LEVEL": "warning",
+    }
+    logs = [tmp_path / "worker-a.log", tmp_path / "worker-b.log"]
+    procs = []
+    for log in logs:
+        with log.open("wb") as out:
+            procs.append(
+                subprocess.Popen(
+                    [str(BIN / "tidewatch"), "worker"], env=env, stdout=out, stderr=out
+                )
+            )
+    try:
+        _wait(lambda: _leader_pid(db) in {p.pid for p in procs}, "a leader", logs)
+        leader_pid = _leader_pid(db)
+        leader = next(p for p in procs if p.pid == leader_pid)
+        follower = next(p for p in procs if p.pid != leader_pid)
+
+        def windows() -> list[DetectionRun]:
+            with db.sessions() as session:
+                return list(
+                    session.scalars(
+                        select(DetectionRun)
+                        .where(DetectionRun.monitor == "live")
+                        .order_by(DetectionRun.window_start)
+                    )
+                )
+
+        _wait(lambda: len(windows()) >= 3, "the leader's first windows", logs)
+        time.sleep(1.5)
+        # only the leader computes: the follower holds no scheduler
+        assert _leader_pid(db) == leader_pid
+
+        leader.send_signal(signal.SIGKILL)
+        leader.wait(timeout=30)
+        killed_at = time.monotonic()
+        _wait(lambda: _leader_pid(db) == follower.pid, "the follower to lead", logs)
+        takeover = time.monotonic() - killed_at
+        before = len(windows())
+        _wait(lambda: len(windows()) >= before + 3, "windows after the takeover", logs)
+        print(f"takeover after kill -9: {takeover:.2f} s")
+    finally:
+        stop.set()
+        feeder.join(timeout=30)
+        for proc in procs:
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait(timeout=30)
+
+    runs = windows()
+    starts = [r.window_start for r in runs]
+    assert len(set(starts)) == len(starts)  # no window twice
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    assert all(gap == timedelta(seconds=1) for gap in gaps), gaps  # no window skipped
+    assert all(r.trigger == "schedule" for r in runs)
+    assert sum(r.n_current for r in runs) > 0
