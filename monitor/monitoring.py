@@ -125,7 +125,7 @@ def _next_window(
     spans = due_time_spans(start, spec, now, 1)
     if not spans:
         return None
-    return time_window(session, registered, *spans[0])
+    return time_window(session, registered, *spans[0], spec, now)
 
 
 def run_due(

@@ -161,12 +161,44 @@ def next_count_window(
 
 
 def time_window(
-    session: Session, registered: RegisteredModel, start: datetime, end: datetime
+    session: Session,
+    registered: RegisteredModel,
+    start: datetime,
+    end: datetime,
+    spec: WindowSpec,
+    now: datetime,
 ) -> Window:
+    """The window ``[start, end)``; an empty one reaches over the empty windows after it.
+
+    A model that gets no telemetry for a week would otherwise leave 10,080 empty one-minute
+    runs; instead one "no data" run covers the gap, up to the window of the next record or the
+    last window that is due, and the windows stay contiguous.
+    """
+    table = load_span(session, registered, start, end)
+    if table is None:
+        end = max(end, _gap_end(session, registered, end, spec, now))
     return Window(
         key=time_key(start),
         start=start,
         end=end,
-        table=load_span(session, registered, start, end),
+        table=table,
         next_cursor={"start": end.isoformat()},
     )
+
+
+def _gap_end(
+    session: Session, registered: RegisteredModel, end: datetime, spec: WindowSpec, now: datetime
+) -> datetime:
+    assert spec.seconds is not None
+    last_due_end = align(now - timedelta(seconds=spec.delay_seconds), spec.seconds)
+    following: datetime | None = session.scalar(
+        select(func.min(TelemetryBatch.first_ts)).where(
+            TelemetryBatch.model_version_id == registered.version.id,
+            TelemetryBatch.last_ts >= end,
+        )
+    )
+    if following is None:
+        return last_due_end
+    if following.tzinfo is None:
+        following = following.replace(tzinfo=UTC)
+    return min(align(following, spec.seconds), last_due_end)

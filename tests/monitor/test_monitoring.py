@@ -3,6 +3,7 @@ restarts in the middle of a stream, and two runners at once (SQLite and PostgreS
 
 from __future__ import annotations
 
+import itertools
 import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -313,3 +314,26 @@ def test_two_runners_at_once_compute_each_window_once(db_url: str) -> None:
         keys = list(session.scalars(select(DetectionRun.window_key)))
         distinct = session.scalar(select(func.count(func.distinct(DetectionRun.window_key))))
     assert len(keys) == distinct == 20
+
+
+def test_a_gap_without_telemetry_is_one_no_data_run(db_url: str) -> None:
+    db = make_db(db_url, spec([{"window": TUMBLING_MINUTE, "min_samples": 20}]))
+    db.post(records(T0, 50, seconds=60, prefix="a"))
+    cache, monitor = ReferenceCache(), _monitor(db)
+    day = timedelta(days=1)
+    # a day later, nothing came after the first minute: one run covers the silent day
+    first, silent = run_due(
+        db.sessions, db.registered, monitor, cache, now=T0 + day + timedelta(seconds=30)
+    )
+    assert first.n_current == 50
+    assert (silent.window_start, silent.window_end) == (T0 + timedelta(seconds=60), T0 + day)
+    assert silent.n_current == 0 and silent.status == "insufficient_data"
+    # telemetry resumes two days in: the gap up to its window is one run, then the window itself
+    db.post(records(T0 + 2 * day + timedelta(seconds=5), 50, seconds=50, prefix="b"))
+    gap, resumed = run_due(
+        db.sessions, db.registered, monitor, cache, now=T0 + 2 * day + timedelta(seconds=60)
+    )
+    assert (gap.window_start, gap.window_end) == (T0 + day, T0 + 2 * day)
+    assert (resumed.window_start, resumed.n_current) == (T0 + 2 * day, 50)
+    runs = _runs(db)
+    assert all(a.window_end == b.window_start for a, b in itertools.pairwise(runs))
