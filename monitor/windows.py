@@ -76,7 +76,7 @@ def due_time_spans(
 
     >>> spec = WindowSpec(type="tumbling", by="time", seconds=60, delay_seconds=10)
     >>> t0 = datetime(2026, 1, 1, tzinfo=UTC)
-    >>> [(a.minute, b.minute) for a, b in due_time_spans(t0, spec, t0 + timedelta(seconds=130), 9)]
+    >>> [(a.minute, b.minute) for a, b in due_time_spans(t0, spec, t0 + timedelta(seconds=125), 9)]
     [(0, 1)]
     """
     assert spec.seconds is not None
