@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bench-ingest bench-detectors clean
+.PHONY: demo test lint bench-ingest bench-detectors bench-cycle clean
 
 $(BIN)/tidewatch: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,9 @@ bench-ingest: $(BIN)/tidewatch
 
 bench-detectors: $(BIN)/tidewatch
 	DO_NOT_TRACK=1 $(BIN)/python benchmarks/detectors.py
+
+bench-cycle: $(BIN)/tidewatch
+	DO_NOT_TRACK=1 $(BIN)/python benchmarks/cycle.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

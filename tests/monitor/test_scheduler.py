@@ -27,7 +27,7 @@ from monitor.leader import LeaderLock, current_leader
 from monitor.pipeline import ReferenceCache
 from monitor.scheduler import Worker, job_id
 from monitor.settings import Settings
-from tests.monitor.monitoring_helpers import Db, make_db, records, spec
+from tests.monitor.monitoring_helpers import T0, Clock, Db, make_db, records, spec
 
 MONITORS = [
     {"name": "every", "schedule": {"every": 3600}},
@@ -211,3 +211,25 @@ def test_postgres_leader_steps_down_when_its_connection_dies(pg_url: str) -> Non
         assert row is not None and row.holder == follower.holder
     leader.stop()
     follower.stop()
+
+
+def test_the_worker_runs_monitors_at_its_clock(tmp_path: Any) -> None:
+    url = f"sqlite:///{tmp_path / 'clock.db'}"
+    minute = {"type": "tumbling", "by": "time", "seconds": 60}
+    db = make_db(url, spec([{"name": "drift", "window": minute, "min_samples": 10}]))
+    db.post(records(T0, 120, seconds=120))
+    clock = Clock(T0 + timedelta(seconds=30))
+    worker = Worker(
+        Settings(database_url=url, device="cpu"),
+        db.engine,
+        db.sessions,
+        ReferenceCache(),
+        clock=clock,
+    )
+    assert worker.run_all() == 0  # nothing has closed at T0 + 30 s
+    clock.advance(31)
+    assert worker.run_all() == 1
+    assert worker.run_all() == 0  # the same moment again: nothing twice
+    clock.advance(60)
+    assert worker.run_all() == 1
+    assert worker.runs == 2
