@@ -501,10 +501,11 @@ def _backfill_one(
 ) -> list[Any]:
     """One monitor's backfill under a progress bar (windows, or records for count windows)."""
     from monitor.monitoring import backfill as run_backfill
-    from monitor.monitoring import backfill_spans
+    from monitor.monitoring import due_backfill_spans
     from monitor.windows import load_span
 
     by_time = monitor.window.by == "time"
+    now = datetime.now(UTC)
     with Progress(
         "[progress.description]{task.description}",
         BarColumn(),
@@ -512,7 +513,7 @@ def _backfill_one(
         console=console,
     ) as progress:
         if by_time:
-            total = len(backfill_spans(monitor, t1, t2))
+            total = len(due_backfill_spans(sessions, registered, monitor, t1, t2, now))
         else:
             with sessions() as session:
                 found = load_span(session, registered, t1, t2)
@@ -527,6 +528,7 @@ def _backfill_one(
             t2,
             device=device,
             progress=lambda rows: progress.advance(task, 1 if by_time else rows),
+            now=now,
         )
     return runs
 

@@ -16,17 +16,17 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pyarrow as pa
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from detectors.streaming import StreamingDriftDetector, make_streaming
 from monitor.db.models import RegisteredModel
-from monitor.db.tables import DetectionRun, MonitorState
+from monitor.db.tables import DetectionRun, MonitorState, TelemetryBatch
 from monitor.db.telemetry import load_window
 from monitor.pipeline import ReferenceCache, evaluate, new_run
-from monitor.schema import MonitorConfig
+from monitor.schema import MonitorConfig, WindowSpec
 from monitor.windows import (
     Window,
     align,
@@ -41,7 +41,7 @@ from monitor.windows import (
 log = logging.getLogger("tidewatch.monitoring")
 # windows computed per call at most, so one monitor that is far behind cannot starve the rest
 MAX_WINDOWS_PER_RUN = 500
-NO_DATA_STATUSES = ("insufficient_data", "no_reference")
+NO_DATA_STATUSES = ("insufficient_data", "no_reference", "error")
 
 
 def model_status(run_status: str) -> str:
@@ -85,16 +85,37 @@ def _stream(state: MonitorState, monitor: MonitorConfig) -> StreamingDriftDetect
     if choice is None:
         return None
     if state.stream_state is not None and state.stream_method == choice.name:
-        restored = StreamingDriftDetector.from_state(state.stream_state)
-        if restored.params == make_streaming(choice.name, **choice.params).params:
-            return restored
+        try:
+            restored = StreamingDriftDetector.from_state(state.stream_state)
+        except ValueError as exc:
+            # e.g. written under another frouros version: a new detector beats a stuck monitor
+            log.warning(
+                "monitor %s: saved %s state unusable (%s); starting afresh",
+                monitor.name,
+                choice.name,
+                exc,
+            )
+        else:
+            if restored.params == make_streaming(choice.name, **choice.params).params:
+                return restored
     # a new method or new parameters: a new detector learns from here on
     return make_streaming(choice.name, **choice.params)
 
 
-def _record(state: MonitorState, run: DetectionRun, stream: StreamingDriftDetector | None) -> None:
+def _record(
+    state: MonitorState,
+    run: DetectionRun,
+    stream: StreamingDriftDetector | None,
+    monitor: MonitorConfig,
+) -> None:
     status = model_status(run.status)
-    moment = run.window_end or run.finished_at or datetime.now(UTC)
+    spec = monitor.window
+    if spec.by == "time" and spec.type == "tumbling" and run.window_start is not None:
+        # the end of the first window with this status (a gap run spans many windows)
+        assert spec.seconds is not None
+        moment = run.window_start + timedelta(seconds=spec.seconds)
+    else:
+        moment = run.window_end or run.finished_at or datetime.now(UTC)
     if status != state.status or state.status_since is None:
         state.status, state.status_since = status, moment
     state.last_run_id, state.last_run_at = run.id, run.finished_at
@@ -103,20 +124,68 @@ def _record(state: MonitorState, run: DetectionRun, stream: StreamingDriftDetect
         state.stream_seen = stream.n_seen
 
 
-def _next_window(
+def window_fingerprint(spec: WindowSpec) -> str:
+    """What the cursor depends on: a change means the cursor must be re-based."""
+    return f"count:{spec.size}" if spec.by == "count" else f"time:{spec.seconds}"
+
+
+def _align_up(moment: datetime, seconds: float) -> datetime:
+    start = align(moment, seconds)
+    return start if start == moment else start + timedelta(seconds=seconds)
+
+
+def _cursor(
     session: Session,
     registered: RegisteredModel,
     monitor: MonitorConfig,
     state: MonitorState,
     now: datetime,
+) -> dict[str, Any] | None:
+    """The cursor for the monitor's current window spec.
+
+    After the window was changed (``PUT /monitors``, ``monitors apply``) the old cursor is
+    re-based, never moved back: time windows continue at the first aligned window that starts
+    where the old windows stopped (or now, after count windows); count windows continue with
+    the next record (or the next batch to arrive, after time windows).
+    """
+    cursor = state.cursor
+    wanted = window_fingerprint(monitor.window)
+    if cursor is None or cursor.get("window") == wanted:
+        return cursor
+    spec = monitor.window
+    if spec.by == "time":
+        assert spec.seconds is not None
+        moment = (
+            datetime.fromisoformat(cursor["start"])
+            if "start" in cursor
+            else now - timedelta(seconds=spec.delay_seconds)
+        )
+        log.info("monitor %s: window changed; continuing on the new windows", monitor.name)
+        return {"start": _align_up(moment, spec.seconds).isoformat(), "window": wanted}
+    if "batch" in cursor:
+        return {"batch": cursor["batch"], "row": cursor["row"], "window": wanted}
+    last = session.scalar(
+        select(func.max(TelemetryBatch.id)).where(
+            TelemetryBatch.model_version_id == registered.version.id
+        )
+    )
+    return {"batch": int(last or 0) + 1, "row": 0, "window": wanted}
+
+
+def _next_window(
+    session: Session,
+    registered: RegisteredModel,
+    monitor: MonitorConfig,
+    cursor: dict[str, Any] | None,
+    now: datetime,
 ) -> Window | None:
     spec = monitor.window
     if spec.by == "count":
         assert spec.size is not None
-        return next_count_window(session, registered, state.cursor, spec.size, now)
+        return next_count_window(session, registered, cursor, spec.size, now)
     assert spec.seconds is not None
-    if state.cursor is not None:
-        start = datetime.fromisoformat(state.cursor["start"])
+    if cursor is not None:
+        start = datetime.fromisoformat(cursor["start"])
     else:
         first = earliest_ts(session, registered)
         if first is None:
@@ -148,26 +217,44 @@ def run_due(
             run = new_run(registered, monitor, trigger=trigger)
             current = load_window(session, registered, monitor.window, now=now)
             evaluate(session, registered, monitor, cache, run, current, device=device)
-            _record(state, run, None)
+            _record(state, run, None, monitor)
             session.commit()
             return [run]
     runs: list[DetectionRun] = []
-    while len(runs) < limit:
+    for _ in range(2 * limit):  # windows already stored elsewhere are passed, not computed
+        if len(runs) >= limit:
+            break
         try:
-            computed = _next_run(sessions, registered, monitor, cache, now, device, trigger)
+            computed, progressed = _next_run(
+                sessions, registered, monitor, cache, now, device, trigger
+            )
         except (IntegrityError, OperationalError) as exc:
             # another runner stored this window in between (its unique key), or SQLite
             # refused our write because another connection wrote since we read: theirs stands
             if isinstance(exc, OperationalError) and "locked" not in str(exc):
                 raise
             log.info(
-                "%s/%s: another runner is computing this window", registered.spec.name, monitor.name
+                "%s/%s: another runner is computing this window",
+                registered.spec.name,
+                monitor.name,
             )
             break
-        if computed is None:
+        if computed is not None:
+            runs.append(computed)
+        if not progressed:
             break
-        runs.append(computed)
     return runs
+
+
+def _stored(session: Session, registered: RegisteredModel, monitor: str, key: str) -> bool:
+    found = session.scalar(
+        select(DetectionRun.id).where(
+            DetectionRun.model_version_id == registered.version.id,
+            DetectionRun.monitor == monitor,
+            DetectionRun.window_key == key,
+        )
+    )
+    return found is not None
 
 
 def _next_run(
@@ -178,32 +265,63 @@ def _next_run(
     now: datetime,
     device: str,
     trigger: str,
-) -> DetectionRun | None:
-    """Compute the monitor's next due tumbling window in one transaction; None if none is due."""
+) -> tuple[DetectionRun | None, bool]:
+    """Compute the monitor's next due tumbling window in one transaction.
+
+    Returns (the run, whether the cursor moved). A window stored before (by a backfill, say)
+    is passed over; a window whose computation fails (not the database) is stored as an
+    ``error`` run with the reason, so one bad window cannot block the monitor for good.
+    """
     with sessions() as session:
         state = _state(session, registered, monitor.name)
-        window = _next_window(session, registered, monitor, state, now)
+        cursor = _cursor(session, registered, monitor, state, now)
+        window = _next_window(session, registered, monitor, cursor, now)
         if window is None:
-            session.rollback()
-            return None
+            if cursor != state.cursor:
+                state.cursor = cursor  # keep the re-based cursor
+                session.commit()
+            else:
+                session.rollback()
+            return None, False
+        next_cursor = {**window.next_cursor, "window": window_fingerprint(monitor.window)}
+        if _stored(session, registered, monitor.name, window.key):
+            state.cursor = next_cursor
+            session.commit()
+            return None, True
         stream = _stream(state, monitor)
         run = new_run(registered, monitor, trigger=trigger, window_key=window.key)
         span = None if window.start is None or window.end is None else (window.start, window.end)
-        evaluate(
-            session,
-            registered,
-            monitor,
-            cache,
-            run,
-            window.table,
-            device=device,
-            stream=stream,
-            span=span,
-        )
-        state.cursor = window.next_cursor
-        _record(state, run, stream)
+        try:
+            evaluate(
+                session,
+                registered,
+                monitor,
+                cache,
+                run,
+                window.table,
+                device=device,
+                stream=stream,
+                span=span,
+            )
+        except SQLAlchemyError:
+            raise
+        except Exception as exc:
+            log.exception("%s/%s: window %s failed", registered.spec.name, monitor.name, window.key)
+            session.rollback()
+            state = _state(session, registered, monitor.name)
+            run = new_run(registered, monitor, trigger=trigger, window_key=window.key)
+            run.status, run.message = "error", f"failed: {type(exc).__name__}: {exc}"[:2000]
+            if span is not None:
+                run.window_start, run.window_end = span
+            run.n_current = 0 if window.table is None else window.table.num_rows
+            run.finished_at = datetime.now(UTC)
+            session.add(run)
+            session.flush()
+            stream = None  # the detector's state stays as it was before this window
+        state.cursor = next_cursor
+        _record(state, run, stream, monitor)
         session.commit()
-        return run
+        return run, True
 
 
 def backfill_spans(
@@ -219,6 +337,28 @@ def backfill_spans(
     return spans
 
 
+def due_backfill_spans(
+    sessions: sessionmaker[Session],
+    registered: RegisteredModel,
+    monitor: MonitorConfig,
+    start: datetime,
+    end: datetime,
+    now: datetime,
+) -> list[tuple[datetime, datetime]]:
+    """The spans of :func:`backfill_spans` that a backfill may compute at ``now``."""
+    delay = timedelta(seconds=monitor.window.delay_seconds)
+    spans = [s for s in backfill_spans(monitor, start, end) if s[1] + delay <= now]
+    if monitor.window.type != "tumbling":
+        return spans
+    with sessions() as session:
+        state = session.get(MonitorState, (registered.version.id, monitor.name))
+    cursor = None if state is None else state.cursor
+    if cursor and "start" in cursor and cursor.get("window") == window_fingerprint(monitor.window):
+        live = datetime.fromisoformat(cursor["start"])
+        spans = [s for s in spans if s[1] <= live]
+    return spans
+
+
 def backfill(
     sessions: sessionmaker[Session],
     registered: RegisteredModel,
@@ -229,8 +369,13 @@ def backfill(
     *,
     device: str = "auto",
     progress: Callable[[int], Any] | None = None,
+    now: datetime | None = None,
 ) -> list[DetectionRun]:
     """Recompute a monitor's results over history, replacing earlier runs of the same windows.
+
+    Only windows that are due (closed, plus the delay, by ``now``) are computed, and for a
+    tumbling time monitor only those before its live cursor: the windows ahead are the live
+    monitor's to compute.
 
     Time windows (tumbling or sliding) are recomputed as aligned ``seconds``-long spans; count
     windows as consecutive runs of ``size`` records in prediction-time order. A streaming
@@ -271,8 +416,9 @@ def backfill(
         if progress is not None:
             progress(0 if table is None else table.num_rows)
 
+    now = now or datetime.now(UTC)
     if monitor.window.by == "time":
-        for span in backfill_spans(monitor, start, end):
+        for span in due_backfill_spans(sessions, registered, monitor, start, end, now):
             with sessions() as session:
                 table = load_span(session, registered, *span)
             compute(time_key(span[0]), table, span)

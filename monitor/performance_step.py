@@ -60,13 +60,21 @@ def load_labels(
 
 
 def _labelled(
-    table: pa.Table, labels: dict[str, tuple[str | None, float | None]], task: str
+    table: pa.Table,
+    labels: dict[str, tuple[str | None, float | None]],
+    task: str,
+    classes: list[str],
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Row positions (in ts order) that carry a usable label, and the arrays they need."""
+    """Row positions (in ts order) that carry a usable label, and the arrays they need.
+
+    A classification label outside the declared classes is not usable (it is stored, but
+    cannot be compared with a prediction among the classes).
+    """
     ids = table.column("id").to_pylist()
     if task == "classification":
+        known = set(classes)
         truth = [labels.get(rid, (None, None))[0] for rid in ids]
-        keep = np.array([t is not None for t in truth], dtype=bool)
+        keep = np.array([t in known for t in truth], dtype=bool)
         rows = np.flatnonzero(keep)
         predicted = table.column("p.label").to_pylist()
         proba = table.column("p.proba").to_pylist()
@@ -88,13 +96,17 @@ def _labelled(
 
 
 def _metric_values(
-    arrays: dict[str, np.ndarray], registered: RegisteredModel, device: str
+    arrays: dict[str, np.ndarray], registered: RegisteredModel, device: str, min_labels: int
 ) -> tuple[dict[str, float | None], np.ndarray]:
     task = registered.spec.output.task
     result: Any
     if task == "classification":
         classes = registered.spec.output.classes
         known = np.isin(arrays["truth"], classes) & np.isin(arrays["predicted"], classes)
+        errors = (arrays["truth"] != arrays["predicted"]).astype(np.float64)
+        if int(known.sum()) < min_labels:
+            # labels outside the declared classes do not count; too few left for metrics
+            return dict.fromkeys(PERFORMANCE_METRICS[task]), errors
         proba = arrays["proba"]
         result = classification_metrics(
             arrays["truth"][known],
@@ -103,7 +115,6 @@ def _metric_values(
             classes=classes,
             device=device,
         )
-        errors = (arrays["truth"] != arrays["predicted"]).astype(np.float64)
     else:
         result = regression_metrics(arrays["truth"], arrays["predicted"], device=device)
         errors = np.abs(arrays["truth"] - arrays["predicted"])
@@ -125,14 +136,14 @@ def score_performance(
     """Metrics of the window's labelled records; feeds ``stream`` their errors in order."""
     task = registered.spec.output.task
     labels = load_labels(session, registered.model.id, table.column("id").to_pylist())
-    rows, arrays = _labelled(table, labels, task)
+    rows, arrays = _labelled(table, labels, task, registered.spec.output.classes)
     n = len(rows)
     metric_rows: list[MetricRow] = []
     breached: list[str] = []
     drifts, warning = 0, False
     if n == 0:
         return PerformanceOutcome([], 0, [], 0, False)
-    values, errors = _metric_values(arrays, registered, device)
+    values, errors = _metric_values(arrays, registered, device, spec.min_labels)
     if stream is not None:
         drifts = len(stream.update_many(errors))
         warning = bool(stream.warning_detected)

@@ -7,6 +7,8 @@ features of a model, prediction drift included, are corrected for multiple testi
 
 from __future__ import annotations
 
+import os
+import socket
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -143,6 +145,7 @@ def new_run(
         alpha=monitor.alpha,
         trigger=trigger,
         window_key=window_key,
+        runner=f"{socket.gethostname()}:{os.getpid()}",
     )
 
 

@@ -44,8 +44,8 @@ JOB_TABLE = "tidewatch_jobs"
 Clock = Callable[[], datetime]
 
 # APScheduler stores a job's function by its import path, so the job can only find its worker
-# through module state: one worker per database URL in this process (normally exactly one).
-_WORKERS: dict[str, Worker] = {}
+# through module state: the worker of this process that leads (one per process).
+_LEADER: list[Worker] = []
 
 
 def _utcnow() -> datetime:
@@ -67,13 +67,12 @@ def _fingerprint(schedule: ScheduleSpec) -> str:
     return hashlib.sha256(schedule.model_dump_json().encode()).hexdigest()[:16]
 
 
-def scheduled_run(worker_key: str, model: str, monitor: str) -> None:
-    """What every job calls (by import path): run one monitor in this process's worker."""
-    worker = _WORKERS.get(worker_key)
-    if worker is None:
-        log.warning("no worker for %s in this process; skipping %s/%s", worker_key, model, monitor)
+def scheduled_run(model: str, monitor: str) -> None:
+    """What every job calls (by import path): run one monitor in this process's leader."""
+    if not _LEADER:
+        log.warning("no leading worker in this process; skipping %s/%s", model, monitor)
         return
-    worker.run_monitor(model, monitor, trigger="schedule")
+    _LEADER[-1].run_monitor(model, monitor, trigger="schedule")
 
 
 class Worker:
@@ -97,7 +96,6 @@ class Worker:
         self.sessions = sessions
         self.cache = cache
         self.clock = clock
-        self.key = engine.url.render_as_string(hide_password=True)
         self.holder = holder_name()
         self.lock = LeaderLock(engine)
         self.scheduler: BackgroundScheduler | None = None
@@ -179,7 +177,7 @@ class Worker:
                 trigger=trigger_for(config.schedule),
                 id=jid,
                 name=f"{model}/{config.name}",
-                args=[self.key, model, config.name],
+                args=[model, config.name],
                 kwargs={"fingerprint": fingerprint},
                 replace_existing=True,
             )
@@ -194,7 +192,7 @@ class Worker:
             timezone=UTC,
         )
         self.scheduler = scheduler
-        _WORKERS[self.key] = self
+        _LEADER.append(self)
         scheduler.start(paused=True)
         self.sync_jobs()
         scheduler.resume()
@@ -204,6 +202,8 @@ class Worker:
         if self.scheduler is not None:
             scheduler, self.scheduler = self.scheduler, None
             scheduler.shutdown(wait=False)
+        if self in _LEADER:
+            _LEADER.remove(self)
 
     @property
     def leading(self) -> bool:
@@ -247,8 +247,6 @@ class Worker:
             self._thread.join(timeout=30)
         self._stop_scheduler()
         self.lock.release()
-        if _WORKERS.get(self.key) is self:
-            del _WORKERS[self.key]
 
     def __enter__(self) -> Worker:
         return self.start()
@@ -257,6 +255,6 @@ class Worker:
         self.stop()
 
 
-def _job(worker_key: str, model: str, monitor: str, fingerprint: str = "") -> None:
+def _job(model: str, monitor: str, fingerprint: str = "") -> None:
     """The job function (its import path is what the job store keeps)."""
-    scheduled_run(worker_key, model, monitor)
+    scheduled_run(model, monitor)

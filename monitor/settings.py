@@ -51,8 +51,9 @@ class Settings(BaseSettings):
         default=True, description="`tidewatch serve` also schedules monitors (one leader)"
     )
     scheduler_threads: int = Field(default=4, ge=1, description="monitors run at once")
-    misfire_grace_seconds: float = Field(
-        default=300.0, gt=0, description="a scheduled run later than this is skipped"
+    # APScheduler takes whole seconds
+    misfire_grace_seconds: int = Field(
+        default=300, ge=1, description="a scheduled run later than this is skipped"
     )
     leader_poll_seconds: float = Field(
         default=2.0, gt=0, description="how often a follower tries to lead (takeover bound)"

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from monitor.db.tables import DetectionResult, DetectionRun, PerformanceResult, QualityResult
 from monitor.schema import ModelSpec
@@ -187,3 +187,9 @@ class PromoteIn(BaseModel):
     run: int | None = None
     start: datetime | None = Field(default=None, alias="from")
     end: datetime | None = Field(default=None, alias="to")
+
+    @field_validator("start", "end")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        # a time without a zone means UTC, as everywhere in Tidewatch
+        return value.replace(tzinfo=UTC) if value and value.tzinfo is None else value

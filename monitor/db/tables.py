@@ -165,6 +165,7 @@ class DetectionRun(Base):
     # "t:<start>" or "c:<first batch>.<first row>" for tumbling windows, None for sliding runs
     window_key: Mapped[str | None] = mapped_column(String(64), nullable=True)
     trigger: Mapped[str] = mapped_column(String(16), default="manual")  # or schedule, backfill
+    runner: Mapped[str | None] = mapped_column(String(256), nullable=True)  # host:pid
 
 
 class DetectionResult(Base):

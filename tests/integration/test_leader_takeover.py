@@ -14,9 +14,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
-from monitor.db.tables import DetectionRun
+from monitor.db.tables import DetectionRun, TelemetryRecord
 from monitor.leader import current_leader
 from tests.integration.serve_process import BIN
 from tests.monitor.monitoring_helpers import Db, make_db, records, spec
@@ -25,7 +25,8 @@ pytestmark = pytest.mark.integration
 
 MONITOR = {
     "name": "live",
-    "window": {"type": "tumbling", "by": "time", "seconds": 1},
+    # computed 2 s after it closes: every record posted for it has arrived by then
+    "window": {"type": "tumbling", "by": "time", "seconds": 1, "delay_seconds": 2},
     "min_samples": 5,
     "schedule": {"every": 1},
 }
@@ -52,10 +53,11 @@ def test_one_leader_and_takeover_after_kill_9(pg_url: str, tmp_path: Path) -> No
     stop = threading.Event()
 
     def stream() -> None:
-        # a live module: 20 records a second, stamped now
+        # a live module: 20 records a second, stamped over the second before they are posted
         n = 0
         while not stop.is_set():
-            db.post(records(datetime.now(UTC), 20, seconds=1, prefix=f"s{n}-", seed=n))
+            start = datetime.now(UTC) - timedelta(seconds=1)
+            db.post(records(start, 20, seconds=1, prefix=f"s{n}-", seed=n))
             n += 1
             stop.wait(1.0)
 
@@ -96,8 +98,10 @@ def test_one_leader_and_takeover_after_kill_9(pg_url: str, tmp_path: Path) -> No
 
         _wait(lambda: len(windows()) >= 3, "the leader's first windows", logs)
         time.sleep(1.5)
-        # only the leader computes: the follower holds no scheduler
         assert _leader_pid(db) == leader_pid
+        # only the leader computes: every run so far is the leader's
+        assert {r.runner.split(":")[1] for r in windows() if r.runner} == {str(leader_pid)}
+        before_kill = len(windows())
 
         leader.send_signal(signal.SIGKILL)
         leader.wait(timeout=30)
@@ -116,6 +120,10 @@ def test_one_leader_and_takeover_after_kill_9(pg_url: str, tmp_path: Path) -> No
                 proc.wait(timeout=30)
 
     runs = windows()
+    runners = [int((r.runner or "x:0").split(":")[1]) for r in runs]
+    assert set(runners[:before_kill]) == {leader.pid}
+    assert set(runners[before_kill:]) <= {leader.pid, follower.pid}
+    assert runners[-1] == follower.pid
     starts = [r.window_start for r in runs]
     assert len(set(starts)) == len(starts)  # no window twice
     # no window skipped: each run starts where the previous one ended (an empty second, should
@@ -124,4 +132,14 @@ def test_one_leader_and_takeover_after_kill_9(pg_url: str, tmp_path: Path) -> No
     assert all(end == start for end, start in edges), edges
     assert all(r.window_end - r.window_start == timedelta(seconds=1) for r in runs if r.n_current)
     assert all(r.trigger == "schedule" for r in runs)
-    assert sum(r.n_current for r in runs) > 0
+    # no record lost or counted twice: the windows hold exactly the records stamped inside them
+    with db.sessions() as session:
+        stamped = session.scalar(
+            select(func.count())
+            .select_from(TelemetryRecord)
+            .where(
+                TelemetryRecord.ts >= runs[0].window_start,
+                TelemetryRecord.ts < runs[-1].window_end,
+            )
+        )
+    assert sum(r.n_current for r in runs) == stamped > 0

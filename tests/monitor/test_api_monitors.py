@@ -95,11 +95,14 @@ def test_status_per_model_and_since(
     ok = client.get("/api/v1/models/plankton/status", headers=read).json()
     assert ok["status"] == "ok" and ok["since"] is not None
     post(client, admin, rows(300, shift=3, seed=3, start=300))
-    client.post(DETECT, headers=admin)
-    client.post(DETECT, headers=admin)
+    (first_drift,) = client.post(DETECT, headers=admin).json()
+    post(client, admin, rows(100, shift=3, seed=4, start=600))
+    (second_drift,) = client.post(DETECT, headers=admin).json()
+    assert second_drift["window_end"] > first_drift["window_end"]
     drift = client.get("/api/v1/models/plankton/status", headers=read).json()
     assert drift["status"] == "drift"
-    assert drift["since"] > ok["since"]  # since the first drifted run, not the last
+    # since the first drifted run, not the last
+    assert drift["since"] == first_drift["window_end"]
     (monitor,) = drift["monitors"]
     assert monitor["monitor"] == "drift" and monitor["last_run_id"] is not None
     assert client.get("/api/v1/models/nope/status", headers=read).status_code == 404

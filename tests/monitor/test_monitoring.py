@@ -68,7 +68,10 @@ def test_time_windows_edges_no_double_runs_and_catch_up(db_url: str) -> None:
     assert [r.id for r in _runs(db)] == [first.id, second.id, third.id]
 
     state = _state(db)
-    assert state.cursor == {"start": (T0 + timedelta(seconds=180)).isoformat()}
+    assert state.cursor == {
+        "start": (T0 + timedelta(seconds=180)).isoformat(),
+        "window": "time:60.0",
+    }
     assert state.status == "no_data" and state.status_since == T0 + timedelta(seconds=180)
     (status,) = model_statuses(db.sessions())
     assert status.status == "no_data" and status.last_run_at == third.finished_at
@@ -337,3 +340,144 @@ def test_a_gap_without_telemetry_is_one_no_data_run(db_url: str) -> None:
     assert (resumed.window_start, resumed.n_current) == (T0 + 2 * day, 50)
     runs = _runs(db)
     assert all(a.window_end == b.window_start for a, b in itertools.pairwise(runs))
+
+
+def test_a_backfill_never_blocks_the_live_monitor(db_url: str) -> None:
+    db = make_db(db_url, spec([{"window": TUMBLING_MINUTE, "min_samples": 20}]))
+    db.post(records(T0, 300, seconds=300, prefix="a"))
+    cache, monitor = ReferenceCache(), _monitor(db)
+    (live,) = run_due(db.sessions, db.registered, monitor, cache, now=T0 + timedelta(seconds=70))
+    # a backfill over more than the live monitor has reached, at a moment when 3 windows are due
+    done = backfill(
+        db.sessions,
+        db.registered,
+        monitor,
+        cache,
+        T0,
+        T0 + timedelta(minutes=10),
+        now=T0 + timedelta(seconds=190),
+    )
+    # only what is behind the live cursor: the windows ahead are the live monitor's
+    assert [r.window_start for r in done] == [T0]
+    later = run_due(db.sessions, db.registered, monitor, cache, now=T0 + timedelta(seconds=190))
+    assert [r.window_start for r in later] == [T0 + timedelta(minutes=m) for m in (1, 2)]
+    # a backfill without a live cursor (the monitor never ran) may run ahead; the live monitor
+    # then passes over the windows already stored instead of stopping at them
+    fresh = make_db(
+        db_url.replace("tidewatch.db", "fresh.db") if "sqlite" in db_url else db_url,
+        spec([{"name": "other", "window": TUMBLING_MINUTE, "min_samples": 20}]),
+    )
+    other = _monitor(fresh, "other")
+    fresh.post(records(T0, 300, seconds=300, prefix="o"))
+    now = T0 + timedelta(minutes=5)
+    ahead = backfill(fresh.sessions, fresh.registered, other, cache, T0, now, now=now)
+    assert len(ahead) == 5
+    assert run_due(fresh.sessions, fresh.registered, other, cache, now=now) == []
+    state = _state(fresh, "other")
+    assert state.cursor is not None and state.cursor["start"] == now.isoformat()
+    assert live.window_key is not None
+
+
+def test_changing_the_window_rebases_the_cursor(db_url: str) -> None:
+    db = make_db(
+        db_url,
+        spec([{"window": {"type": "tumbling", "by": "count", "size": 50}, "min_samples": 20}]),
+    )
+    db.post(records(T0, 100, seconds=100, prefix="a"))
+    cache = ReferenceCache()
+    later = datetime.now(UTC) + timedelta(seconds=10)
+    assert len(run_due(db.sessions, db.registered, _monitor(db), cache, now=later)) == 2
+    # the operator switches to one-minute windows of prediction time
+    minutely = spec([{"window": TUMBLING_MINUTE, "min_samples": 20}]).monitors[0]
+    moment = T0 + timedelta(seconds=130)
+    assert run_due(db.sessions, db.registered, minutely, cache, now=moment) == []
+    state = _state(db)
+    assert state.cursor is not None and state.cursor["window"] == "time:60.0"
+    # ... continuing at the first whole window after the moment the switch was seen (the count
+    # windows may have covered records up to then), never back
+    assert datetime.fromisoformat(state.cursor["start"]) == T0 + timedelta(seconds=180)
+    db.post(records(T0 + timedelta(seconds=180), 60, seconds=60, prefix="b"))
+    (run,) = run_due(db.sessions, db.registered, minutely, cache, now=T0 + timedelta(seconds=240))
+    assert (run.window_start, run.n_current) == (T0 + timedelta(seconds=180), 60)
+    # and back to count windows: they continue with the batches that arrive from now on
+    counting = spec([{"window": {"type": "tumbling", "by": "count", "size": 30}}]).monitors[0]
+    assert run_due(db.sessions, db.registered, counting, cache, now=later) == []
+    db.post(records(T0 + timedelta(seconds=200), 30, seconds=30, prefix="c"))
+    later = datetime.now(UTC) + timedelta(seconds=10)
+    (counted,) = run_due(db.sessions, db.registered, counting, cache, now=later)
+    assert counted.n_current == 30 and counted.window_start == T0 + timedelta(seconds=200)
+
+
+def test_a_failing_window_is_recorded_and_the_monitor_goes_on(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = make_db(db_url, spec([STREAMING]))
+    for minute in range(3):
+        recs = records(T0 + timedelta(minutes=minute), 60, seconds=60, prefix=f"f{minute}-")
+        db.post(recs)
+        _with_labels(db, recs, 0.1, seed=minute)
+    import monitor.monitoring as monitoring
+
+    real, calls = monitoring.evaluate, []
+
+    def failing_once(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 2:
+            raise ValueError("a detector could not handle this window")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(monitoring, "evaluate", failing_once)
+    runs = run_due(
+        db.sessions, db.registered, _monitor(db), ReferenceCache(), now=T0 + timedelta(minutes=3)
+    )
+    assert [r.status for r in runs][1] == "error"
+    assert "could not handle this window" in runs[1].message
+    assert runs[0].status != "error" and runs[2].status != "error"
+    # the failed window's labelled records were not fed to the stream: 2 windows of 60
+    assert _state(db).stream_seen == 120
+
+
+def test_an_unreadable_stream_state_starts_a_new_detector(db_url: str) -> None:
+    db = make_db(db_url, spec([STREAMING]))
+    recs = records(T0, 60, seconds=60)
+    db.post(recs)
+    _with_labels(db, recs, 0.1, seed=0)
+    with db.sessions() as session:
+        session.add(
+            MonitorState(
+                model_version_id=db.registered.version.id,
+                monitor="drift",
+                stream_method="ddm",
+                stream_state=b"TWSTREAM\x00\x63garbage",  # a future format version
+                stream_seen=999,
+                status="ok",
+            )
+        )
+        session.commit()
+    (run,) = run_due(
+        db.sessions, db.registered, _monitor(db), ReferenceCache(), now=T0 + timedelta(minutes=1)
+    )
+    assert run.status != "error"
+    assert _state(db).stream_seen == 60  # a fresh detector saw this window only
+
+
+def test_labels_outside_the_classes_do_not_break_a_window(db_url: str) -> None:
+    db = make_db(db_url, spec([{"name": "perf", **PERFORMANCE_ONLY}]))
+    recs = records(T0, 60, seconds=60)
+    db.post(recs)
+    db.label([(r.id, "jellyfish") for r in recs])  # not a declared class
+    (run,) = run_due(
+        db.sessions,
+        db.registered,
+        _monitor(db, "perf"),
+        ReferenceCache(),
+        now=T0 + timedelta(minutes=2),
+    )
+    assert run.status == "insufficient_data"
+    with db.sessions() as session:
+        values = list(
+            session.scalars(
+                select(PerformanceResult.value).where(PerformanceResult.run_id == run.id)
+            )
+        )
+    assert all(v is None for v in values)  # no metric from labels that fit no class

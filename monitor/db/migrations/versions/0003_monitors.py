@@ -24,6 +24,7 @@ def upgrade() -> None:
         batch_op.add_column(
             sa.Column("trigger", sa.String(length=16), nullable=False, server_default="manual")
         )
+        batch_op.add_column(sa.Column("runner", sa.String(length=256), nullable=True))
         batch_op.create_unique_constraint(
             "uq_detection_runs_window", ["model_version_id", "monitor", "window_key"]
         )
@@ -75,5 +76,6 @@ def downgrade() -> None:
     op.drop_table("performance_results")
     with op.batch_alter_table("detection_runs", schema=None) as batch_op:
         batch_op.drop_constraint("uq_detection_runs_window", type_="unique")
+        batch_op.drop_column("runner")
         batch_op.drop_column("trigger")
         batch_op.drop_column("window_key")
