@@ -9,12 +9,15 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from monitor import __version__
-from monitor.api import detection, health, ingest, models, monitors
+from monitor.api import detection, health, ingest, metrics, models, monitors
 from monitor.api.deps import ServiceState
 from monitor.api.errors import install_error_handlers
 from monitor.api.openapi import install_openapi
 from monitor.db.engine import make_engine, make_sessionmaker
 from monitor.db.migrate import upgrade
+from monitor.observability.http import IngestMetrics
+from monitor.observability.registry import Exposition
+from monitor.observability.results import ResultsCollector
 from monitor.pipeline import ReferenceCache
 from monitor.retention import purge_periodically
 from monitor.scheduler import Worker
@@ -32,11 +35,13 @@ def create_app(settings: Settings) -> FastAPI:
     'Tidewatch'
     """
     engine = make_engine(settings.database_url)
+    sessions = make_sessionmaker(engine)
     state = ServiceState(
         settings=settings,
         engine=engine,
-        sessions=make_sessionmaker(engine),
+        sessions=sessions,
         cache=ReferenceCache(settings.reference_cache_size),
+        exposition=Exposition(ResultsCollector(sessions, settings.metrics_cache_seconds)),
     )
 
     @contextlib.asynccontextmanager
@@ -70,7 +75,15 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.tidewatch = state
     install_error_handlers(app)
     install_openapi(app)
-    routers = (health.router, models.router, ingest.router, detection.router, monitors.router)
+    app.add_middleware(IngestMetrics)
+    routers = (
+        health.router,
+        metrics.router,
+        models.router,
+        ingest.router,
+        detection.router,
+        monitors.router,
+    )
     for router in routers:
         app.include_router(router)
     return app

@@ -588,12 +588,20 @@ def worker(config: ConfigOption = None) -> None:
         level=settings.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s"
     )
     engine = _engine(settings)
+    sessions = make_sessionmaker(engine)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    with Worker(
-        settings, engine, make_sessionmaker(engine), ReferenceCache(settings.reference_cache_size)
-    ):
+    if settings.metrics_port:
+        from prometheus_client import start_http_server
+
+        from monitor.observability.registry import Exposition
+        from monitor.observability.results import ResultsCollector
+
+        exposition = Exposition(ResultsCollector(sessions, settings.metrics_cache_seconds))
+        start_http_server(settings.metrics_port, settings.host, registry=exposition)
+        console.print(f"metrics on http://{settings.host}:{settings.metrics_port}/metrics")
+    with Worker(settings, engine, sessions, ReferenceCache(settings.reference_cache_size)):
         console.print("tidewatch worker running (Ctrl-C to stop)")
         stop.wait()
 

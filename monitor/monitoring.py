@@ -25,6 +25,7 @@ from detectors.streaming import StreamingDriftDetector, make_streaming
 from monitor.db.models import RegisteredModel
 from monitor.db.tables import DetectionRun, MonitorState, TelemetryBatch
 from monitor.db.telemetry import load_window
+from monitor.observability.service import RUN_SECONDS, RUNS
 from monitor.pipeline import ReferenceCache, evaluate, new_run
 from monitor.schema import MonitorConfig, WindowSpec
 from monitor.windows import (
@@ -219,6 +220,7 @@ def run_due(
             evaluate(session, registered, monitor, cache, run, current, device=device)
             _record(state, run, None, monitor)
             session.commit()
+            _count(registered, monitor, run)
             return [run]
     runs: list[DetectionRun] = []
     for _ in range(2 * limit):  # windows already stored elsewhere are passed, not computed
@@ -240,10 +242,18 @@ def run_due(
             )
             break
         if computed is not None:
+            _count(registered, monitor, computed)
             runs.append(computed)
         if not progressed:
             break
     return runs
+
+
+def _count(registered: RegisteredModel, monitor: MonitorConfig, run: DetectionRun) -> None:
+    RUNS.labels(registered.spec.name, monitor.name, run.status).inc()
+    if run.finished_at is not None and run.started_at is not None:
+        seconds = (run.finished_at - run.started_at).total_seconds()
+        RUN_SECONDS.labels(registered.spec.name, monitor.name).observe(max(seconds, 0.0))
 
 
 def _stored(session: Session, registered: RegisteredModel, monitor: str, key: str) -> bool:

@@ -9,21 +9,25 @@ concept-drift detector, in prediction-time order.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
-from sqlalchemy import select
+from sqlalchemy import and_, select
 from sqlalchemy.orm import Session
 
+from detectors.performance.cbpe import CBPE
 from detectors.performance.classification import classification_metrics
 from detectors.performance.regression import regression_metrics
 from detectors.streaming import StreamingDriftDetector
+from monitor.data.layout import from_bytes
 from monitor.db.models import RegisteredModel
-from monitor.db.tables import Label
+from monitor.db.tables import Label, TelemetryBatch, TelemetryRecord
 from monitor.schema import PERFORMANCE_METRICS, PerformanceSpec, performance_metrics
 
 _ID_CHUNK = 900
+CBPE_METRICS = ("accuracy", "f1", "roc_auc")
 
 
 @dataclass(frozen=True)
@@ -123,6 +127,75 @@ def _metric_values(
         for name in PERFORMANCE_METRICS[task]
     }
     return values, errors
+
+
+def _calibration(
+    session: Session, registered: RegisteredModel, before: datetime, limit: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Probabilities and true labels of the newest labelled records predicted before ``before``."""
+    rows = session.execute(
+        select(TelemetryRecord.record_id, TelemetryRecord.batch_id, Label.label)
+        .join(
+            Label,
+            and_(
+                Label.model_id == TelemetryRecord.model_id,
+                Label.record_id == TelemetryRecord.record_id,
+            ),
+        )
+        .join(TelemetryBatch, TelemetryBatch.id == TelemetryRecord.batch_id)
+        .where(
+            TelemetryRecord.model_id == registered.model.id,
+            TelemetryBatch.model_version_id == registered.version.id,
+            TelemetryRecord.ts < before,
+            Label.label.is_not(None),
+        )
+        .order_by(TelemetryRecord.ts.desc())
+        .limit(limit)
+    ).all()
+    wanted: dict[int, dict[str, str]] = {}
+    for record_id, batch_id, label in rows:
+        wanted.setdefault(batch_id, {})[record_id] = str(label)
+    probabilities: list[list[float]] = []
+    truth: list[str] = []
+    for batch_id, labels in wanted.items():
+        blob = session.scalar(select(TelemetryBatch.data).where(TelemetryBatch.id == batch_id))
+        if blob is None:
+            continue
+        batch = from_bytes(blob)
+        for rid, proba in zip(
+            batch.column("id").to_pylist(), batch.column("p.proba").to_pylist(), strict=True
+        ):
+            if rid in labels and proba is not None:
+                probabilities.append(proba)
+                truth.append(labels[rid])
+    return np.asarray(probabilities, dtype=np.float64), np.asarray(truth, dtype=object)
+
+
+def estimate_performance(
+    session: Session,
+    registered: RegisteredModel,
+    spec: PerformanceSpec,
+    table: pa.Table,
+    before: datetime,
+    device: str,
+) -> tuple[list[MetricRow], str]:
+    """CBPE estimates of the window's accuracy, F1 and ROC AUC from its probabilities alone."""
+    classes = registered.spec.output.classes
+    proba, truth = _calibration(session, registered, before, spec.calibration_rows)
+    current = table.column("p.proba").drop_null().to_pylist()
+    missing = sorted(set(classes) - set(truth.tolist()))
+    if len(truth) < spec.min_labels or missing or not current:
+        why = f"{len(truth)} labelled records before the window" + (
+            f", none of class {missing[0]!r}" if missing else ""
+        )
+        return [], f"no estimate ({why})"
+    cbpe = CBPE(metrics=CBPE_METRICS, n_bootstrap=0, device=device)
+    estimate = cbpe.fit(proba, truth, classes=classes).estimate(np.asarray(current))
+    rows = [
+        MetricRow(f"estimated.{m}", float(estimate[m].value), None, False, len(truth))
+        for m in CBPE_METRICS
+    ]
+    return rows, f"estimated on {len(truth)} earlier labels"
 
 
 def score_performance(

@@ -33,11 +33,13 @@ from monitor.db.tables import (
     PerformanceResult,
     QualityResult,
     ReferenceSet,
+    WindowStat,
 )
 from monitor.db.telemetry import load_window
-from monitor.performance_step import score_performance
+from monitor.performance_step import estimate_performance, score_performance
 from monitor.quality_step import fit_quality, score_quality
 from monitor.schema import MonitorConfig, PerformanceSpec
+from monitor.window_stats import window_stats
 
 _KINDS = ("numeric", "categorical", "vector")
 
@@ -216,6 +218,9 @@ def evaluate(
                 )
                 statuses.append(status)
                 messages.append(message)
+    if current is not None and n_current:
+        for name, value in window_stats(current, registered.spec).items():
+            session.add(WindowStat(run_id=run.id, name=name, value=value))
     if monitor.performance is not None:
         status, message = _performance_step(
             session, registered, monitor.performance, run, current, stream, device
@@ -309,7 +314,14 @@ def _performance_step(
     if current is None or current.num_rows == 0:
         return "insufficient_data", "no labelled records"
     outcome = score_performance(session, registered, spec, current, stream, device)
-    for row in outcome.rows:
+    rows = list(outcome.rows)
+    estimated = ""
+    if spec.estimate and run.window_start is not None:
+        estimates, estimated = estimate_performance(
+            session, registered, spec, current, run.window_start, device
+        )
+        rows += estimates
+    for row in rows:
         session.add(PerformanceResult(run_id=run.id, **row.__dict__))
     if outcome.n_labels < spec.min_labels:
         message = f"{outcome.n_labels} labelled records, {spec.min_labels} needed for metrics"
@@ -328,6 +340,8 @@ def _performance_step(
     elif outcome.stream_warning and status != "drift":
         message += f"; {stream and stream.method} warning"
         status = "warning"
+    if estimated:
+        message += f"; {estimated}"
     return status, message
 
 

@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from apscheduler.events import EVENT_JOB_SUBMITTED, JobSubmissionEvent
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -35,6 +36,7 @@ from monitor.db.models import get_model, list_models
 from monitor.db.tables import DetectionRun
 from monitor.leader import LeaderLock, announce, holder_name
 from monitor.monitoring import run_due
+from monitor.observability.service import LEADER, SCHEDULER_LAG
 from monitor.pipeline import ReferenceCache
 from monitor.schema import MonitorConfig, ScheduleSpec
 from monitor.settings import Settings
@@ -193,6 +195,8 @@ class Worker:
         )
         self.scheduler = scheduler
         _LEADER.append(self)
+        LEADER.set(1)
+        scheduler.add_listener(_observe_lag, EVENT_JOB_SUBMITTED)
         scheduler.start(paused=True)
         self.sync_jobs()
         scheduler.resume()
@@ -204,6 +208,7 @@ class Worker:
             scheduler.shutdown(wait=False)
         if self in _LEADER:
             _LEADER.remove(self)
+        LEADER.set(1 if _LEADER else 0)
 
     @property
     def leading(self) -> bool:
@@ -253,6 +258,12 @@ class Worker:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _observe_lag(event: JobSubmissionEvent) -> None:
+    planned = event.scheduled_run_times[-1] if event.scheduled_run_times else None
+    if planned is not None:
+        SCHEDULER_LAG.observe(max((datetime.now(UTC) - planned).total_seconds(), 0.0))
 
 
 def _job(model: str, monitor: str, fingerprint: str = "") -> None:

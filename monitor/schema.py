@@ -156,6 +156,10 @@ class PerformanceSpec(BaseModel):
     thresholds: dict[str, float] = Field(default_factory=dict)
     min_labels: int = Field(default=30, ge=1)
     streaming: StreamingChoice | None = None
+    # classification: also estimate accuracy, F1 and ROC AUC of the whole window without its
+    # labels (CBPE), calibrated on up to `calibration_rows` labelled records before the window
+    estimate: bool = False
+    calibration_rows: int = Field(default=5000, ge=100, le=1_000_000)
 
 
 class DetectorChoice(BaseModel):
@@ -289,6 +293,10 @@ def _check_performance(monitor: str, spec: PerformanceSpec, task: str) -> None:
     if missing:
         raise ValueError(
             f"monitor {monitor!r}: thresholds on metrics not computed {sorted(missing)}"
+        )
+    if spec.estimate and task != "classification":
+        raise ValueError(
+            f"monitor {monitor!r}: 'estimate' (CBPE) applies to classification models only"
         )
     if spec.streaming is not None:
         values = STREAMING_DETECTORS[spec.streaming.name].values

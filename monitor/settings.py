@@ -61,6 +61,12 @@ class Settings(BaseSettings):
     scheduler_sync_seconds: float = Field(
         default=30.0, gt=0, description="how often the leader re-reads the models' monitors"
     )
+    metrics_cache_seconds: float = Field(
+        default=5.0, ge=0, description="results on /metrics are re-read after this long"
+    )
+    metrics_port: int = Field(
+        default=9464, ge=0, le=65535, description="`tidewatch worker` serves /metrics here (0: off)"
+    )
     log_level: str = Field(default="info")
     config_file: Path | None = Field(default=None, description="TOML file the settings came from")
 

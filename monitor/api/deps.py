@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from monitor import keys
 from monitor.db.models import RegisteredModel, get_model
+from monitor.observability.registry import Exposition
 from monitor.pipeline import ReferenceCache
 from monitor.scheduler import Worker
 from monitor.settings import Settings
@@ -26,6 +27,7 @@ class ServiceState:
     engine: Engine
     sessions: sessionmaker[Session]
     cache: ReferenceCache
+    exposition: Exposition  # what /metrics serves
     worker: Worker | None = None  # the scheduler of this process, while serving
 
 

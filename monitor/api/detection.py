@@ -12,7 +12,7 @@ from monitor.api.deps import ServiceState, SessionDep, StateDep, model_or_404, r
 from monitor.api.schemas import RunOut, RunsPage
 from monitor.db.models import RegisteredModel, get_model
 from monitor.db.results import list_runs, run_performance, run_quality, run_results
-from monitor.db.tables import DetectionRun
+from monitor.db.tables import DetectionRun, ModelVersion
 from monitor.monitoring import run_due
 
 router = APIRouter(prefix="/api/v1", tags=["detection"])
@@ -97,3 +97,20 @@ def get_results(
         runs=[run_out(session, registered, r) for r in runs],
         next_before=runs[-1].id if len(runs) == limit else None,
     )
+
+
+@router.get(
+    "/models/{name}/runs/{run_id}", response_model=RunOut, dependencies=[Depends(require("read"))]
+)
+def get_run(name: str, run_id: int, session: SessionDep) -> RunOut:
+    """One detection run with its results (dashboards link here from a run's panels)."""
+    registered = model_or_404(session, name)
+    run = session.get(DetectionRun, run_id)
+    if run is None:
+        raise HTTPException(404, f"no run {run_id}")
+    version = session.get(ModelVersion, run.model_version_id)
+    if version is None or version.model_id != registered.model.id:
+        raise HTTPException(404, f"run {run_id} is not a run of {name!r}")
+    found = get_model(session, name, version.version)  # the run's version, maybe not the current
+    assert found is not None
+    return run_out(session, found, run)

@@ -27,6 +27,7 @@ from monitor.data.from_records import records_to_table
 from monitor.db import telemetry
 from monitor.db.models import RegisteredModel, get_model
 from monitor.db.references import save_reference
+from monitor.observability.service import DUPLICATES, INGESTED
 
 router = APIRouter(prefix="/api/v1", tags=["ingest"])
 
@@ -64,6 +65,12 @@ def _store_telemetry(state: ServiceState, registered: RegisteredModel, body: byt
         raise HTTPException(413, f"{len(batch.records)} records in one batch; the limit is {limit}")
     table = records_to_table(batch.records, registered.spec)
     outcome = telemetry.ingest(state.sessions, state.engine, registered, table, batch.sampling_rate)
+    return _counted(registered, outcome)
+
+
+def _counted(registered: RegisteredModel, outcome: telemetry.IngestOutcome) -> IngestOut:
+    INGESTED.labels(registered.spec.name).inc(outcome.accepted)
+    DUPLICATES.labels(registered.spec.name).inc(outcome.duplicates)
     return IngestOut(accepted=outcome.accepted, duplicates=outcome.duplicates)
 
 
@@ -92,7 +99,7 @@ def _store_flat_telemetry(
         raise HTTPException(422, "the batch holds no rows")
     table = flat_to_table(flat, registered.spec)
     outcome = telemetry.ingest(state.sessions, state.engine, registered, table, sampling_rate)
-    return IngestOut(accepted=outcome.accepted, duplicates=outcome.duplicates)
+    return _counted(registered, outcome)
 
 
 @router.post("/models/{name}/telemetry", response_model=IngestOut)

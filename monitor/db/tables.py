@@ -245,3 +245,15 @@ class SchedulerLeader(Base):
     holder: Mapped[str] = mapped_column(String(256))
     acquired_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class WindowStat(Base):
+    """A summary of one run's window: class shares, mean confidence, mean prediction."""
+
+    __tablename__ = "window_stats"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(
+        ForeignKey("detection_runs.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(256))  # class_ratio.<class> | confidence_mean | ...
+    value: Mapped[float] = mapped_column(Float)
