@@ -20,7 +20,7 @@ from rich.table import Table
 
 from collectors import TelemetryClient
 from monitor import keys
-from monitor.demo_data import SPEC, generate, reference_csv
+from monitor.demo_data import SPEC, generate, reference_csv, true_labels
 from monitor.server import BackgroundServer
 from monitor.settings import Settings
 
@@ -53,6 +53,16 @@ def _summary(console: Console, run: dict[str, Any]) -> None:
             "[bold red]DRIFT[/]" if r["drift"] else "[green]ok[/]",
         )
     console.print(table)
+
+
+def _performance(console: Console, run: dict[str, Any]) -> None:
+    values = {p["metric"]: p["value"] for p in run["performance"] if p["value"] is not None}
+    realized, estimated = values.get("accuracy"), values.get("estimated.accuracy")
+    if realized is not None and estimated is not None:
+        console.print(
+            f"accuracy on the validated images: {realized:.3f}; estimated without labels "
+            f"(CBPE) on the whole window: {estimated:.3f} ({run['status']})"
+        )
 
 
 def run_demo(
@@ -89,6 +99,9 @@ def run_demo(
         stream = generate(half, drifted=False, seed=11) + generate(
             records - half, drifted=True, seed=14
         )
+        truth = true_labels(half, drifted=False, seed=11) + true_labels(
+            records - half, drifted=True, seed=14
+        )
         start = datetime.now(UTC) - timedelta(seconds=records)
         with (
             TelemetryClient(
@@ -106,18 +119,27 @@ def run_demo(
             )
             for i, rec in enumerate(stream):
                 client.log(
-                    rec["features"], rec["prediction"], timestamp=start + timedelta(seconds=i)
+                    rec["features"],
+                    rec["prediction"],
+                    id=f"demo-{i}",
+                    timestamp=start + timedelta(seconds=i),
                 )
                 progress.advance(task)
             client.flush(timeout=120)
             stats = client.stats
         console.print(f"collector: {stats['sent']} records sent, {stats['rejected']} rejected")
+        # a taxonomist validates every other image, some time later
+        validated = [{"id": f"demo-{i}", "label": truth[i]} for i in range(0, records, 2)]
+        labelled = http.post(f"/api/v1/models/{SPEC['name']}/labels", json={"labels": validated})
+        labelled.raise_for_status()
+        console.print(f"labels: {labelled.json()['matched']} validated images joined by id")
 
         answer = http.post(f"/api/v1/models/{SPEC['name']}/detect")
         answer.raise_for_status()
-        run = answer.json()[0]
+        run, performance = answer.json()
         http.close()
     _summary(console, run)
+    _performance(console, performance)
     drifted = {r["feature"] for r in run["results"] if r["drift"]}
     stable = {r["feature"] for r in run["results"] if not r["drift"]}
     verdict = "[bold red]DRIFT[/]" if run["status"] == "drift" else f"[green]{run['status']}[/]"

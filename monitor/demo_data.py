@@ -32,7 +32,23 @@ SPEC: dict[str, Any] = {
         {"name": "embedding", "kind": "vector", "dim": EMBEDDING_DIM},
     ],
     "output": {"task": "classification", "classes": CLASSES},
-    "monitors": [{"name": "drift", "window": {"by": "count", "size": 1000}, "min_samples": 200}],
+    "monitors": [
+        {"name": "drift", "window": {"by": "count", "size": 1000}, "min_samples": 200},
+        {
+            # taxonomists validate a share of the images later: realized accuracy on those,
+            # and a label-free estimate (CBPE) for the whole window
+            "name": "performance",
+            "window": {"by": "count", "size": 1000},
+            "detectors": {},
+            "quality": False,
+            "performance": {
+                "metrics": ["accuracy", "f1_macro"],
+                "thresholds": {"accuracy": 0.8},
+                "min_labels": 100,
+                "estimate": True,
+            },
+        },
+    ],
 }
 
 
@@ -78,6 +94,15 @@ def generate(n: int, *, drifted: bool, seed: int) -> list[dict[str, Any]]:
         }
         for i in range(n)
     ]
+
+
+def true_labels(n: int, *, drifted: bool, seed: int) -> list[str]:
+    """The classes of the images :func:`generate` made with the same arguments."""
+    class_p = np.array([0.35, 0.3, 0.2, 0.15])
+    if drifted:
+        class_p = np.array([0.35, 0.3, 0.0, 0.15]) / 0.8
+    drawn = np.random.default_rng(seed).choice(len(CLASSES), size=n, p=class_p)
+    return [CLASSES[int(k)] for k in drawn]
 
 
 def reference_csv(n: int = 2000, seed: int = 7) -> str:

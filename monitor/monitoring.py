@@ -217,7 +217,12 @@ def run_due(
             state = _state(session, registered, monitor.name)
             run = new_run(registered, monitor, trigger=trigger)
             current = load_window(session, registered, monitor.window, now=now)
-            evaluate(session, registered, monitor, cache, run, current, device=device)
+            try:
+                evaluate(session, registered, monitor, cache, run, current, device=device)
+            except SQLAlchemyError:
+                raise
+            except Exception as exc:
+                state, run = _failed(session, registered, monitor, trigger, None, current, exc)
             _record(state, run, None, monitor)
             session.commit()
             _count(registered, monitor, run)
@@ -254,6 +259,34 @@ def _count(registered: RegisteredModel, monitor: MonitorConfig, run: DetectionRu
     if run.finished_at is not None and run.started_at is not None:
         seconds = (run.finished_at - run.started_at).total_seconds()
         RUN_SECONDS.labels(registered.spec.name, monitor.name).observe(max(seconds, 0.0))
+
+
+def _failed(
+    session: Session,
+    registered: RegisteredModel,
+    monitor: MonitorConfig,
+    trigger: str,
+    window: Window | None,
+    table: pa.Table | None,
+    exc: Exception,
+) -> tuple[MonitorState, DetectionRun]:
+    """Roll back a failed computation and store an ``error`` run that says why instead."""
+    where = f"window {window.key}" if window else "sliding window"
+    log.exception("%s/%s: %s failed", registered.spec.name, monitor.name, where)
+    session.rollback()
+    state = _state(session, registered, monitor.name)
+    run = new_run(registered, monitor, trigger=trigger, window_key=window.key if window else None)
+    run.status, run.message = "error", f"failed: {type(exc).__name__}: {exc}"[:2000]
+    if window is not None and window.start is not None and window.end is not None:
+        run.window_start, run.window_end = window.start, window.end
+    elif table is not None and table.num_rows:
+        ts = table.column("ts")
+        run.window_start, run.window_end = ts[0].as_py(), ts[-1].as_py()
+    run.n_current = 0 if table is None else table.num_rows
+    run.finished_at = datetime.now(UTC)
+    session.add(run)
+    session.flush()
+    return state, run
 
 
 def _stored(session: Session, registered: RegisteredModel, monitor: str, key: str) -> bool:
@@ -316,17 +349,7 @@ def _next_run(
         except SQLAlchemyError:
             raise
         except Exception as exc:
-            log.exception("%s/%s: window %s failed", registered.spec.name, monitor.name, window.key)
-            session.rollback()
-            state = _state(session, registered, monitor.name)
-            run = new_run(registered, monitor, trigger=trigger, window_key=window.key)
-            run.status, run.message = "error", f"failed: {type(exc).__name__}: {exc}"[:2000]
-            if span is not None:
-                run.window_start, run.window_end = span
-            run.n_current = 0 if window.table is None else window.table.num_rows
-            run.finished_at = datetime.now(UTC)
-            session.add(run)
-            session.flush()
+            state, run = _failed(session, registered, monitor, trigger, window, window.table, exc)
             stream = None  # the detector's state stays as it was before this window
         state.cursor = next_cursor
         _record(state, run, stream, monitor)

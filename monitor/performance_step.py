@@ -63,6 +63,12 @@ def load_labels(
     return found
 
 
+def _rows_summing_to_one(rows: list[list[float]]) -> np.ndarray:
+    # stored as float32 (and often rounded by the sender): renormalise in float64
+    matrix = np.asarray(rows, dtype=np.float64)
+    return matrix / matrix.sum(axis=1, keepdims=True)
+
+
 def _labelled(
     table: pa.Table,
     labels: dict[str, tuple[str | None, float | None]],
@@ -85,7 +91,7 @@ def _labelled(
         return rows, {
             "truth": np.array([truth[i] for i in rows], dtype=object),
             "predicted": np.array([predicted[i] for i in rows], dtype=object),
-            "proba": np.array([proba[i] for i in rows], dtype=np.float64)
+            "proba": _rows_summing_to_one([proba[i] for i in rows])
             if len(rows) and all(proba[i] is not None for i in rows)
             else np.zeros((0, 0)),
         }
@@ -168,7 +174,9 @@ def _calibration(
             if rid in labels and proba is not None:
                 probabilities.append(proba)
                 truth.append(labels[rid])
-    return np.asarray(probabilities, dtype=np.float64), np.asarray(truth, dtype=object)
+    if not probabilities:
+        return np.zeros((0, 0)), np.asarray(truth, dtype=object)
+    return _rows_summing_to_one(probabilities), np.asarray(truth, dtype=object)
 
 
 def estimate_performance(
@@ -190,7 +198,7 @@ def estimate_performance(
         )
         return [], f"no estimate ({why})"
     cbpe = CBPE(metrics=CBPE_METRICS, n_bootstrap=0, device=device)
-    estimate = cbpe.fit(proba, truth, classes=classes).estimate(np.asarray(current))
+    estimate = cbpe.fit(proba, truth, classes=classes).estimate(_rows_summing_to_one(current))
     rows = [
         MetricRow(f"estimated.{m}", float(estimate[m].value), None, False, len(truth))
         for m in CBPE_METRICS
