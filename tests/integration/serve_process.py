@@ -35,10 +35,17 @@ class ServeProcess:
 
 
 @contextmanager
-def tidewatch_serve(database_url: str, log: Path) -> Iterator[ServeProcess]:
+def tidewatch_serve(
+    database_url: str, log: Path, extra_env: dict[str, str] | None = None
+) -> Iterator[ServeProcess]:
     """Start ``tidewatch serve`` on a free port, wait until ``/readyz`` answers, stop it after."""
     port = free_port()
-    env = {**os.environ, "TIDEWATCH_DATABASE_URL": database_url, "TIDEWATCH_PORT": str(port)}
+    env = {
+        **os.environ,
+        "TIDEWATCH_DATABASE_URL": database_url,
+        "TIDEWATCH_PORT": str(port),
+        **(extra_env or {}),
+    }
     with log.open("wb") as out:
         proc = subprocess.Popen([str(BIN / "tidewatch"), "serve"], env=env, stderr=out)
     server = ServeProcess(f"http://127.0.0.1:{port}", env, proc)
