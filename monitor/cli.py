@@ -26,11 +26,13 @@ models_app = typer.Typer(help="Register and list models.", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
 reference_app = typer.Typer(help="Reference data.", no_args_is_help=True)
 monitors_app = typer.Typer(help="Monitor configuration.", no_args_is_help=True)
+dashboards_app = typer.Typer(help="Grafana dashboards generated from code.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(models_app, name="models")
 app.add_typer(keys_app, name="keys")
 app.add_typer(reference_app, name="reference")
 app.add_typer(monitors_app, name="monitors")
+app.add_typer(dashboards_app, name="dashboards")
 console = Console()
 
 ConfigOption = Annotated[
@@ -302,6 +304,44 @@ def monitors_show(model: str, config: ConfigOption = None) -> None:
         console.print(f"[red]unknown model {model!r}[/]")
         raise typer.Exit(1)
     typer.echo(json.dumps([m.model_dump(mode="json") for m in registered.spec.monitors], indent=2))
+
+
+@dashboards_app.command("build")
+def dashboards_build(
+    directory: Annotated[Path, typer.Argument(file_okay=False, help="where to write the JSON")],
+) -> None:
+    """Write every dashboard as Grafana JSON (sorted keys) into DIRECTORY."""
+    from dashboards.build import write_all
+
+    directory.mkdir(parents=True, exist_ok=True)
+    for path in write_all(directory):
+        console.print(f"wrote {path}")
+
+
+@dashboards_app.command("push")
+def dashboards_push(
+    grafana_url: Annotated[str, typer.Option(envvar="GRAFANA_URL", help="Grafana base URL")],
+    token: Annotated[
+        str, typer.Option(envvar="GRAFANA_TOKEN", help="service account token (Editor)")
+    ],
+    folder_uid: Annotated[str | None, typer.Option(help="Grafana folder to save into")] = None,
+) -> None:
+    """Upload every dashboard to Grafana (by uid, updating in place)."""
+    from grafana_client.client import GrafanaException
+
+    from dashboards.build import build_all
+    from dashboards.push import push_all
+
+    try:
+        urls = push_all(grafana_url, token, build_all(), folder_uid=folder_uid)
+    except GrafanaException as exc:
+        console.print(f"[red]Grafana refused ({exc.status_code}):[/] {exc.message}")
+        raise typer.Exit(1) from None
+    except Exception as exc:  # connection errors come from niquests
+        console.print(f"[red]could not reach {grafana_url}: {exc}[/]")
+        raise typer.Exit(1) from None
+    for url in urls:
+        console.print(f"pushed {grafana_url.rstrip('/')}{url}")
 
 
 @app.command()
