@@ -639,7 +639,14 @@ def worker(config: ConfigOption = None) -> None:
         from monitor.observability.results import ResultsCollector
 
         exposition = Exposition(ResultsCollector(sessions, settings.metrics_cache_seconds))
-        start_http_server(settings.metrics_port, settings.host, registry=exposition)
+        try:
+            start_http_server(settings.metrics_port, settings.host, registry=exposition)
+        except OSError as exc:
+            console.print(
+                f"[red]cannot serve metrics on {settings.host}:{settings.metrics_port}: {exc}[/] "
+                "(set metrics_port to a free port, or 0 to turn metrics off)"
+            )
+            raise typer.Exit(2) from None
         console.print(f"metrics on http://{settings.host}:{settings.metrics_port}/metrics")
     with Worker(settings, engine, sessions, ReferenceCache(settings.reference_cache_size)):
         console.print("tidewatch worker running (Ctrl-C to stop)")

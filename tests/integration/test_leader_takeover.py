@@ -13,11 +13,13 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 from sqlalchemy import func, select
 
 from monitor.db.tables import DetectionRun, TelemetryRecord
 from monitor.leader import current_leader
+from monitor.server import free_port
 from tests.integration.serve_process import BIN
 from tests.monitor.monitoring_helpers import Db, make_db, records, spec
 
@@ -73,13 +75,24 @@ def test_one_leader_and_takeover_after_kill_9(pg_url: str, tmp_path: Path) -> No
     }
     logs = [tmp_path / "worker-a.log", tmp_path / "worker-b.log"]
     procs = []
+    metrics: dict[int, str] = {}  # pid -> its /metrics
     for log in logs:
+        port = free_port()
         with log.open("wb") as out:
-            procs.append(
-                subprocess.Popen(
-                    [str(BIN / "tidewatch"), "worker"], env=env, stdout=out, stderr=out
-                )
+            proc = subprocess.Popen(
+                [str(BIN / "tidewatch"), "worker"],
+                env={**env, "TIDEWATCH_METRICS_PORT": str(port)},
+                stdout=out,
+                stderr=out,
             )
+        procs.append(proc)
+        metrics[proc.pid] = f"http://127.0.0.1:{port}/metrics"
+
+    def leads(pid: int) -> float:
+        text = httpx.get(metrics[pid], timeout=10).text
+        line = next(x for x in text.splitlines() if x.startswith("tidewatch_scheduler_leader "))
+        return float(line.split()[1])
+
     try:
         _wait(lambda: _leader_pid(db) in {p.pid for p in procs}, "a leader", logs)
         leader_pid = _leader_pid(db)
@@ -99,6 +112,8 @@ def test_one_leader_and_takeover_after_kill_9(pg_url: str, tmp_path: Path) -> No
         _wait(lambda: len(windows()) >= 3, "the leader's first windows", logs)
         time.sleep(1.5)
         assert _leader_pid(db) == leader_pid
+        # each process says on /metrics whether it leads
+        assert (leads(leader.pid), leads(follower.pid)) == (1.0, 0.0)
         # only the leader computes: every run so far is the leader's
         assert {r.runner.split(":")[1] for r in windows() if r.runner} == {str(leader_pid)}
         before_kill = len(windows())
@@ -108,6 +123,7 @@ def test_one_leader_and_takeover_after_kill_9(pg_url: str, tmp_path: Path) -> No
         killed_at = time.monotonic()
         _wait(lambda: _leader_pid(db) == follower.pid, "the follower to lead", logs)
         takeover = time.monotonic() - killed_at
+        _wait(lambda: leads(follower.pid) == 1.0, "the new leader's metrics", logs)
         before = len(windows())
         _wait(lambda: len(windows()) >= before + 3, "windows after the takeover", logs)
         print(f"takeover after kill -9: {takeover:.2f} s")
