@@ -422,23 +422,12 @@ def _post_with_retries(
     raise typer.Exit(1)
 
 
-@app.command()
-def detect(
-    model: str,
-    monitor: Annotated[str | None, typer.Option(help="run only this monitor")] = None,
-    config: ConfigOption = None,
-) -> None:
-    """Run MODEL's monitors now against the database and print the results.
-
-    A sliding monitor runs once; a tumbling one computes every window closed since its last.
-    """
+def _monitors_of(settings: Settings, model: str, monitor: str | None) -> tuple[Any, Any, list[Any]]:
+    """Sessions, the model's current version and its monitors (or the one named); exits with a
+    message when either is unknown."""
     from monitor.db.engine import make_sessionmaker
     from monitor.db.models import get_model
-    from monitor.db.results import run_results
-    from monitor.monitoring import run_due
-    from monitor.pipeline import ReferenceCache
 
-    settings = _settings(config)
     sessions = make_sessionmaker(_engine(settings))
     with sessions() as session:
         registered = get_model(session, model)
@@ -449,6 +438,25 @@ def detect(
     if not monitors:
         console.print(f"[red]model {model!r} has no monitor {monitor!r}[/]")
         raise typer.Exit(1)
+    return sessions, registered, monitors
+
+
+@app.command()
+def detect(
+    model: str,
+    monitor: Annotated[str | None, typer.Option(help="run only this monitor")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Run MODEL's monitors now against the database and print the results.
+
+    A sliding monitor runs once; a tumbling one computes every window closed since its last.
+    """
+    from monitor.db.results import run_results
+    from monitor.monitoring import run_due
+    from monitor.pipeline import ReferenceCache
+
+    settings = _settings(config)
+    sessions, registered, monitors = _monitors_of(settings, model, monitor)
     cache = ReferenceCache(1)
     for config_ in monitors:
         runs = run_due(
@@ -499,8 +507,6 @@ def backfill(
     config: ConfigOption = None,
 ) -> None:
     """Recompute MODEL's results over history, replacing earlier runs of the same windows."""
-    from monitor.db.engine import make_sessionmaker
-    from monitor.db.models import get_model
     from monitor.monitoring import model_status
     from monitor.pipeline import ReferenceCache
 
@@ -509,16 +515,7 @@ def backfill(
         console.print("[red]--from must be before --to[/]")
         raise typer.Exit(2)
     settings = _settings(config)
-    sessions = make_sessionmaker(_engine(settings))
-    with sessions() as session:
-        registered = get_model(session, model)
-    if registered is None:
-        console.print(f"[red]unknown model {model!r}[/]")
-        raise typer.Exit(1)
-    monitors = [m for m in registered.spec.monitors if monitor is None or m.name == monitor]
-    if not monitors:
-        console.print(f"[red]model {model!r} has no monitor {monitor!r}[/]")
-        raise typer.Exit(1)
+    sessions, registered, monitors = _monitors_of(settings, model, monitor)
     cache = ReferenceCache(1)
     summary = Table("monitor", "windows", "ok", "warning", "drift", "no data")
     for config_ in monitors:

@@ -26,6 +26,7 @@ from dashboards.build import (
     panel_queries,
     write_all,
 )
+from tests.metric_contract import COUNTERS, HISTOGRAMS, RESULT_GAUGES, SERVICE_GAUGES
 
 ROOT = Path(__file__).resolve().parents[2]
 KEPT = ROOT / "deploy" / "grafana" / "dashboards"
@@ -34,44 +35,10 @@ PROVISIONING = ROOT / "deploy" / "grafana" / "provisioning"
 REBUILD = "run `tidewatch dashboards build deploy/grafana/dashboards`"
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 
-# /work/notes/metrics_contract.md, group A: detection results, the same on every replica
-RESULT_GAUGES = {
-    "tidewatch_model_status",
-    "tidewatch_model_status_since_timestamp_seconds",
-    "tidewatch_monitor_last_run_timestamp_seconds",
-    "tidewatch_monitor_last_run_id",
-    "tidewatch_monitor_window_records",
-    "tidewatch_monitor_drifted_features_ratio",
-    "tidewatch_feature_drift_statistic",
-    "tidewatch_feature_drift_p_value",
-    "tidewatch_feature_drifted",
-    "tidewatch_data_quality_value",
-    "tidewatch_data_quality_problem",
-    "tidewatch_performance_realized",
-    "tidewatch_performance_estimated",
-    "tidewatch_performance_threshold",
-    "tidewatch_performance_labels",
-    "tidewatch_prediction_class_ratio",
-    "tidewatch_prediction_confidence_mean",
-    "tidewatch_telemetry_records",
-}
-# group B: per-process service metrics
-COUNTERS = {
-    "tidewatch_ingested_records_total",
-    "tidewatch_duplicate_records_total",
-    "tidewatch_rejected_requests_total",
-    "tidewatch_detection_runs_total",
-    "tidewatch_alert_deliveries_total",
-}
-HISTOGRAMS = {
-    "tidewatch_ingest_duration_seconds",
-    "tidewatch_detection_run_duration_seconds",
-    "tidewatch_scheduler_lag_seconds",
-}
-SERVICE_GAUGES = {"tidewatch_scheduler_leader"}
+COUNTER_SERIES = {f"{name}_total" for name in COUNTERS}
 ALLOWED = (
     RESULT_GAUGES
-    | COUNTERS
+    | COUNTER_SERIES
     | SERVICE_GAUGES
     | {f"{name}_bucket" for name in HISTOGRAMS}
     | {"ALERTS"}  # Prometheus's series of the Tidewatch* alerting rules
@@ -164,7 +131,7 @@ def test_queries_use_only_contract_metrics(built: dict[str, dict[str, Any]], nam
         names = metric_names(expr)
         assert names, f"{title}: no metric in {expr}"
         assert names <= ALLOWED, f"{title}: {sorted(names - ALLOWED)} not in the contract"
-        for counter in names & COUNTERS:
+        for counter in names & COUNTER_SERIES:
             assert f"rate({counter}" in expr, f"{title}: counter {counter} not read by rate()"
         if names & RESULT_GAUGES:
             assert "max" in expr, f"{title}: result gauges are not de-duplicated with max"

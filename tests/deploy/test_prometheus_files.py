@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from tests.conftest import service_missing
+from tests.metric_contract import SERIES
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS = ROOT / "deploy" / "prometheus"
@@ -24,47 +25,7 @@ CONFIG = PROMETHEUS / "prometheus.yml"
 RULES = PROMETHEUS / "rules" / "tidewatch.yml"
 RULES_TEST = PROMETHEUS / "rules" / "tidewatch_test.yml"
 
-# Tidewatch's /metrics, as in the contract: group A (results gauges, from the database) ...
-RESULT_GAUGES = {
-    "tidewatch_model_status",
-    "tidewatch_model_status_since_timestamp_seconds",
-    "tidewatch_monitor_last_run_timestamp_seconds",
-    "tidewatch_monitor_last_run_id",
-    "tidewatch_monitor_window_records",
-    "tidewatch_monitor_drifted_features_ratio",
-    "tidewatch_feature_drift_statistic",
-    "tidewatch_feature_drift_p_value",
-    "tidewatch_feature_drifted",
-    "tidewatch_data_quality_value",
-    "tidewatch_data_quality_problem",
-    "tidewatch_performance_realized",
-    "tidewatch_performance_estimated",
-    "tidewatch_performance_threshold",
-    "tidewatch_performance_labels",
-    "tidewatch_prediction_class_ratio",
-    "tidewatch_prediction_confidence_mean",
-    "tidewatch_telemetry_records",
-}
-# ... and group B (per-process service metrics), with the series names each type exposes
-COUNTERS = {
-    "tidewatch_ingested_records",
-    "tidewatch_duplicate_records",
-    "tidewatch_rejected_requests",
-    "tidewatch_detection_runs",
-    "tidewatch_alert_deliveries",
-}
-HISTOGRAMS = {
-    "tidewatch_ingest_duration_seconds",
-    "tidewatch_detection_run_duration_seconds",
-    "tidewatch_scheduler_lag_seconds",
-}
-SERVICE_GAUGES = {"tidewatch_scheduler_leader"}
-CONTRACT = (
-    RESULT_GAUGES
-    | SERVICE_GAUGES
-    | {f"{name}{suffix}" for name in COUNTERS for suffix in ("_total", "_created")}
-    | {f"{name}{suffix}" for name in HISTOGRAMS for suffix in ("_bucket", "_sum", "_count")}
-)
+CONTRACT = SERIES
 CONTRACT_PREFIXES = ("process_", "python_")  # the prometheus-client defaults
 PROMETHEUS_OWN = {"ALERTS", "ALERTS_FOR_STATE", "up"}
 

@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import service_missing
+from tests.metric_contract import SERIES
 from tests.monitor.test_api_detection import DETECT, post, rows, upload_reference
 
 
@@ -61,6 +62,25 @@ def test_results_on_metrics_match_the_stored_run(
     assert value(
         m, "tidewatch_detection_runs_total", model="plankton", monitor="drift", status="drift"
     )
+    # nothing outside the contract that the dashboards and rules are checked against
+    exposed = {name for name, _ in m if name.startswith("tidewatch_")}
+    assert exposed <= SERIES, exposed - SERIES
+    not_yet = {
+        # performance monitors only (this model has none), and series no request produced yet
+        "tidewatch_performance_realized",
+        "tidewatch_performance_estimated",
+        "tidewatch_performance_threshold",
+        "tidewatch_performance_labels",
+        "tidewatch_scheduler_lag_seconds_bucket",
+        "tidewatch_scheduler_lag_seconds_sum",
+        "tidewatch_scheduler_lag_seconds_count",
+        "tidewatch_scheduler_lag_seconds_created",
+        "tidewatch_duplicate_records_total",
+        "tidewatch_duplicate_records_created",
+        "tidewatch_rejected_requests_total",
+        "tidewatch_rejected_requests_created",
+    }
+    assert SERIES - exposed <= not_yet, (SERIES - exposed) - not_yet
 
 
 def test_results_are_read_at_most_once_per_ttl(
