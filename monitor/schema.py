@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from alerts.rules import AlertRule
 from detectors import CORRECTIONS
 from detectors import registry as detector_registry
 from detectors.streaming import STREAMING_DETECTORS, make_streaming
@@ -230,6 +231,11 @@ class ModelSpec(BaseModel):
     features: list[FeatureSpec] = Field(min_length=1)
     output: OutputSpec
     monitors: list[MonitorConfig] = Field(default_factory=lambda: [MonitorConfig()])
+    # when to alert (see alerts/rules.py) and who gets the e-mails of this model
+    alerts: list[AlertRule] = Field(default_factory=list)
+    alert_recipients: list[Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+$")]] = Field(
+        default_factory=list
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -248,6 +254,7 @@ class ModelSpec(BaseModel):
                 )
             if monitor.performance is not None:
                 _check_performance(monitor.name, monitor.performance, self.output.task)
+        _check_alerts(self, known)
         return self
 
     def feature(self, name: str) -> FeatureSpec | None:
@@ -305,3 +312,41 @@ def _check_performance(monitor: str, spec: PerformanceSpec, task: str) -> None:
                 f"monitor {monitor!r}: {spec.streaming.name!r} takes 0/1 or [0, 1] values; a "
                 "regression model's absolute errors need adwin, page_hinkley, cusum or kswin"
             )
+
+
+def _check_alerts(spec: ModelSpec, columns: set[str]) -> None:
+    """Rules must name monitors, features and metrics that exist."""
+    names = [r.name for r in spec.alerts]
+    if len(set(names)) != len(names):
+        raise ValueError("alert rule names must be unique")
+    monitors = {m.name: m for m in spec.monitors}
+    for rule in spec.alerts:
+        if rule.monitor is not None and rule.monitor not in monitors:
+            raise ValueError(f"alert rule {rule.name!r} names unknown monitor {rule.monitor!r}")
+        if rule.kind == "no_telemetry":
+            continue
+        if not monitors:
+            raise ValueError(f"alert rule {rule.name!r} needs a monitor")
+        monitor = monitors[rule.monitor] if rule.monitor else spec.monitors[0]
+        unknown = set(rule.features or []) - columns
+        if unknown:
+            raise ValueError(f"alert rule {rule.name!r} names unknown features {sorted(unknown)}")
+        if rule.kind == "performance":
+            if monitor.performance is None:
+                raise ValueError(
+                    f"alert rule {rule.name!r}: monitor {monitor.name!r} computes no performance"
+                )
+            if rule.estimated:
+                if not monitor.performance.estimate or rule.metric not in CBPE_ESTIMATES:
+                    raise ValueError(
+                        f"alert rule {rule.name!r}: estimates exist for {list(CBPE_ESTIMATES)} "
+                        f"with 'estimate': true in monitor {monitor.name!r}"
+                    )
+            elif rule.metric not in performance_metrics(monitor.performance, spec.output.task):
+                raise ValueError(
+                    f"alert rule {rule.name!r}: monitor {monitor.name!r} does not compute "
+                    f"{rule.metric!r}"
+                )
+
+
+CBPE_ESTIMATES = ("accuracy", "f1", "roc_auc")

@@ -24,6 +24,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -257,3 +258,64 @@ class WindowStat(Base):
     )
     name: Mapped[str] = mapped_column(String(256))  # class_ratio.<class> | confidence_mean | ...
     value: Mapped[float] = mapped_column(Float)
+
+
+class Alert(Base):
+    """One alert of one rule of one model: firing until it resolves, then kept as history."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (
+        # one alert per rule and model while it fires
+        Index(
+            "uq_alerts_firing",
+            "model_id",
+            "rule",
+            unique=True,
+            sqlite_where=text("state = 'firing'"),
+            postgresql_where=text("state = 'firing'"),
+        ),
+        Index("ix_alerts_model_started", "model_id", "started_at"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"))
+    version: Mapped[str] = mapped_column(String(128))
+    rule: Mapped[str] = mapped_column(String(128))
+    kind: Mapped[str] = mapped_column(String(32))
+    severity: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16))  # firing | resolved
+    summary: Mapped[str] = mapped_column(Text, default="")
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_notified_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    run_id: Mapped[int | None] = mapped_column(Integer, nullable=True)  # the latest run seen
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    acknowledged_by: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    silenced_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class AlertEvent(Base):
+    """The history of an alert: fired, notified, acknowledged, silenced, resolved."""
+
+    __tablename__ = "alert_events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"), index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    event: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[str] = mapped_column(Text, default="")
+
+
+class OutboxMessage(Base):
+    """A notification waiting for (or done with) delivery on one channel: at least once."""
+
+    __tablename__ = "alert_outbox"
+    __table_args__ = (Index("ix_alert_outbox_due", "state", "next_attempt_at"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"), index=True)
+    channel: Mapped[str] = mapped_column(String(32))
+    payload: Mapped[str] = mapped_column(Text)  # Notification JSON
+    state: Mapped[str] = mapped_column(String(16), default="pending")  # pending|sent|failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
