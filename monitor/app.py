@@ -9,7 +9,8 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from monitor import __version__
-from monitor.api import detection, health, ingest, metrics, models, monitors
+from monitor.alerting import Alerting
+from monitor.api import alerts, detection, health, ingest, metrics, models, monitors, report
 from monitor.api.deps import ServiceState
 from monitor.api.errors import install_error_handlers
 from monitor.api.openapi import install_openapi
@@ -42,6 +43,7 @@ def create_app(settings: Settings) -> FastAPI:
         sessions=sessions,
         cache=ReferenceCache(settings.reference_cache_size),
         exposition=Exposition(ResultsCollector(sessions, settings.metrics_cache_seconds)),
+        alerting=Alerting(settings, sessions),
     )
 
     @contextlib.asynccontextmanager
@@ -83,6 +85,8 @@ def create_app(settings: Settings) -> FastAPI:
         ingest.router,
         detection.router,
         monitors.router,
+        alerts.router,
+        report.router,
     )
     for router in routers:
         app.include_router(router)

@@ -27,12 +27,14 @@ keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
 reference_app = typer.Typer(help="Reference data.", no_args_is_help=True)
 monitors_app = typer.Typer(help="Monitor configuration.", no_args_is_help=True)
 dashboards_app = typer.Typer(help="Grafana dashboards generated from code.", no_args_is_help=True)
+alerts_app = typer.Typer(help="Alerts: list, acknowledge, silence.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(models_app, name="models")
 app.add_typer(keys_app, name="keys")
 app.add_typer(reference_app, name="reference")
 app.add_typer(monitors_app, name="monitors")
 app.add_typer(dashboards_app, name="dashboards")
+app.add_typer(alerts_app, name="alerts")
 console = Console()
 
 ConfigOption = Annotated[
@@ -344,6 +346,104 @@ def dashboards_push(
         console.print(f"pushed {grafana_url.rstrip('/')}{url}")
 
 
+@alerts_app.command("list")
+def alerts_list(
+    state: Annotated[str | None, typer.Option(help="firing or resolved")] = None,
+    model: Annotated[str | None, typer.Option(help="only this model")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Alerts, newest first."""
+    from sqlalchemy import select
+
+    from monitor.db.engine import make_sessionmaker
+    from monitor.db.tables import Alert, Model
+
+    table = Table("id", "model", "rule", "severity", "state", "since", "summary", "ack / silence")
+    with make_sessionmaker(_engine(_settings(config)))() as session:
+        query = (
+            select(Alert, Model.name)
+            .join(Model, Model.id == Alert.model_id)
+            .order_by(Alert.id.desc())
+            .limit(200)
+        )
+        if state:
+            query = query.where(Alert.state == state)
+        if model:
+            query = query.where(Model.name == model)
+        for alert, name in session.execute(query):
+            style = "bold red" if alert.state == "firing" else "green"
+            notes = []
+            if alert.acknowledged_at:
+                notes.append(f"acked by {alert.acknowledged_by or '?'}")
+            if alert.silenced_until:
+                notes.append(f"silenced until {_time(alert.silenced_until)}")
+            table.add_row(
+                str(alert.id),
+                name,
+                alert.rule,
+                alert.severity,
+                f"[{style}]{alert.state}[/]",
+                _time(alert.started_at),
+                alert.summary,
+                ", ".join(notes),
+            )
+    console.print(table)
+
+
+def _alert_action(alert_id: int, config: Path | None, action: str, **kwargs: Any) -> None:
+    from datetime import timedelta
+
+    from monitor.db.engine import make_sessionmaker
+    from monitor.db.tables import Alert, AlertEvent
+
+    with make_sessionmaker(_engine(_settings(config)))() as session:
+        alert = session.get(Alert, alert_id)
+        if alert is None:
+            console.print(f"[red]no alert {alert_id}[/]")
+            raise typer.Exit(1)
+        now = datetime.now(UTC)
+        if action == "ack":
+            if alert.state != "firing":
+                console.print(f"[red]alert {alert_id} is {alert.state}[/]")
+                raise typer.Exit(1)
+            alert.acknowledged_at, alert.acknowledged_by = now, kwargs["by"] or None
+            detail = kwargs["by"]
+        else:
+            alert.silenced_until = now + timedelta(seconds=kwargs["seconds"])
+            detail = f"until {alert.silenced_until.isoformat()}"
+        session.add(
+            AlertEvent(
+                alert_id=alert.id,
+                event={"ack": "acknowledged"}.get(action, "silenced"),
+                detail=detail,
+            )
+        )
+        session.commit()
+    console.print(
+        f"alert {alert_id}: {'acknowledged' if action == 'ack' else 'silenced ' + detail}"
+    )
+
+
+@alerts_app.command("ack")
+def alerts_ack(
+    alert_id: int,
+    by: Annotated[str, typer.Option(help="who acknowledges")] = "",
+    config: ConfigOption = None,
+) -> None:
+    """Acknowledge a firing alert: no more re-notifications until it resolves."""
+    _alert_action(alert_id, config, "ack", by=by)
+
+
+@alerts_app.command("silence")
+def alerts_silence(
+    alert_id: int,
+    hours: Annotated[float, typer.Option("--hours", min=0.001, help="how long")] = 4.0,
+    config: ConfigOption = None,
+) -> None:
+    """Silence an alert: no notification of it for --hours."""
+    _alert_action(alert_id, config, "silence", seconds=hours * 3600)
+
+
 @app.command()
 def collect(
     model: str,
@@ -451,6 +551,7 @@ def detect(
 
     A sliding monitor runs once; a tumbling one computes every window closed since its last.
     """
+    from monitor.alerting import Alerting
     from monitor.db.results import run_results
     from monitor.monitoring import run_due
     from monitor.pipeline import ReferenceCache
@@ -462,6 +563,7 @@ def detect(
         runs = run_due(
             sessions, registered, config_, cache, device=settings.device, trigger="manual"
         )
+        Alerting(settings, sessions).after_runs(registered, config_.name, runs)
         if not runs:
             console.print(f"{model} / {config_.name}: no window is due")
         for run in runs:

@@ -32,8 +32,10 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from monitor.alerting import Alerting
 from monitor.db.models import get_model, list_models
 from monitor.db.tables import DetectionRun
+from monitor.delivery import channels_from, deliver_due
 from monitor.leader import LeaderLock, announce, holder_name
 from monitor.monitoring import run_due
 from monitor.observability.service import LEADER, SCHEDULER_LAG
@@ -43,6 +45,7 @@ from monitor.settings import Settings
 
 log = logging.getLogger("tidewatch.scheduler")
 JOB_TABLE = "tidewatch_jobs"
+SYSTEM_JOBS = ("tidewatch:deliver", "tidewatch:telemetry-rules")
 Clock = Callable[[], datetime]
 
 # APScheduler stores a job's function by its import path, so the job can only find its worker
@@ -106,6 +109,8 @@ class Worker:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.runs = 0  # windows computed by this process (tests and logs)
+        self.alerting = Alerting(settings, sessions, clock)
+        self.channels = channels_from(settings)
         self._synced = 0.0
 
     # -- running monitors ------------------------------------------------------------------
@@ -133,6 +138,7 @@ class Worker:
                     device=self.settings.device,
                     trigger=trigger,
                 )
+                self.alerting.after_runs(registered, monitor, runs)
             except Exception:
                 log.exception("monitor %s/%s failed", model, monitor)
                 raise
@@ -167,8 +173,20 @@ class Worker:
         wanted = self.wanted_jobs()
         existing = {job.id: job for job in scheduler.get_jobs()}
         for jid in existing:
-            if jid not in wanted:
+            if jid not in wanted and jid not in SYSTEM_JOBS:
                 scheduler.remove_job(jid)
+        for jid, (func, seconds) in self.system_jobs().items():
+            fingerprint = f"every:{seconds}"
+            job = existing.get(jid)
+            if job is None or job.kwargs.get("fingerprint") != fingerprint:
+                scheduler.add_job(
+                    func,
+                    trigger=IntervalTrigger(seconds=seconds, timezone=UTC),
+                    id=jid,
+                    name=jid,
+                    kwargs={"fingerprint": fingerprint},
+                    replace_existing=True,
+                )
         for jid, (model, config) in wanted.items():
             fingerprint = _fingerprint(config.schedule)
             job = existing.get(jid)
@@ -183,6 +201,19 @@ class Worker:
                 kwargs={"fingerprint": fingerprint},
                 replace_existing=True,
             )
+
+    def system_jobs(self) -> dict[str, tuple[str, float]]:
+        """Jobs of the service itself: delivering the outbox, checking for silent models."""
+        return {
+            "tidewatch:deliver": (
+                "monitor.scheduler:_deliver",
+                self.settings.alert_delivery_seconds,
+            ),
+            "tidewatch:telemetry-rules": ("monitor.scheduler:_telemetry_rules", 60.0),
+        }
+
+    def deliver(self) -> int:
+        return deliver_due(self.sessions, self.channels, self.settings, self.clock())
 
     # -- leading ---------------------------------------------------------------------------
     def _start_scheduler(self) -> None:
@@ -264,6 +295,16 @@ def _observe_lag(event: JobSubmissionEvent) -> None:
     planned = event.scheduled_run_times[-1] if event.scheduled_run_times else None
     if planned is not None:
         SCHEDULER_LAG.observe(max((datetime.now(UTC) - planned).total_seconds(), 0.0))
+
+
+def _deliver(fingerprint: str = "") -> None:
+    if _LEADER:
+        _LEADER[-1].deliver()
+
+
+def _telemetry_rules(fingerprint: str = "") -> None:
+    if _LEADER:
+        _LEADER[-1].alerting.check_telemetry()
 
 
 def _job(model: str, monitor: str, fingerprint: str = "") -> None:

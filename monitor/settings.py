@@ -67,6 +67,22 @@ class Settings(BaseSettings):
     metrics_port: int = Field(
         default=9464, ge=0, le=65535, description="`tidewatch worker` serves /metrics here (0: off)"
     )
+    # alert delivery (a channel without its address is off)
+    smtp_host: str | None = Field(default=None, description="SMTP server for alert e-mails")
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    smtp_starttls: bool = Field(default=False, description="STARTTLS after connecting")
+    smtp_ssl: bool = Field(default=False, description="TLS from the start (port 465)")
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_sender: str = Field(default="tidewatch@localhost", description="From: of alert e-mails")
+    webhook_url: str | None = Field(default=None, description="POSTed signed alert JSON")
+    webhook_secret: str | None = Field(default=None, description="HMAC-SHA256 key for webhooks")
+    alertmanager_url: str | None = Field(default=None, description="Alertmanager base URL")
+    grafana_url: str | None = Field(default=None, description="for dashboard links in alerts")
+    public_url: str | None = Field(default=None, description="Tidewatch's URL, for report links")
+    alert_delivery_seconds: float = Field(default=5.0, gt=0, description="outbox poll interval")
+    alert_retry_seconds: float = Field(default=10.0, gt=0, description="first retry delay")
+    alert_max_attempts: int = Field(default=8, ge=1, description="then a delivery has failed")
     log_level: str = Field(default="info")
     config_file: Path | None = Field(default=None, description="TOML file the settings came from")
 

@@ -12,6 +12,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from monitor import keys
+from monitor.alerting import Alerting
 from monitor.db.models import RegisteredModel, get_model
 from monitor.observability.registry import Exposition
 from monitor.pipeline import ReferenceCache
@@ -28,6 +29,7 @@ class ServiceState:
     sessions: sessionmaker[Session]
     cache: ReferenceCache
     exposition: Exposition  # what /metrics serves
+    alerting: Alerting  # checks the alert rules after manual runs
     worker: Worker | None = None  # the scheduler of this process, while serving
 
 

@@ -40,7 +40,7 @@ def detect(state: ServiceState, registered: RegisteredModel, monitor: str | None
         raise HTTPException(404, f"model {registered.spec.name!r} has no monitor {monitor!r}")
     runs = []
     for config in monitors:
-        runs += run_due(
+        done = run_due(
             state.sessions,
             registered,
             config,
@@ -48,6 +48,8 @@ def detect(state: ServiceState, registered: RegisteredModel, monitor: str | None
             device=state.settings.device,
             trigger="manual",
         )
+        state.alerting.after_runs(registered, config.name, done)
+        runs += done
     with state.sessions() as session:
         return [run_out(session, registered, run) for run in runs]
 

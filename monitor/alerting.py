@@ -1,0 +1,400 @@
+"""The alert lifecycle: rules checked after every run, alerts fired, re-notified and resolved.
+
+One alert per rule and model while it fires (a partial unique index backs this up when two
+processes check at once). A notification is never sent from here: it is written to the outbox
+(``alert_outbox``) in the transaction that changes the alert, one row per channel, and
+:mod:`monitor.delivery` sends it later. So a slow or broken channel never holds up detection,
+and a crash between the change and the send loses nothing (at least once).
+
+Acknowledging an alert stops its re-notifications until it resolves; silencing it stops every
+notification of it until the silence ends. Everything that happens to an alert is kept in
+``alert_events``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from alerts.notification import FeatureDrift, Histogram, Notification, TrendPoint
+from alerts.rules import AlertRule, RunFacts, Verdict, check, check_telemetry
+from monitor.data.arrays import table_columns
+from monitor.data.layout import from_bytes
+from monitor.db.models import RegisteredModel, list_models
+from monitor.db.references import get_reference
+from monitor.db.tables import (
+    Alert,
+    AlertEvent,
+    DetectionResult,
+    DetectionRun,
+    OutboxMessage,
+    PerformanceResult,
+    QualityResult,
+    TelemetryBatch,
+)
+from monitor.settings import Settings
+from monitor.windows import load_span
+
+log = logging.getLogger("tidewatch.alerting")
+MAX_PLOTTED = 3
+TREND_RUNS = 30
+
+
+def configured_channels(settings: Settings) -> list[str]:
+    """The channels this deployment has set up."""
+    found = []
+    if settings.smtp_host:
+        found.append("email")
+    if settings.webhook_url:
+        found.append("webhook")
+    if settings.alertmanager_url:
+        found.append("alertmanager")
+    return found
+
+
+def run_facts(session: Session, version_id: int, monitor: str, limit: int) -> list[RunFacts]:
+    """The monitor's latest ``limit`` live runs, newest first (backfills do not count)."""
+    runs = list(
+        session.scalars(
+            select(DetectionRun)
+            .where(
+                DetectionRun.model_version_id == version_id,
+                DetectionRun.monitor == monitor,
+                DetectionRun.trigger != "backfill",
+            )
+            .order_by(DetectionRun.id.desc())
+            .limit(limit)
+        )
+    )
+    ids = [r.id for r in runs]
+    drifted: dict[int, set[str]] = {i: set() for i in ids}
+    for run_id, feature in session.execute(
+        select(DetectionResult.run_id, DetectionResult.feature).where(
+            DetectionResult.run_id.in_(ids), DetectionResult.drift.is_(True)
+        )
+    ):
+        drifted[run_id].add(feature)
+    problems: dict[int, set[str]] = {i: set() for i in ids}
+    for run_id, feature, name in session.execute(
+        select(QualityResult.run_id, QualityResult.feature, QualityResult.check).where(
+            QualityResult.run_id.in_(ids), QualityResult.problem.is_(True)
+        )
+    ):
+        problems[run_id].add(f"{feature}:{name}")
+    metrics: dict[int, dict[str, float]] = {i: {} for i in ids}
+    for run_id, metric, value in session.execute(
+        select(PerformanceResult.run_id, PerformanceResult.metric, PerformanceResult.value).where(
+            PerformanceResult.run_id.in_(ids), PerformanceResult.value.is_not(None)
+        )
+    ):
+        if value is not None:
+            metrics[run_id][metric] = float(value)
+    return [
+        RunFacts(
+            r.id,
+            r.status,
+            r.finished_at,
+            frozenset(drifted[r.id]),
+            metrics[r.id],
+            frozenset(problems[r.id]),
+        )
+        for r in runs
+    ]
+
+
+def _event(session: Session, alert: Alert, event: str, detail: str = "") -> None:
+    session.add(AlertEvent(alert_id=alert.id, event=event, detail=detail, at=datetime.now(UTC)))
+
+
+class Alerting:
+    """Checks a model's rules and keeps its alerts; one per process, like the scheduler."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        sessions: sessionmaker[Session],
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.settings = settings
+        self.sessions = sessions
+        self.clock = clock
+
+    # -- when to check -----------------------------------------------------------------------
+    def after_runs(
+        self, registered: RegisteredModel, monitor: str, runs: list[DetectionRun]
+    ) -> None:
+        """Check the rules on this monitor's runs. Never raises: alerting must not stop
+        detection (a failed check is logged and done again after the next run)."""
+        if not runs or not registered.spec.alerts:
+            return
+        try:
+            self.check_model(registered, monitor)
+        except Exception:
+            log.exception("alert rules of %s/%s failed", registered.spec.name, monitor)
+
+    def check_model(self, registered: RegisteredModel, monitor: str) -> None:
+        spec = registered.spec
+        first = spec.monitors[0].name if spec.monitors else None
+        for rule in spec.alerts:
+            if rule.kind == "no_telemetry" or (rule.monitor or first) != monitor:
+                continue
+            with self.sessions() as session:
+                facts = run_facts(session, registered.version.id, monitor, rule.consecutive)
+                self._apply(session, registered, rule, check(rule, facts))
+
+    def check_telemetry(self) -> None:
+        """The ``no_telemetry`` rules of every model (the scheduler calls this every minute)."""
+        now = self.clock()
+        with self.sessions() as session:
+            models = list_models(session)
+        for registered in models:
+            rules = [r for r in registered.spec.alerts if r.kind == "no_telemetry"]
+            if not rules:
+                continue
+            with self.sessions() as session:
+                last = session.scalar(
+                    select(func.max(TelemetryBatch.received_at)).where(
+                        TelemetryBatch.model_version_id == registered.version.id
+                    )
+                )
+                if last is not None and last.tzinfo is None:
+                    last = last.replace(tzinfo=UTC)
+                for rule in rules:
+                    try:
+                        self._apply(session, registered, rule, check_telemetry(rule, last, now))
+                    except Exception:
+                        log.exception("rule %s of %s failed", rule.name, registered.spec.name)
+                        session.rollback()
+
+    # -- the lifecycle -----------------------------------------------------------------------
+    def _apply(
+        self,
+        session: Session,
+        registered: RegisteredModel,
+        rule: AlertRule,
+        verdict: Verdict | None,
+    ) -> None:
+        if verdict is None:
+            return
+        now = self.clock()
+        alert = session.scalar(
+            select(Alert).where(
+                Alert.model_id == registered.model.id,
+                Alert.rule == rule.name,
+                Alert.state == "firing",
+            )
+        )
+        if verdict.firing and alert is None:
+            alert = Alert(
+                model_id=registered.model.id,
+                version=registered.spec.version,
+                rule=rule.name,
+                kind=rule.kind,
+                severity=rule.severity,
+                state="firing",
+                summary=verdict.summary,
+                started_at=now,
+                run_id=verdict.run_id,
+            )
+            session.add(alert)
+            try:
+                session.flush()
+            except IntegrityError:
+                session.rollback()  # another process fired it a moment ago: theirs stands
+                return
+            _event(session, alert, "fired", verdict.summary)
+            self._notify(session, registered, rule, alert, verdict, now)
+        elif verdict.firing and alert is not None:
+            alert.summary, alert.run_id = verdict.summary, verdict.run_id or alert.run_id
+            due = (
+                rule.renotify_seconds is not None
+                and alert.acknowledged_at is None
+                and alert.last_notified_at is not None
+                and now - alert.last_notified_at >= timedelta(seconds=rule.renotify_seconds)
+            )
+            if due:
+                _event(session, alert, "renotified", verdict.summary)
+                self._notify(session, registered, rule, alert, verdict, now)
+        elif not verdict.firing and alert is not None:
+            alert.state, alert.resolved_at = "resolved", now
+            alert.summary = verdict.summary
+            _event(session, alert, "resolved", verdict.summary)
+            self._notify(session, registered, rule, alert, verdict, now)
+        session.commit()
+
+    def _notify(
+        self,
+        session: Session,
+        registered: RegisteredModel,
+        rule: AlertRule,
+        alert: Alert,
+        verdict: Verdict,
+        now: datetime,
+    ) -> None:
+        if alert.silenced_until is not None and alert.silenced_until > now:
+            _event(session, alert, "suppressed", f"silenced until {alert.silenced_until}")
+            return
+        channels = [
+            c
+            for c in configured_channels(self.settings)
+            if rule.channels is None or c in rule.channels
+        ]
+        if "email" in channels and not registered.spec.alert_recipients:
+            channels.remove("email")
+        if not channels:
+            _event(session, alert, "undelivered", "no channel configured")
+            return
+        note = self.notification(session, registered, rule, alert, verdict)
+        for channel in channels:
+            session.add(
+                OutboxMessage(
+                    alert_id=alert.id,
+                    channel=channel,
+                    payload=note.to_json(),
+                    state="pending",
+                    attempts=0,
+                    next_attempt_at=now,
+                    created_at=now,
+                )
+            )
+        alert.last_notified_at = now
+
+    # -- what a notification says ------------------------------------------------------------
+    def notification(
+        self,
+        session: Session,
+        registered: RegisteredModel,
+        rule: AlertRule,
+        alert: Alert,
+        verdict: Verdict,
+    ) -> Notification:
+        spec, s = registered.spec, self.settings
+        run = session.get(DetectionRun, alert.run_id) if alert.run_id else None
+        drifted = self._drifted(session, registered, run) if run is not None else []
+        trend: list[TrendPoint] = []
+        if rule.kind == "performance" and rule.metric is not None and run is not None:
+            trend = self._trend(session, registered, run.monitor, rule)
+        dashboard = (
+            f"{s.grafana_url.rstrip('/')}/d/tidewatch-model?var-model={spec.name}"
+            f"&var-version={spec.version}"
+            if s.grafana_url
+            else None
+        )
+        report = (
+            f"{s.public_url.rstrip('/')}/api/v1/models/{spec.name}/report?run={run.id}"
+            if s.public_url and run is not None
+            else None
+        )
+        return Notification(
+            alert_id=alert.id,
+            rule=rule.name,
+            kind=rule.kind,
+            model=spec.name,
+            version=spec.version,
+            severity=rule.severity,
+            state="resolved" if alert.state == "resolved" else "firing",
+            summary=verdict.summary,
+            started_at=alert.started_at,
+            resolved_at=alert.resolved_at,
+            run_id=run.id if run is not None else None,
+            drifted=drifted,
+            metric=rule.metric,
+            threshold=verdict.threshold,
+            trend=trend,
+            details={"value": verdict.value} if verdict.value is not None else {},
+            dashboard_url=dashboard,
+            report_url=report,
+            recipients=list(spec.alert_recipients),
+        )
+
+    def _drifted(
+        self, session: Session, registered: RegisteredModel, run: DetectionRun
+    ) -> list[FeatureDrift]:
+        rows = list(
+            session.scalars(
+                select(DetectionResult).where(
+                    DetectionResult.run_id == run.id, DetectionResult.drift.is_(True)
+                )
+            )
+        )
+        # most drifted first: smallest adjusted p-value, then largest statistic
+        rows.sort(
+            key=lambda r: (r.p_adjusted if r.p_adjusted is not None else 1.0, -(r.statistic or 0.0))
+        )
+        histograms = self._histograms(
+            session, registered, run, [r.feature for r in rows[:MAX_PLOTTED]]
+        )
+        return [
+            FeatureDrift(
+                r.feature,
+                r.method,
+                r.statistic,
+                r.p_adjusted,
+                *histograms.get(r.feature, (None, None)),
+            )
+            for r in rows
+        ]
+
+    def _histograms(
+        self, session: Session, registered: RegisteredModel, run: DetectionRun, features: list[str]
+    ) -> dict[str, tuple[Histogram, Histogram]]:
+        """Reference against current counts of numeric features, on shared edges."""
+        reference = get_reference(session, registered)
+        if reference is None or run.window_start is None or run.window_end is None or not features:
+            return {}
+        end = run.window_end
+        if not (run.window_key or "").startswith("t:"):
+            end += timedelta(microseconds=1)  # the run's last record belongs to it
+        current = load_span(session, registered, run.window_start, end)
+        if current is None:
+            return {}
+        ref_cols = table_columns(from_bytes(reference.data), registered.spec).numeric
+        cur_cols = table_columns(current, registered.spec).numeric
+        out: dict[str, tuple[Histogram, Histogram]] = {}
+        for name in features:
+            if name not in ref_cols or name not in cur_cols:
+                continue
+            ref, cur = _finite(ref_cols[name]), _finite(cur_cols[name])
+            if not len(ref) or not len(cur):
+                continue
+            edges = np.histogram_bin_edges(np.concatenate([ref, cur]), bins=30)
+            out[name] = (
+                Histogram(edges.tolist(), np.histogram(ref, edges)[0].astype(float).tolist()),
+                Histogram(edges.tolist(), np.histogram(cur, edges)[0].astype(float).tolist()),
+            )
+        return out
+
+    def _trend(
+        self, session: Session, registered: RegisteredModel, monitor: str, rule: AlertRule
+    ) -> list[TrendPoint]:
+        key = f"estimated.{rule.metric}" if rule.estimated else str(rule.metric)
+        rows = session.execute(
+            select(DetectionRun.window_end, DetectionRun.finished_at, PerformanceResult.value)
+            .join(PerformanceResult, PerformanceResult.run_id == DetectionRun.id)
+            .where(
+                DetectionRun.model_version_id == registered.version.id,
+                DetectionRun.monitor == monitor,
+                PerformanceResult.metric == key,
+                PerformanceResult.value.is_not(None),
+            )
+            .order_by(DetectionRun.id.desc())
+            .limit(TREND_RUNS)
+        ).all()
+        points = []
+        for window_end, finished_at, value in reversed(rows):
+            moment = window_end or finished_at
+            if moment is not None and value is not None:
+                points.append(TrendPoint(moment, float(value)))
+        return points
+
+
+def _finite(values: Any) -> np.ndarray:
+    array = np.asarray(values, dtype=np.float64)
+    return array[np.isfinite(array)]

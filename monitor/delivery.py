@@ -1,0 +1,137 @@
+"""Delivering the outbox: every pending notification, at least once, each channel on its own.
+
+The scheduler's leader calls :func:`deliver_due` every ``alert_delivery_seconds``. Each
+channel's messages are sent by its own thread, oldest first, so an SMTP server that hangs until
+its timeout never delays the webhook or Alertmanager. A failure the channel calls retryable (a
+connection error, a 5xx, 429) is tried again after ``alert_retry_seconds`` doubled per attempt
+(capped at an hour), up to ``alert_max_attempts``; a permanent one (a 4xx, a refused recipient)
+fails at once. Every outcome is stored on the message and counted in
+``tidewatch_alert_deliveries_total{channel, outcome}`` (sent, retried, failed).
+
+A message is marked sent only after the channel accepted it; a process that dies in between
+sends it again (at least once: receivers deduplicate on the alert id and state).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from alerts.channel import Channel, DeliveryError
+from alerts.notification import Notification
+from monitor.db.tables import OutboxMessage
+from monitor.observability.service import ALERT_DELIVERIES
+from monitor.settings import Settings
+
+log = logging.getLogger("tidewatch.delivery")
+BATCH = 50
+MAX_DELAY = timedelta(hours=1)
+
+
+def channels_from(settings: Settings) -> dict[str, Channel]:
+    """The channels the settings configure, by name."""
+    from alerts.alertmanager import AlertmanagerChannel
+    from alerts.email import SmtpChannel
+    from alerts.webhook import WebhookChannel
+
+    channels: dict[str, Channel] = {}
+    if settings.smtp_host:
+        channels["email"] = SmtpChannel(
+            host=settings.smtp_host,
+            port=settings.smtp_port,
+            sender=settings.smtp_sender,
+            starttls=settings.smtp_starttls,
+            ssl=settings.smtp_ssl,
+            username=settings.smtp_username,
+            password=settings.smtp_password,
+        )
+    if settings.webhook_url:
+        if not settings.webhook_secret:
+            raise ValueError("webhook_url is set but webhook_secret is not: webhooks are signed")
+        channels["webhook"] = WebhookChannel(
+            url=settings.webhook_url, secret=settings.webhook_secret
+        )
+    if settings.alertmanager_url:
+        channels["alertmanager"] = AlertmanagerChannel(url=settings.alertmanager_url)
+    return channels
+
+
+def _due(session: Session, channel: str, now: datetime) -> list[OutboxMessage]:
+    query = (
+        select(OutboxMessage)
+        .where(
+            OutboxMessage.channel == channel,
+            OutboxMessage.state == "pending",
+            OutboxMessage.next_attempt_at <= now,
+        )
+        .order_by(OutboxMessage.id)
+        .limit(BATCH)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)  # two deliverers never take one message
+    return list(session.scalars(query))
+
+
+def _deliver_channel(
+    sessions: sessionmaker[Session],
+    name: str,
+    channel: Channel,
+    settings: Settings,
+    now: datetime,
+) -> int:
+    sent = 0
+    with sessions() as session:
+        for message in _due(session, name, now):
+            message.attempts += 1
+            try:
+                channel.send(Notification.from_json(message.payload))
+            except Exception as exc:
+                retryable = exc.retryable if isinstance(exc, DeliveryError) else True
+                message.last_error = f"{type(exc).__name__}: {exc}"[:2000]
+                if retryable and message.attempts < settings.alert_max_attempts:
+                    delay = timedelta(seconds=settings.alert_retry_seconds) * 2 ** (
+                        message.attempts - 1
+                    )
+                    message.next_attempt_at = now + min(delay, MAX_DELAY)
+                    ALERT_DELIVERIES.labels(name, "retried").inc()
+                    log.warning("%s delivery %d failed, retrying: %s", name, message.id, exc)
+                else:
+                    message.state = "failed"
+                    ALERT_DELIVERIES.labels(name, "failed").inc()
+                    log.error("%s delivery %d failed for good: %s", name, message.id, exc)
+            else:
+                message.state, message.sent_at = "sent", datetime.now(UTC)
+                message.last_error = None
+                ALERT_DELIVERIES.labels(name, "sent").inc()
+                sent += 1
+            session.commit()  # each outcome is kept before the next message is tried
+    return sent
+
+
+def deliver_due(
+    sessions: sessionmaker[Session],
+    channels: Mapping[str, Channel],
+    settings: Settings,
+    now: datetime | None = None,
+) -> int:
+    """Send what is due on every channel at once; returns how many were sent."""
+    now = now or datetime.now(UTC)
+    if not channels:
+        return 0
+    with ThreadPoolExecutor(len(channels), thread_name_prefix="tidewatch-deliver") as pool:
+        futures = [
+            pool.submit(_deliver_channel, sessions, name, channel, settings, now)
+            for name, channel in channels.items()
+        ]
+    total = 0
+    for future in futures:
+        try:
+            total += future.result()
+        except Exception:
+            log.exception("alert delivery failed")  # the database, not a channel: next round
+    return total

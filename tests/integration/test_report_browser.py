@@ -1,0 +1,131 @@
+"""The drift report in a real browser: served for real, opened in headless Chromium, offline.
+
+The route needs a bearer key and Tidewatch accepts keys in the Authorization header only, so
+the page is fetched over HTTP with the header and opened in the browser from a file. The page's
+Content-Security-Policy lets it load nothing, so Evidently's widgets rendering at all shows that
+the report needs no network; a request it tried would show as a policy violation in the log.
+"""
+
+from __future__ import annotations
+
+import io
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from monitor import keys
+from monitor.api import report
+from monitor.server import BackgroundServer
+from monitor.settings import Settings
+from tests.conftest import SPEC, service_missing
+from tests.monitor.test_api_detection import rows
+
+pytestmark = pytest.mark.integration
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+
+
+@pytest.fixture
+def driver() -> Iterator[Any]:
+    try:
+        from selenium import webdriver
+    except ImportError as exc:
+        service_missing("selenium", exc)
+    from selenium.common.exceptions import WebDriverException
+    from selenium.webdriver.chrome.service import Service
+
+    for path in (CHROMIUM, CHROMEDRIVER):
+        if shutil.which(path) is None:
+            service_missing("Chromium and chromedriver", f"{path} not found")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1200,1600"):
+        options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    try:
+        browser = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    except WebDriverException as exc:
+        service_missing("Chromium and chromedriver", exc)
+    try:
+        yield browser
+    finally:
+        browser.quit()
+
+
+@pytest.fixture
+def page(tmp_path: Path) -> Iterator[Path]:
+    """The report of a drifted run, fetched from the real service and saved to a file."""
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path}/r.db", port=0, scheduler=False, device="cpu"
+    )
+    server = BackgroundServer(settings)
+    if not any(getattr(r, "path", "") == "/api/v1/models/{name}/report" for r in server.app.routes):
+        server.app.include_router(report.router)  # until monitor/app.py registers it
+    with server:
+        with server.app.state.tidewatch.sessions() as session:
+            key = keys.create_key(session, ["admin"])
+        with httpx.Client(
+            base_url=f"{server.url}/api/v1",
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=60,
+        ) as http:
+            http.post("/models", json=SPEC).raise_for_status()
+            http.post(
+                "/models/plankton/reference", json={"records": rows(400, shift=0, seed=1)}
+            ).raise_for_status()
+            window = rows(300, shift=1.5, seed=4, site_b=0.9, start=300)
+            http.post("/models/plankton/telemetry", json={"records": window}).raise_for_status()
+            run = http.post("/models/plankton/detect").json()[0]
+            assert run["status"] == "drift"
+            answer = http.get("/models/plankton/report", params={"run": run["id"]})
+            answer.raise_for_status()
+            assert "default-src 'none'" in answer.headers["content-security-policy"]
+    path = tmp_path / "report.html"
+    path.write_text(answer.text, encoding="utf-8")
+    yield path
+
+
+def test_report_renders_offline_in_chromium(driver: Any, page: Path) -> None:
+    from PIL import Image
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.get(page.as_uri())
+    text = driver.find_element(By.TAG_NAME, "body").text
+    assert "plankton" in text and "brightness" in text
+    assert driver.find_element(By.CSS_SELECTOR, "img[src^='data:image/png;base64,']")
+
+    # Evidently's widgets are drawn by its inline JavaScript inside the sandboxed iframe
+    frame = driver.find_element(By.ID, "evidently")
+    driver.switch_to.frame(frame)
+    WebDriverWait(driver, 20).until(
+        lambda d: "Drifted Columns" in d.find_element(By.TAG_NAME, "body").text
+    )
+    inside = driver.find_element(By.TAG_NAME, "body").text
+    assert "brightness" in inside and "site" in inside
+    driver.switch_to.default_content()
+    # the page sizes the iframe to Evidently's content (posted from inside it)
+    WebDriverWait(driver, 10).until(
+        expected_conditions.text_to_be_present_in_element_attribute(
+            (By.ID, "evidently"), "style", "height"
+        )
+    )
+    time.sleep(1)  # let the charts finish their first paint
+
+    screenshot = Image.open(io.BytesIO(driver.get_screenshot_as_png())).convert("RGB")
+    colours = screenshot.getcolors(maxcolors=1 << 24)
+    assert colours is not None and len(colours) > 50
+
+    problems = [
+        entry["message"]
+        for entry in driver.get_log("browser")
+        if entry["level"] == "SEVERE" or "Content Security Policy" in entry["message"]
+    ]
+    assert not problems, problems

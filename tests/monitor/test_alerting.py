@@ -1,0 +1,254 @@
+"""The alert lifecycle end to end with real servers on loopback: an SMTP server (aiosmtpd) gets
+exactly one e-mail while an alert fires and one when it resolves; a webhook that fails twice
+gets the signed notification on the third try; a dead channel does not hold up the others;
+acknowledging stops re-notifications and silencing stops all."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import json
+import threading
+from collections.abc import Iterator
+from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, ClassVar
+
+import pytest
+from aiosmtpd.controller import Controller
+from sqlalchemy import select
+
+from alerts.webhook import verify
+from monitor.alerting import Alerting
+from monitor.db.tables import Alert, AlertEvent, OutboxMessage
+from monitor.delivery import channels_from, deliver_due
+from monitor.monitoring import run_due
+from monitor.pipeline import ReferenceCache
+from monitor.schema import ModelSpec
+from monitor.server import free_port
+from monitor.settings import Settings
+from tests.monitor.monitoring_helpers import CLASSES, T0, Db, make_db, records
+
+MINUTE = {"type": "tumbling", "by": "time", "seconds": 60}
+
+
+def spec(rules: list[dict[str, Any]]) -> ModelSpec:
+    return ModelSpec.model_validate(
+        {
+            "name": "plankton",
+            "features": [{"name": "x", "kind": "numeric"}, {"name": "y", "kind": "numeric"}],
+            "output": {"task": "classification", "classes": CLASSES},
+            "monitors": [{"name": "drift", "window": MINUTE, "min_samples": 20}],
+            "alerts": rules,
+            "alert_recipients": ["owner@example.org"],
+        }
+    )
+
+
+class Inbox:
+    def __init__(self) -> None:
+        self.messages: list[email.message.EmailMessage] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.messages.append(
+            email.message_from_bytes(envelope.content, policy=email.policy.default)  # type: ignore[arg-type]
+        )
+        return "250 OK"
+
+
+@pytest.fixture
+def smtp() -> Iterator[tuple[int, Inbox]]:
+    inbox = Inbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    yield controller.port, inbox
+    controller.stop()
+
+
+def _stream(db: Db, shifted_minutes: set[int], minutes: int) -> None:
+    for minute in range(minutes):
+        shift = 2.5 if minute in shifted_minutes else 0.0
+        db.post(
+            records(
+                T0 + timedelta(minutes=minute),
+                60,
+                seconds=60,
+                shift=shift,
+                prefix=f"m{minute}-",
+                seed=minute,
+            )
+        )
+
+
+def _cycle(db: Db, alerting: Alerting, settings: Settings, minute: int) -> None:
+    """What the scheduler does at T0 + minute: run the monitor, check rules, deliver."""
+    now = T0 + timedelta(minutes=minute)
+    alerting.clock = lambda: now
+    monitor = db.registered.spec.monitors[0]
+    runs = run_due(db.sessions, db.registered, monitor, CACHE, now=now)
+    alerting.after_runs(db.registered, monitor.name, runs)
+    deliver_due(db.sessions, channels_from(settings), settings, now)
+
+
+CACHE = ReferenceCache()
+
+
+def test_one_email_while_firing_and_one_when_resolved(db_url: str, smtp: tuple[int, Inbox]) -> None:
+    port, inbox = smtp
+    rule = {"name": "drift-2", "kind": "drift", "consecutive": 2, "renotify_seconds": None}
+    db = make_db(db_url, spec([rule]))
+    _stream(db, shifted_minutes={1, 2, 3}, minutes=5)
+    settings = Settings(
+        database_url=db_url,
+        smtp_host="127.0.0.1",
+        smtp_port=port,
+        smtp_sender="tidewatch@example.org",
+        grafana_url="http://grafana.example.org",
+        public_url="http://tidewatch.example.org",
+    )
+    alerting = Alerting(settings, db.sessions)
+    sent_after = []
+    for minute in range(1, 6):
+        _cycle(db, alerting, settings, minute)
+        sent_after.append(len(inbox.messages))
+    # windows: 0 calm, 1-3 drifted, 4 calm. Two drifted in a row at minute 3 fire it; the
+    # third drifted window keeps it firing without a new mail; the calm one resolves it
+    assert sent_after == [0, 0, 1, 1, 2]
+    firing, resolved = inbox.messages
+    assert "FIRING" in firing["Subject"] and "plankton" in firing["Subject"]
+    assert "RESOLVED" in resolved["Subject"]
+    assert firing["To"] == "owner@example.org"
+    text = firing.get_body(preferencelist=("plain",))
+    html = firing.get_body(preferencelist=("html",))
+    assert text is not None and html is not None
+    html_text = html.get_content()
+    assert "x" in text.get_content() and "http://grafana.example.org/d/tidewatch-model" in html_text
+    assert "http://tidewatch.example.org/api/v1/models/plankton/report?run=" in html_text
+    images = [p for p in firing.walk() if p.get_content_type() == "image/png"]
+    assert images, "the most drifted feature is plotted"
+    for image in images:
+        cid = image["Content-ID"].strip("<>")
+        assert f"cid:{cid}" in html_text
+        assert image.get_content().startswith(b"\x89PNG")
+    with db.sessions() as session:
+        (alert,) = session.scalars(select(Alert))
+        events = [e.event for e in session.scalars(select(AlertEvent).order_by(AlertEvent.id))]
+    assert alert.state == "resolved" and alert.resolved_at == T0 + timedelta(minutes=5)
+    assert events == ["fired", "resolved"]
+
+
+class _Receiver(BaseHTTPRequestHandler):
+    secret = "s3cret"
+    answers: ClassVar[list[int]] = []
+    verified: ClassVar[list[bool]] = []
+    bodies: ClassVar[list[dict[str, Any]]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.verified.append(
+            verify(
+                self.secret,
+                self.headers["X-Tidewatch-Timestamp"],
+                body,
+                self.headers["X-Tidewatch-Signature"],
+            )
+        )
+        self.bodies.append(json.loads(body))
+        status = self.answers.pop(0) if self.answers else 200
+        self.send_response(status)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def webhook() -> Iterator[tuple[str, type[_Receiver]]]:
+    handler = type("Receiver", (_Receiver,), {"answers": [503, 503], "verified": [], "bodies": []})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/retrain", handler
+    server.shutdown()
+
+
+def test_a_webhook_that_fails_twice_gets_it_on_the_third_try(
+    db_url: str, webhook: tuple[str, type[_Receiver]]
+) -> None:
+    url, receiver = webhook
+    db = make_db(db_url, spec([{"name": "drift-1", "kind": "drift", "severity": "critical"}]))
+    _stream(db, shifted_minutes={0}, minutes=1)
+    settings = Settings(
+        database_url=db_url, webhook_url=url, webhook_secret="s3cret", alert_retry_seconds=10
+    )
+    alerting = Alerting(settings, db.sessions)
+    _cycle(db, alerting, settings, 1)  # fires; the first delivery gets a 503
+    channels = channels_from(settings)
+    now = T0 + timedelta(minutes=1)
+    assert deliver_due(db.sessions, channels, settings, now + timedelta(seconds=5)) == 0  # not due
+    assert deliver_due(db.sessions, channels, settings, now + timedelta(seconds=10)) == 0  # 503
+    assert deliver_due(db.sessions, channels, settings, now + timedelta(seconds=30)) == 1
+    with db.sessions() as session:
+        (message,) = session.scalars(select(OutboxMessage))
+    assert (message.state, message.attempts) == ("sent", 3)
+    assert receiver.verified == [True, True, True]
+    body = receiver.bodies[-1]
+    assert (body["state"], body["model"], body["severity"]) == ("firing", "plankton", "critical")
+
+
+def test_a_dead_channel_does_not_hold_up_the_others(
+    db_url: str, webhook: tuple[str, type[_Receiver]]
+) -> None:
+    url, receiver = webhook
+    receiver.answers.clear()
+    db = make_db(db_url, spec([{"name": "drift-1", "kind": "drift"}]))
+    _stream(db, shifted_minutes={0, 1}, minutes=2)
+    settings = Settings(
+        database_url=db_url,
+        smtp_host="127.0.0.1",
+        smtp_port=free_port(),  # nothing listens there
+        webhook_url=url,
+        webhook_secret="s3cret",
+    )
+    alerting = Alerting(settings, db.sessions)
+    _cycle(db, alerting, settings, 1)
+    _cycle(db, alerting, settings, 2)  # detection goes on while e-mail keeps failing
+    with db.sessions() as session:
+        by_channel = {m.channel: m for m in session.scalars(select(OutboxMessage))}
+    assert by_channel["webhook"].state == "sent"
+    # tried at each cycle (the retry delay had passed), still waiting, nothing else held up
+    assert by_channel["email"].state == "pending" and by_channel["email"].attempts == 2
+    assert "Connection refused" in (by_channel["email"].last_error or "")
+
+
+def test_acknowledge_stops_renotification_and_silence_stops_all(
+    db_url: str, smtp: tuple[int, Inbox]
+) -> None:
+    port, inbox = smtp
+    rule = {"name": "drift-1", "kind": "drift", "renotify_seconds": 90}
+    db = make_db(db_url, spec([rule]))
+    _stream(db, shifted_minutes=set(range(8)), minutes=8)
+    settings = Settings(database_url=db_url, smtp_host="127.0.0.1", smtp_port=port)
+    alerting = Alerting(settings, db.sessions)
+    for minute in (1, 2, 3):
+        _cycle(db, alerting, settings, minute)
+    assert len(inbox.messages) == 2  # fired at 1, re-notified at 3 (90 s later or more)
+    with db.sessions() as session:
+        alert = session.scalars(select(Alert)).one()
+        alert.acknowledged_at = T0 + timedelta(minutes=3)
+        session.commit()
+    for minute in (4, 5, 6):
+        _cycle(db, alerting, settings, minute)
+    assert len(inbox.messages) == 2  # acknowledged: no more reminders
+    with db.sessions() as session:
+        alert = session.scalars(select(Alert)).one()
+        alert.silenced_until = T0 + timedelta(hours=1)
+        session.commit()
+    db.post(records(T0 + timedelta(minutes=8), 60, seconds=60, prefix="calm", seed=50))
+    _cycle(db, alerting, settings, 9)  # window 7 still drifted; window 8 is calm: resolved
+    with db.sessions() as session:
+        alert = session.scalars(select(Alert)).one()
+        events = [e.event for e in session.scalars(select(AlertEvent).order_by(AlertEvent.id))]
+    assert alert.state == "resolved"
+    assert len(inbox.messages) == 2  # silenced: not even the resolution
+    assert events == ["fired", "renotified", "resolved", "suppressed"]
