@@ -26,7 +26,8 @@ TIDEWATCH_URL = "http://localhost:8000"
 M = 'model="$model", version="$version"'
 F = f'{M}, feature=~"$feature"'
 RATE = "[$__rate_interval]"
-RUN_URL = "${tidewatch_url}/api/v1/models/${model}/runs/${__value.raw}"
+# the HTML drift report of the last run (Evidently presets and Tidewatch's plots)
+RUN_URL = "${tidewatch_url}/api/v1/models/${model}/report?run=${__value.raw}"
 RESULTS_URL = (
     "${tidewatch_url}/api/v1/models/${model}/results"
     "?version=${version}&monitor=${__field.labels.monitor}"

@@ -39,6 +39,7 @@ from monitor.db.tables import (
     QualityResult,
     TelemetryBatch,
 )
+from monitor.report_links import report_url
 from monitor.settings import Settings
 from monitor.windows import load_span
 
@@ -288,7 +289,7 @@ class Alerting:
             else None
         )
         report = (
-            f"{s.public_url.rstrip('/')}/api/v1/models/{spec.name}/report?run={run.id}"
+            report_url(s.public_url, spec.name, run.id, s.report_link_secret)
             if s.public_url and run is not None
             else None
         )

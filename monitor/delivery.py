@@ -135,3 +135,39 @@ def deliver_due(
         except Exception:
             log.exception("alert delivery failed")  # the database, not a channel: next round
     return total
+
+
+def refresh_alertmanager(sessions: sessionmaker[Session], channel: Channel) -> int:
+    """Post every firing alert to Alertmanager again (its last notification as sent).
+
+    Alertmanager considers an alert resolved when it has not been posted for its
+    ``resolve_timeout`` (5 minutes by default); the scheduler calls this every minute so that an
+    alert stays active exactly as long as it fires here. Failures are logged: the next minute
+    tries again.
+    """
+    from monitor.db.tables import Alert
+
+    with sessions() as session:
+        latest = session.execute(
+            select(OutboxMessage.payload)
+            .join(Alert, Alert.id == OutboxMessage.alert_id)
+            .where(
+                Alert.state == "firing",
+                OutboxMessage.channel == "alertmanager",
+                OutboxMessage.state == "sent",
+            )
+            .order_by(OutboxMessage.alert_id, OutboxMessage.id.desc())
+        ).all()
+    seen: set[int] = set()
+    sent = 0
+    for (payload,) in latest:
+        note = Notification.from_json(payload)
+        if note.alert_id in seen or note.state != "firing":
+            continue
+        seen.add(note.alert_id)
+        try:
+            channel.send(note)
+            sent += 1
+        except Exception as exc:
+            log.warning("refreshing alert %d in Alertmanager failed: %s", note.alert_id, exc)
+    return sent

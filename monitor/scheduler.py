@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from monitor.alerting import Alerting
 from monitor.db.models import get_model, list_models
 from monitor.db.tables import DetectionRun
-from monitor.delivery import channels_from, deliver_due
+from monitor.delivery import channels_from, deliver_due, refresh_alertmanager
 from monitor.leader import LeaderLock, announce, holder_name
 from monitor.monitoring import run_due
 from monitor.observability.service import LEADER, SCHEDULER_LAG
@@ -45,7 +45,7 @@ from monitor.settings import Settings
 
 log = logging.getLogger("tidewatch.scheduler")
 JOB_TABLE = "tidewatch_jobs"
-SYSTEM_JOBS = ("tidewatch:deliver", "tidewatch:telemetry-rules")
+SYSTEM_JOBS = ("tidewatch:deliver", "tidewatch:telemetry-rules", "tidewatch:alertmanager-refresh")
 Clock = Callable[[], datetime]
 
 # APScheduler stores a job's function by its import path, so the job can only find its worker
@@ -210,6 +210,8 @@ class Worker:
                 self.settings.alert_delivery_seconds,
             ),
             "tidewatch:telemetry-rules": ("monitor.scheduler:_telemetry_rules", 60.0),
+            # Alertmanager resolves an alert it has not heard of for 5 minutes
+            "tidewatch:alertmanager-refresh": ("monitor.scheduler:_refresh_alertmanager", 60.0),
         }
 
     def deliver(self) -> int:
@@ -305,6 +307,11 @@ def _deliver(fingerprint: str = "") -> None:
 def _telemetry_rules(fingerprint: str = "") -> None:
     if _LEADER:
         _LEADER[-1].alerting.check_telemetry()
+
+
+def _refresh_alertmanager(fingerprint: str = "") -> None:
+    if _LEADER and "alertmanager" in _LEADER[-1].channels:
+        refresh_alertmanager(_LEADER[-1].sessions, _LEADER[-1].channels["alertmanager"])
 
 
 def _job(model: str, monitor: str, fingerprint: str = "") -> None:

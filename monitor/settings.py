@@ -80,6 +80,9 @@ class Settings(BaseSettings):
     alertmanager_url: str | None = Field(default=None, description="Alertmanager base URL")
     grafana_url: str | None = Field(default=None, description="for dashboard links in alerts")
     public_url: str | None = Field(default=None, description="Tidewatch's URL, for report links")
+    report_link_secret: str | None = Field(
+        default=None, description="signs report links in alerts, which then open without a key"
+    )
     alert_delivery_seconds: float = Field(default=5.0, gt=0, description="outbox poll interval")
     alert_retry_seconds: float = Field(default=10.0, gt=0, description="first retry delay")
     alert_max_attempts: int = Field(default=8, ge=1, description="then a delivery has failed")

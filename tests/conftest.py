@@ -7,17 +7,22 @@ tests skip on a developer's machine and fail under CI=true: a green CI run means
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
 from monitor import keys
 from monitor.app import create_app
+from monitor.server import free_port
 from monitor.settings import Settings
 
 os.environ.setdefault("DO_NOT_TRACK", "1")
@@ -116,3 +121,55 @@ def model(client: TestClient, admin: dict[str, str]) -> dict[str, Any]:
     response = client.post("/api/v1/models", json=SPEC, headers=admin)
     assert response.status_code == 200, response.text
     return SPEC
+
+
+ALERTMANAGER_BINARY = "/usr/bin/prometheus-alertmanager"
+ALERTMANAGER_CONFIG = 'route: {receiver: "null"}\nreceivers: [{name: "null"}]\n'
+
+
+@pytest.fixture
+def alertmanager(tmp_path: Path) -> Iterator[str]:
+    binary = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
+    if binary is None and Path(ALERTMANAGER_BINARY).exists():
+        binary = ALERTMANAGER_BINARY
+    if binary is None:
+        service_missing("Alertmanager", "no prometheus-alertmanager binary (Debian package)")
+    assert binary is not None
+    config = tmp_path / "alertmanager.yml"
+    config.write_text(ALERTMANAGER_CONFIG)
+    port = free_port()
+    log = (tmp_path / "alertmanager.log").open("wb")
+    proc = subprocess.Popen(
+        [
+            binary,
+            f"--config.file={config}",
+            f"--storage.path={tmp_path / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--cluster.listen-address=",  # no gossip: a single, private instance
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"Alertmanager exited: {(tmp_path / 'alertmanager.log').read_text()}")
+            try:
+                if httpx.get(f"{url}/-/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail("Alertmanager did not become ready within 30 s")
+            time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()

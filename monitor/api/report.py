@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse
 
-from monitor.api.deps import ServiceState, StateDep, model_or_404, require
+from monitor.api.deps import ServiceState, SessionDep, StateDep, authorize, model_or_404
 from monitor.db.models import get_model
 from monitor.db.tables import DetectionRun, ModelVersion
 from monitor.report import CSP, load_report_input, render_report
+from monitor.report_links import valid_token
 
 router = APIRouter(prefix="/api/v1", tags=["detection"])
 
@@ -39,7 +40,6 @@ def report_page(state: ServiceState, name: str, run_id: int) -> str:
 @router.get(
     "/models/{name}/report",
     response_class=HTMLResponse,
-    dependencies=[Depends(require("read"))],
     responses={
         200: {"content": {"text/html": {}}, "description": "the report page"},
         404: {"description": "unknown model, or no such run of this model"},
@@ -48,14 +48,23 @@ def report_page(state: ServiceState, name: str, run_id: int) -> str:
 )
 async def get_report(
     name: str,
+    request: Request,
     state: StateDep,
+    session: SessionDep,
     run_id: int = Query(alias="run", description="the detection run's id"),
+    token: str | None = Query(default=None, description="a signed link's token, instead of a key"),
 ) -> HTMLResponse:
     """The drift report of one run as a standalone HTML page that works offline.
 
     Tidewatch's stored results (per-feature drift, data quality, performance) and histograms
     of the most drifted numeric features, then Evidently's data drift and data summary presets
     on the run's window against the version's reference.
+
+    Needs a ``read`` key, or the ``token`` of a signed link (alert e-mails carry those, since a
+    mail client sends no key): it opens this one run's report and nothing else.
     """
+    secret = state.settings.report_link_secret
+    if not (token and secret and valid_token(secret, name, run_id, token)):
+        authorize(session, request, "read")
     page = await run_in_threadpool(report_page, state, name, run_id)
     return HTMLResponse(page, headers={"Content-Security-Policy": CSP})

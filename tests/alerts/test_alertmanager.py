@@ -11,11 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import shutil
-import subprocess
-import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -25,58 +20,6 @@ from alerts.alertmanager import AlertmanagerChannel, alert, alertname
 from alerts.channel import Channel, DeliveryError
 from alerts.notification import Notification
 from tests.alerts.conftest import DASHBOARD, REPORT, free_port
-from tests.conftest import service_missing
-
-BINARY = "/usr/bin/prometheus-alertmanager"
-CONFIG = 'route: {receiver: "null"}\nreceivers: [{name: "null"}]\n'
-
-
-@pytest.fixture
-def alertmanager(tmp_path: Path) -> Iterator[str]:
-    binary = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
-    if binary is None and Path(BINARY).exists():
-        binary = BINARY
-    if binary is None:
-        service_missing("Alertmanager", "no prometheus-alertmanager binary (Debian package)")
-    assert binary is not None
-    config = tmp_path / "alertmanager.yml"
-    config.write_text(CONFIG)
-    port = free_port()
-    log = (tmp_path / "alertmanager.log").open("wb")
-    proc = subprocess.Popen(
-        [
-            binary,
-            f"--config.file={config}",
-            f"--storage.path={tmp_path / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--cluster.listen-address=",  # no gossip: a single, private instance
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"Alertmanager exited: {(tmp_path / 'alertmanager.log').read_text()}")
-            try:
-                if httpx.get(f"{url}/-/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("Alertmanager did not become ready within 30 s")
-            time.sleep(0.2)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 def ours(url: str, notification: Notification, **params: str) -> list[dict[str, Any]]:

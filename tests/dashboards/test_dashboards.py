@@ -196,7 +196,7 @@ def test_model_dashboard_links_the_last_run(built: dict[str, dict[str, Any]]) ->
         'max by (monitor) (tidewatch_monitor_last_run_id{model="$model", version="$version"})'
     ]
     urls = [link["url"] for link in panel["fieldConfig"]["defaults"]["links"]]
-    assert urls == ["${tidewatch_url}/api/v1/models/${model}/runs/${__value.raw}"]
+    assert urls == ["${tidewatch_url}/api/v1/models/${model}/report?run=${__value.raw}"]
 
 
 def test_model_dashboard_compares_estimated_and_realized(built: dict[str, dict[str, Any]]) -> None:

@@ -14,6 +14,7 @@ from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar
 
+import httpx
 import pytest
 from aiosmtpd.controller import Controller
 from sqlalchemy import select
@@ -21,7 +22,7 @@ from sqlalchemy import select
 from alerts.webhook import verify
 from monitor.alerting import Alerting
 from monitor.db.tables import Alert, AlertEvent, OutboxMessage
-from monitor.delivery import channels_from, deliver_due
+from monitor.delivery import channels_from, deliver_due, refresh_alertmanager
 from monitor.monitoring import run_due
 from monitor.pipeline import ReferenceCache
 from monitor.schema import ModelSpec
@@ -252,3 +253,26 @@ def test_acknowledge_stops_renotification_and_silence_stops_all(
     assert alert.state == "resolved"
     assert len(inbox.messages) == 2  # silenced: not even the resolution
     assert events == ["fired", "renotified", "resolved", "suppressed"]
+
+
+@pytest.mark.integration
+def test_alertmanager_sees_the_alert_active_then_resolved(db_url: str, alertmanager: str) -> None:
+    db = make_db(db_url, spec([{"name": "drift-1", "kind": "drift", "severity": "critical"}]))
+    _stream(db, shifted_minutes={0}, minutes=2)
+    settings = Settings(database_url=db_url, alertmanager_url=alertmanager)
+    alerting = Alerting(settings, db.sessions)
+
+    def active() -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = httpx.get(f"{alertmanager}/api/v2/alerts").json()
+        return [a for a in found if a["labels"].get("model") == "plankton"]
+
+    _cycle(db, alerting, settings, 1)  # window 0 drifted: fires
+    (shown,) = active()
+    assert shown["status"]["state"] == "active"
+    assert shown["labels"]["alertname"] == "TidewatchDrift"
+    assert shown["labels"]["severity"] == "critical" and shown["labels"]["rule"] == "drift-1"
+    # the scheduler re-posts firing alerts every minute, so Alertmanager keeps them active
+    assert refresh_alertmanager(db.sessions, channels_from(settings)["alertmanager"]) == 1
+    _cycle(db, alerting, settings, 2)  # window 1 calm: resolves
+    assert active() == []  # a resolved alert leaves Alertmanager's list
+    assert refresh_alertmanager(db.sessions, channels_from(settings)["alertmanager"]) == 0

@@ -11,10 +11,10 @@ import pyarrow as pa
 import pytest
 from fastapi.testclient import TestClient
 
-from monitor.api import report
 from monitor.app import create_app
 from monitor.db.tables import DetectionRun
 from monitor.report import Columns, ReportInput, render_report, sample, window_span
+from monitor.report_links import token
 from monitor.schema import ModelSpec
 from monitor.settings import Settings
 from tests.conftest import SPEC, make_key
@@ -28,10 +28,8 @@ EVIL = "</script><script>alert(1)</script>"
 
 @pytest.fixture
 def client(settings: Settings) -> Iterator[TestClient]:
-    """The app, with the report router added while monitor/app.py does not register it yet."""
-    app = create_app(settings)
-    if not any(getattr(r, "path", "") == "/api/v1/models/{name}/report" for r in app.routes):
-        app.include_router(report.router)
+    """The app, with a secret for signed report links."""
+    app = create_app(settings.model_copy(update={"report_link_secret": "link-secret"}))
     with TestClient(app) as test_client:
         yield test_client
 
@@ -153,3 +151,17 @@ def test_regression_page_and_a_window_no_longer_stored() -> None:
     gone = ReportInput(spec, transient_run(), [], [], [], None, table(200, 0.0), ["no longer"])
     page = render_report(gone)
     assert "no longer" in page and EVIDENTLY_MARKER not in page and "base64" not in page
+
+
+def test_a_signed_link_opens_that_report_without_a_key(
+    client: TestClient, admin: dict[str, str], model: dict[str, Any]
+) -> None:
+    run = drifted_run(client, admin)
+    url = "/api/v1/models/plankton/report"
+    good = token("link-secret", "plankton", run["id"])
+    opened = client.get(url, params={"run": run["id"], "token": good})
+    assert opened.status_code == 200 and "plankton" in opened.text
+    assert client.get(url, params={"run": run["id"], "token": "0" * 64}).status_code == 401
+    other = token("link-secret", "plankton", run["id"] + 1)
+    assert client.get(url, params={"run": run["id"], "token": other}).status_code == 401
+    assert client.get(url, params={"run": run["id"]}).status_code == 401

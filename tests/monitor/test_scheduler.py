@@ -62,6 +62,7 @@ def test_jobs_follow_the_monitors_and_survive_a_restart(db_url: str) -> None:
         job_id("plankton", "nightly"),
         "tidewatch:deliver",  # the alert outbox
         "tidewatch:telemetry-rules",  # silent models
+        "tidewatch:alertmanager-refresh",  # firing alerts stay active there
     }
     every, nightly = jobs[job_id("plankton", "every")], jobs[job_id("plankton", "nightly")]
     assert (
