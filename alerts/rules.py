@@ -73,7 +73,10 @@ class AlertRule(BaseModel):
             "no_telemetry": {"after_seconds"},
         }
         foreign = {f for kind, names in fields.items() if kind != self.kind for f in names}
-        stray = sorted(f for f in foreign & self.model_fields_set)
+        # a stored rule comes back with every field: only a value other than the default is
+        # a mistake
+        defaults = {name: info.default for name, info in type(self).model_fields.items()}
+        stray = sorted(f for f in foreign if getattr(self, f) != defaults[f])
         if stray:
             raise ValueError(f"rule {self.name!r}: {stray} do not apply to a {self.kind} rule")
         return self

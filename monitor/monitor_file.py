@@ -9,6 +9,12 @@
     schedule = { every = 300 }
     detectors = { numeric = "ks", categorical = "chi2" }
 
+    [[models.alerts]]
+    name = "drift-3-hours"
+    kind = "drift"
+    monitor = "hourly"
+    consecutive = 3
+
 Each listed model's current version gets exactly these monitors. The whole file is validated
 before anything changes, so one bad monitor leaves every model as it was.
 """
@@ -22,6 +28,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.orm import Session
 
+from alerts.rules import AlertRule
 from monitor.db.models import get_model, upsert_model
 from monitor.schema import ModelSpec, MonitorConfig, Name
 
@@ -30,6 +37,9 @@ class ModelMonitors(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: Name
     monitors: list[MonitorConfig] = Field(min_length=1)
+    # alert rules and the e-mail recipients of this model (left as they are when absent)
+    alerts: list[AlertRule] | None = None
+    alert_recipients: list[str] | None = None
 
 
 class MonitorFile(BaseModel):
@@ -56,6 +66,12 @@ def apply_monitor_file(session: Session, config: MonitorFile) -> list[str]:
             raise ValueError(f"unknown model {entry.name!r}: register it before its monitors")
         payload = registered.spec.model_dump(mode="json")
         payload["monitors"] = [m.model_dump(mode="json") for m in entry.monitors]
+        if entry.alerts is not None:
+            payload["alerts"] = [
+                r.model_dump(mode="json", exclude_unset=True) for r in entry.alerts
+            ]
+        if entry.alert_recipients is not None:
+            payload["alert_recipients"] = entry.alert_recipients
         try:
             specs.append(ModelSpec.model_validate(payload))
         except ValidationError as exc:

@@ -6,8 +6,9 @@ from datetime import timedelta
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from alerts.rules import AlertRule
 from monitor.api.deps import SessionDep, StateDep, model_or_404, read_body, require
 from monitor.api.schemas import (
     ModelStatusOut,
@@ -139,3 +140,40 @@ async def post_promote(
         rows=row.n_rows,
         sha256=row.sha256,
     )
+
+
+class AlertsIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    rules: list[AlertRule]
+    recipients: list[str] = Field(default_factory=list)
+
+
+@router.get(
+    "/models/{name}/alerts/rules", response_model=AlertsIn, dependencies=[Depends(require("read"))]
+)
+def get_alert_rules(name: str, session: SessionDep) -> AlertsIn:
+    """The alert rules and e-mail recipients of the model's current version."""
+    spec = model_or_404(session, name).spec
+    return AlertsIn(rules=spec.alerts, recipients=spec.alert_recipients)
+
+
+@router.put(
+    "/models/{name}/alerts/rules", response_model=AlertsIn, dependencies=[Depends(require("admin"))]
+)
+async def put_alert_rules(
+    name: str, request: Request, state: StateDep, session: SessionDep
+) -> AlertsIn:
+    """Replace the alert rules and recipients (checked against the model's monitors)."""
+    registered = model_or_404(session, name)
+    body = TypeAdapter(AlertsIn).validate_json(
+        await read_body(request, state.settings.max_body_bytes)
+    )
+    payload = registered.spec.model_dump(mode="json")
+    payload["alerts"] = [r.model_dump(mode="json", exclude_unset=True) for r in body.rules]
+    payload["alert_recipients"] = body.recipients
+    try:
+        spec = ModelSpec.model_validate(payload)
+    except ValidationError as exc:
+        raise HTTPException(422, exc.errors(include_url=False, include_context=False)) from None
+    updated, _ = await run_in_threadpool(upsert_model, session, spec)
+    return AlertsIn(rules=updated.spec.alerts, recipients=updated.spec.alert_recipients)
