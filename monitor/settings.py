@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -95,6 +95,15 @@ class Settings(BaseSettings):
         if not value.startswith(("sqlite", "postgresql", "postgres")):
             raise ValueError("database_url must be a sqlite:// or postgresql:// URL")
         return value
+
+    @model_validator(mode="after")
+    def _signed_webhooks(self) -> Settings:
+        # an unsigned webhook would let anyone who can reach the receiver start a retraining
+        if self.webhook_url and not self.webhook_secret:
+            raise ValueError("webhook_url needs webhook_secret (webhooks are signed)")
+        if self.smtp_ssl and self.smtp_starttls:
+            raise ValueError("choose smtp_ssl (TLS from the start) or smtp_starttls, not both")
+        return self
 
     @field_validator("device")
     @classmethod

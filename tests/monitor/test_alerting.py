@@ -9,8 +9,9 @@ import email
 import email.policy
 import json
 import threading
+import time
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar
 
@@ -21,10 +22,11 @@ from sqlalchemy import select
 
 from alerts.webhook import verify
 from monitor.alerting import Alerting
-from monitor.db.tables import Alert, AlertEvent, OutboxMessage
+from monitor.db.tables import Alert, AlertEvent, OutboxMessage, TelemetryBatch
 from monitor.delivery import channels_from, deliver_due, refresh_alertmanager
 from monitor.monitoring import run_due
 from monitor.pipeline import ReferenceCache
+from monitor.scheduler import Worker
 from monitor.schema import ModelSpec
 from monitor.server import free_port
 from monitor.settings import Settings
@@ -33,13 +35,13 @@ from tests.monitor.monitoring_helpers import CLASSES, T0, Db, make_db, records
 MINUTE = {"type": "tumbling", "by": "time", "seconds": 60}
 
 
-def spec(rules: list[dict[str, Any]]) -> ModelSpec:
+def spec(rules: list[dict[str, Any]], monitor: dict[str, Any] | None = None) -> ModelSpec:
     return ModelSpec.model_validate(
         {
             "name": "plankton",
             "features": [{"name": "x", "kind": "numeric"}, {"name": "y", "kind": "numeric"}],
             "output": {"task": "classification", "classes": CLASSES},
-            "monitors": [{"name": "drift", "window": MINUTE, "min_samples": 20}],
+            "monitors": [monitor or {"name": "drift", "window": MINUTE, "min_samples": 20}],
             "alerts": rules,
             "alert_recipients": ["owner@example.org"],
         }
@@ -276,3 +278,59 @@ def test_alertmanager_sees_the_alert_active_then_resolved(db_url: str, alertmana
     _cycle(db, alerting, settings, 2)  # window 1 calm: resolves
     assert active() == []  # a resolved alert leaves Alertmanager's list
     assert refresh_alertmanager(db.sessions, channels_from(settings)["alertmanager"]) == 0
+
+
+def test_a_silent_module_fires_and_resolves_when_telemetry_returns(
+    db_url: str, smtp: tuple[int, Inbox]
+) -> None:
+    port, inbox = smtp
+    rule = {"name": "dead", "kind": "no_telemetry", "after_seconds": 600, "severity": "critical"}
+    db = make_db(db_url, spec([rule]))
+    settings = Settings(database_url=db_url, smtp_host="127.0.0.1", smtp_port=port)
+    alerting = Alerting(settings, db.sessions)
+    alerting.check_telemetry()
+    assert _alerts(db) == []  # never sent anything: nothing to miss yet
+    db.post(records(T0, 10, seconds=10))
+    with db.sessions() as session:
+        (received,) = session.scalars(select(TelemetryBatch.received_at))
+    alerting.clock = lambda: received + timedelta(minutes=5)
+    alerting.check_telemetry()
+    assert _alerts(db) == []
+    alerting.clock = lambda: received + timedelta(minutes=11)
+    alerting.check_telemetry()
+    assert [(a.rule, a.state) for a in _alerts(db)] == [("dead", "firing")]
+    db.post(records(T0 + timedelta(minutes=1), 10, seconds=10, prefix="back"))
+    alerting.clock = lambda: datetime.now(UTC)
+    alerting.check_telemetry()
+    assert [a.state for a in _alerts(db)] == ["resolved"]
+    # the firing notice was queued at the (moved) clock's time: deliver after both
+    deliver_due(db.sessions, channels_from(settings), settings, received + timedelta(minutes=12))
+    assert ["FIRING" in m["Subject"] for m in inbox.messages] == [True, False]
+
+
+def _alerts(db: Db) -> list[Alert]:
+    with db.sessions() as session:
+        return list(session.scalars(select(Alert).order_by(Alert.id)))
+
+
+def test_a_running_worker_mails_the_alert_by_itself(tmp_path: Any, smtp: tuple[int, Inbox]) -> None:
+    """No call from the test: the scheduler runs the monitor, checks the rule, and its delivery
+    job sends the mail."""
+    port, inbox = smtp
+    url = f"sqlite:///{tmp_path / 'worker.db'}"
+    every_second = {"window": {"size": 100}, "min_samples": 20, "schedule": {"every": 1}}
+    model = spec([{"name": "drift-now", "kind": "drift"}], every_second)
+    db = make_db(url, model)
+    db.post(records(datetime.now(UTC) - timedelta(minutes=1), 100, seconds=30, shift=2.5))
+    settings = Settings(
+        database_url=url,
+        smtp_host="127.0.0.1",
+        smtp_port=port,
+        leader_poll_seconds=0.2,
+        alert_delivery_seconds=1,
+    )
+    with Worker(settings, db.engine, db.sessions, ReferenceCache()):
+        deadline = time.monotonic() + 60  # a deadline for a hung test, not a speed requirement
+        while not inbox.messages and time.monotonic() < deadline:
+            time.sleep(0.1)
+    assert len(inbox.messages) == 1 and "FIRING" in inbox.messages[0]["Subject"]

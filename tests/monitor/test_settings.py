@@ -54,3 +54,16 @@ def test_invalid_settings_are_refused(tmp_path: Path, content: str) -> None:
 def test_missing_config_file(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         load_settings(tmp_path / "nope.toml")
+
+
+def test_alert_channel_settings_that_cannot_work_are_refused() -> None:
+    import pytest
+    from pydantic import ValidationError
+
+    from monitor.settings import Settings
+
+    with pytest.raises(ValidationError, match="webhook_secret"):
+        Settings(webhook_url="http://retrain.example.org/hook")
+    with pytest.raises(ValidationError, match="not both"):
+        Settings(smtp_host="mail", smtp_ssl=True, smtp_starttls=True)
+    assert Settings(webhook_url="http://x/hook", webhook_secret="s").webhook_secret == "s"
