@@ -114,6 +114,30 @@ def _event(session: Session, alert: Alert, event: str, detail: str = "") -> None
     session.add(AlertEvent(alert_id=alert.id, event=event, detail=detail, at=datetime.now(UTC)))
 
 
+class NotFiring(ValueError):
+    """Only a firing alert can be acknowledged."""
+
+
+def acknowledge(session: Session, alert: Alert, by: str = "") -> None:
+    """No more re-notifications of ``alert`` until it resolves (committed)."""
+    if alert.state != "firing":
+        raise NotFiring(f"alert {alert.id} is {alert.state}; only a firing alert is acknowledged")
+    alert.acknowledged_at, alert.acknowledged_by = datetime.now(UTC), by or None
+    _event(session, alert, "acknowledged", by)
+    session.commit()
+
+
+def silence(session: Session, alert: Alert, seconds: float | None) -> None:
+    """No notification of ``alert`` for ``seconds`` (None: end the silence now; committed)."""
+    if seconds is None:
+        alert.silenced_until = None
+        _event(session, alert, "unsilenced")
+    else:
+        alert.silenced_until = datetime.now(UTC) + timedelta(seconds=seconds)
+        _event(session, alert, "silenced", f"until {alert.silenced_until.isoformat()}")
+    session.commit()
+
+
 class Alerting:
     """Checks a model's rules and keeps its alerts; one per process, like the scheduler."""
 

@@ -391,37 +391,27 @@ def alerts_list(
 
 
 def _alert_action(alert_id: int, config: Path | None, action: str, **kwargs: Any) -> None:
-    from datetime import timedelta
-
+    from monitor.alerting import NotFiring, acknowledge, silence
     from monitor.db.engine import make_sessionmaker
-    from monitor.db.tables import Alert, AlertEvent
+    from monitor.db.tables import Alert
 
     with make_sessionmaker(_engine(_settings(config)))() as session:
         alert = session.get(Alert, alert_id)
         if alert is None:
             console.print(f"[red]no alert {alert_id}[/]")
             raise typer.Exit(1)
-        now = datetime.now(UTC)
-        if action == "ack":
-            if alert.state != "firing":
-                console.print(f"[red]alert {alert_id} is {alert.state}[/]")
-                raise typer.Exit(1)
-            alert.acknowledged_at, alert.acknowledged_by = now, kwargs["by"] or None
-            detail = kwargs["by"]
-        else:
-            alert.silenced_until = now + timedelta(seconds=kwargs["seconds"])
-            detail = f"until {alert.silenced_until.isoformat()}"
-        session.add(
-            AlertEvent(
-                alert_id=alert.id,
-                event={"ack": "acknowledged"}.get(action, "silenced"),
-                detail=detail,
-            )
+        try:
+            if action == "ack":
+                acknowledge(session, alert, kwargs["by"])
+            else:
+                silence(session, alert, kwargs["seconds"])
+        except NotFiring as exc:
+            console.print(f"[red]{exc}[/]")
+            raise typer.Exit(1) from None
+        done = (
+            "acknowledged" if action == "ack" else f"silenced until {_time(alert.silenced_until)}"
         )
-        session.commit()
-    console.print(
-        f"alert {alert_id}: {'acknowledged' if action == 'ack' else 'silenced ' + detail}"
-    )
+    console.print(f"alert {alert_id}: {done}")
 
 
 @alerts_app.command("ack")

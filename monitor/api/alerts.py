@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from monitor.alerting import NotFiring, acknowledge, silence
 from monitor.api.deps import SessionDep, StateDep, read_body, require
 from monitor.db.tables import Alert, AlertEvent, Model, OutboxMessage
 
@@ -142,11 +143,10 @@ async def post_ack(
     body = await read_body(request, state.settings.max_body_bytes)
     ack = TypeAdapter(AckIn).validate_json(body or b"{}")
     alert = _alert(session, alert_id)
-    if alert.state != "firing":
-        raise HTTPException(409, f"alert {alert_id} is {alert.state}; only a firing one is acked")
-    alert.acknowledged_at, alert.acknowledged_by = datetime.now(UTC), ack.by or None
-    session.add(AlertEvent(alert_id=alert.id, event="acknowledged", detail=ack.by))
-    session.commit()
+    try:
+        acknowledge(session, alert, ack.by)
+    except NotFiring as exc:
+        raise HTTPException(409, str(exc)) from None
     return alert_out(session, alert, full=True)
 
 
@@ -161,13 +161,7 @@ async def post_silence(
         await read_body(request, state.settings.max_body_bytes)
     )
     alert = _alert(session, alert_id)
-    alert.silenced_until = datetime.now(UTC) + timedelta(seconds=body.seconds)
-    session.add(
-        AlertEvent(
-            alert_id=alert.id, event="silenced", detail=f"until {alert.silenced_until.isoformat()}"
-        )
-    )
-    session.commit()
+    silence(session, alert, body.seconds)
     return alert_out(session, alert, full=True)
 
 
@@ -176,7 +170,5 @@ async def post_silence(
 )
 def delete_silence(alert_id: int, session: SessionDep) -> AlertOut:
     alert = _alert(session, alert_id)
-    alert.silenced_until = None
-    session.add(AlertEvent(alert_id=alert.id, event="unsilenced", detail=""))
-    session.commit()
+    silence(session, alert, None)
     return alert_out(session, alert, full=True)
