@@ -183,3 +183,22 @@ def test_each_version_has_its_own_reference(
         headers=admin,
     )
     assert missing.status_code == 404
+
+
+def test_malformed_and_oversized_bodies_are_refused_on_every_new_route(
+    client: TestClient, admin: dict[str, str], model: dict[str, Any]
+) -> None:
+    before = client.get(MONITORS, headers=admin).json()
+    routes = [
+        ("put", MONITORS),
+        ("put", "/api/v1/models/plankton/alerts/rules"),
+        ("post", "/api/v1/models/plankton/reference/promote"),
+    ]
+    limit = client.app.state.tidewatch.settings.max_body_bytes  # type: ignore[attr-defined]
+    for method, url in routes:
+        broken = client.request(method, url, content=b"{nope", headers=admin)
+        assert broken.status_code == 400 and "malformed JSON" in broken.text, (url, broken.text)
+        huge = client.request(method, url, content=b" " * (limit + 1), headers=admin)
+        assert huge.status_code == 413, (url, huge.status_code)
+        assert client.request(method, url, json={}).status_code == 401
+    assert client.get(MONITORS, headers=admin).json() == before  # nothing changed
