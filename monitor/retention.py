@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from datetime import UTC, datetime, timedelta
 
 from fastapi.concurrency import run_in_threadpool
@@ -14,12 +15,23 @@ from monitor.db.telemetry import purge
 log = logging.getLogger("tidewatch.retention")
 
 
-def purge_expired(sessions: sessionmaker[Session], retention_days: float) -> int:
+def purge_expired(sessions: sessionmaker[Session], retention_days: float, **chunks: int) -> int:
+    """Purge telemetry and labels older than ``retention_days``; returns batches removed.
+
+    The purge commits chunk by chunk (see `monitor.db.telemetry.purge`), so ingest goes on
+    while it runs; ``chunks`` passes chunk sizes through (``batches_per_chunk`` and so on).
+    """
     cutoff = datetime.now(UTC) - timedelta(days=retention_days)
+    started = time.monotonic()
     with sessions() as session:
-        removed = purge(session, cutoff)
+        removed = purge(session, cutoff, **chunks)
     if removed:
-        log.info("purged %d telemetry batches older than %s", removed, cutoff.isoformat())
+        log.info(
+            "purged %d telemetry batches older than %s in %.1f s",
+            removed,
+            cutoff.isoformat(),
+            time.monotonic() - started,
+        )
     return removed
 
 

@@ -37,6 +37,7 @@ COUNTERS = frozenset(
         "tidewatch_rejected_requests",
         "tidewatch_detection_runs",
         "tidewatch_alert_deliveries",
+        "tidewatch_results_read_errors",
     }
 )
 HISTOGRAMS = frozenset(

@@ -10,6 +10,7 @@ metric and class names: all bounded by the registered models, never record ids.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -18,6 +19,7 @@ from typing import Any
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from monitor.db.tables import (
@@ -31,7 +33,9 @@ from monitor.db.tables import (
     TelemetryBatch,
     WindowStat,
 )
+from monitor.observability.service import READ_ERRORS
 
+log = logging.getLogger("tidewatch.metrics")
 STATUSES = ("ok", "warning", "drift", "no_data")
 _CHUNK = 900
 
@@ -62,10 +66,17 @@ class ResultsCollector(Collector):
     def collect(self) -> Iterable[Metric]:
         with self._lock:
             if time.monotonic() - self._read_at >= self.ttl:
-                with self.sessions() as session:
-                    self._cached = self._read(session)
+                try:
+                    with self.sessions() as session:
+                        self._cached = self._read(session)
+                except SQLAlchemyError as exc:
+                    # the process's own metrics must still be scraped (they are how one sees
+                    # the outage); the results stay as last read until the database is back
+                    log.warning("results for /metrics not read (kept the last ones): %s", exc)
+                    READ_ERRORS.inc()
+                else:
+                    self.reads += 1
                 self._read_at = time.monotonic()
-                self.reads += 1
             return list(self._cached)
 
     def _read(self, session: Session) -> list[Metric]:

@@ -65,6 +65,11 @@ SCHEDULER_LAG = Histogram(
     buckets=(0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0),
     registry=REGISTRY,
 )
+READ_ERRORS = Counter(
+    "tidewatch_results_read_errors",
+    "Scrapes that could not read the detection results from the database (stale values served).",
+    registry=REGISTRY,
+)
 LEADER = Gauge(
     "tidewatch_scheduler_leader",
     "1 in the process that schedules monitors, 0 elsewhere.",

@@ -79,6 +79,8 @@ def test_results_on_metrics_match_the_stored_run(
         "tidewatch_duplicate_records_created",
         "tidewatch_rejected_requests_total",
         "tidewatch_rejected_requests_created",
+        "tidewatch_results_read_errors_total",
+        "tidewatch_results_read_errors_created",
     }
     assert SERIES - exposed <= not_yet, (SERIES - exposed) - not_yet
 
@@ -131,3 +133,25 @@ def test_promtool_finds_nothing_to_complain_about(
         [str(promtool), "check", "metrics"], input=text, capture_output=True, text=True
     )
     assert checked.returncode == 0 and checked.stdout + checked.stderr == "", checked
+
+
+def test_metrics_are_served_while_the_database_is_down() -> None:
+    from monitor.app import create_app
+    from monitor.settings import Settings
+
+    app = create_app(
+        Settings(
+            database_url="postgresql://nobody@127.0.0.1:1/none",
+            migrate_on_start=False,
+            scheduler=False,
+        )
+    )
+    with TestClient(app) as down:
+        before = samples(down.get("/metrics").text)
+        answer = down.get("/metrics")
+        assert answer.status_code == 200
+        m = samples(answer.text)
+        errors = value(m, "tidewatch_results_read_errors_total") or 0
+        assert errors > (value(before, "tidewatch_results_read_errors_total") or 0) - 1
+        assert errors >= 1
+        assert value(m, "tidewatch_scheduler_leader") is not None  # the process's own metrics
