@@ -105,7 +105,12 @@ class Verdict:
 
 
 def check(rule: AlertRule, runs: list[RunFacts]) -> Verdict | None:
-    """Is the rule firing on ``runs`` (newest first)? None when they cannot tell yet."""
+    """Is the rule firing on ``runs`` (newest first)? None when they cannot tell yet.
+
+    Runs without a verdict (too few records, no reference, an error) are left out: a quiet
+    night neither resolves an alert nor breaks a streak of drifted windows.
+    """
+    runs = [r for r in runs if r.status not in NO_VERDICT]
     if not runs:
         return None
     last = runs[0]
@@ -127,10 +132,14 @@ def check(rule: AlertRule, runs: list[RunFacts]) -> Verdict | None:
     raise ValueError(f"rule kind {rule.kind!r} is checked by check_telemetry")
 
 
+NO_VERDICT = ("insufficient_data", "no_reference", "error")  # runs that say nothing
+
+
 def _drift(rule: AlertRule, runs: list[RunFacts]) -> Verdict | None:
-    recent = [r for r in runs if r.status not in ("insufficient_data", "no_reference", "error")]
-    if not recent:
-        return None
+    # windows without a verdict neither break a streak nor resolve an alert
+    recent = [r for r in runs if r.status not in NO_VERDICT]
+    if len(recent) < rule.consecutive:
+        return None  # too few windows to tell yet
     window = recent[: rule.consecutive]
     if rule.features:
         wanted = set(rule.features)
@@ -139,9 +148,6 @@ def _drift(rule: AlertRule, runs: list[RunFacts]) -> Verdict | None:
     else:
         hit = [r.status == "drift" for r in window]
         what = "the data set"
-    if len(window) < rule.consecutive:
-        # not enough windows yet to fire; a resolved state needs only the latest
-        return Verdict(False, f"{what}: {sum(hit)} of {len(window)} windows drifted")
     firing = all(hit)
     latest = sorted(wanted & window[0].drifted) if rule.features else sorted(window[0].drifted)
     summary = (

@@ -24,7 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from alerts.notification import FeatureDrift, Histogram, Notification, TrendPoint
-from alerts.rules import AlertRule, RunFacts, Verdict, check, check_telemetry
+from alerts.rules import NO_VERDICT, AlertRule, RunFacts, Verdict, check, check_telemetry
 from monitor.data.arrays import table_columns
 from monitor.data.layout import from_bytes
 from monitor.db.models import RegisteredModel, list_models
@@ -61,7 +61,8 @@ def configured_channels(settings: Settings) -> list[str]:
 
 
 def run_facts(session: Session, version_id: int, monitor: str, limit: int) -> list[RunFacts]:
-    """The monitor's latest ``limit`` live runs, newest first (backfills do not count)."""
+    """The monitor's latest ``limit`` live runs with a verdict, newest first (backfills and
+    runs without a verdict do not count)."""
     runs = list(
         session.scalars(
             select(DetectionRun)
@@ -69,6 +70,7 @@ def run_facts(session: Session, version_id: int, monitor: str, limit: int) -> li
                 DetectionRun.model_version_id == version_id,
                 DetectionRun.monitor == monitor,
                 DetectionRun.trigger != "backfill",
+                DetectionRun.status.not_in(NO_VERDICT),
             )
             .order_by(DetectionRun.id.desc())
             .limit(limit)
@@ -157,12 +159,33 @@ class Alerting:
     ) -> None:
         """Check the rules on this monitor's runs. Never raises: alerting must not stop
         detection (a failed check is logged and done again after the next run)."""
-        if not runs or not registered.spec.alerts:
+        if not runs:
             return
         try:
             self.check_model(registered, monitor)
+            self.resolve_orphans(registered)
         except Exception:
             log.exception("alert rules of %s/%s failed", registered.spec.name, monitor)
+
+    def resolve_orphans(self, registered: RegisteredModel) -> None:
+        """Resolve firing alerts whose rule is no longer in the model's spec."""
+        rules = {r.name for r in registered.spec.alerts}
+        with self.sessions() as session:
+            orphans = list(
+                session.scalars(
+                    select(Alert).where(
+                        Alert.model_id == registered.model.id,
+                        Alert.state == "firing",
+                        Alert.rule.not_in(rules) if rules else Alert.id.is_not(None),
+                    )
+                )
+            )
+            now = self.clock()
+            for alert in orphans:
+                alert.state, alert.resolved_at = "resolved", now
+                alert.summary = f"rule {alert.rule!r} was removed from the model"
+                _event(session, alert, "resolved", alert.summary)
+            session.commit()
 
     def check_model(self, registered: RegisteredModel, monitor: str) -> None:
         spec = registered.spec
@@ -210,11 +233,14 @@ class Alerting:
             return
         now = self.clock()
         alert = session.scalar(
-            select(Alert).where(
+            select(Alert)
+            .where(
                 Alert.model_id == registered.model.id,
                 Alert.rule == rule.name,
                 Alert.state == "firing",
             )
+            # a scheduled run and a manual one checking at once resolve (or remind) once
+            .with_for_update()
         )
         if verdict.firing and alert is None:
             alert = Alert(
@@ -249,7 +275,7 @@ class Alerting:
                 self._notify(session, registered, rule, alert, verdict, now)
         elif not verdict.firing and alert is not None:
             alert.state, alert.resolved_at = "resolved", now
-            alert.summary = verdict.summary
+            alert.summary, alert.run_id = verdict.summary, verdict.run_id or alert.run_id
             _event(session, alert, "resolved", verdict.summary)
             self._notify(session, registered, rule, alert, verdict, now)
         session.commit()
@@ -263,6 +289,9 @@ class Alerting:
         verdict: Verdict,
         now: datetime,
     ) -> None:
+        # counted as notified even when nothing goes out, so a silenced or undeliverable
+        # alert is reminded about once per interval, not at every check
+        alert.last_notified_at = now
         if alert.silenced_until is not None and alert.silenced_until > now:
             _event(session, alert, "suppressed", f"silenced until {alert.silenced_until}")
             return
@@ -289,7 +318,6 @@ class Alerting:
                     created_at=now,
                 )
             )
-        alert.last_notified_at = now
 
     # -- what a notification says ------------------------------------------------------------
     def notification(
@@ -406,10 +434,11 @@ class Alerting:
             .where(
                 DetectionRun.model_version_id == registered.version.id,
                 DetectionRun.monitor == monitor,
+                DetectionRun.trigger != "backfill",
                 PerformanceResult.metric == key,
                 PerformanceResult.value.is_not(None),
             )
-            .order_by(DetectionRun.id.desc())
+            .order_by(DetectionRun.window_end.desc(), DetectionRun.id.desc())
             .limit(TREND_RUNS)
         ).all()
         points = []

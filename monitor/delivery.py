@@ -1,12 +1,16 @@
 """Delivering the outbox: every pending notification, at least once, each channel on its own.
 
 The scheduler's leader calls :func:`deliver_due` every ``alert_delivery_seconds``. Each
-channel's messages are sent by its own thread, oldest first, so an SMTP server that hangs until
-its timeout never delays the webhook or Alertmanager. A failure the channel calls retryable (a
-connection error, a 5xx, 429) is tried again after ``alert_retry_seconds`` doubled per attempt
-(capped at an hour), up to ``alert_max_attempts``; a permanent one (a 4xx, a refused recipient)
-fails at once. Every outcome is stored on the message and counted in
-``tidewatch_alert_deliveries_total{channel, outcome}`` (sent, retried, failed).
+channel's messages are sent by its own thread, oldest first, one locked row per transaction; a
+channel's round ends at its first retryable failure, so an SMTP server that hangs costs one
+timeout per round and never holds the webhook or Alertmanager for longer. An alert's notices
+leave in order on each channel: a RESOLVED waits until its FIRING was sent or failed.
+
+A failure the channel calls retryable (a connection error, a 5xx, 429) is tried again after
+``alert_retry_seconds`` doubled per attempt (capped at an hour), up to ``alert_max_attempts``;
+a permanent one (a 4xx, a refused recipient) fails at once. Every outcome is stored on the
+message and counted in ``tidewatch_alert_deliveries_total{channel, outcome}`` (sent, retried,
+failed).
 
 A message is marked sent only after the channel accepted it; a process that dies in between
 sends it again (at least once: receivers deduplicate on the alert id and state).
@@ -20,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from alerts.channel import Channel, DeliveryError
 from alerts.notification import Notification
@@ -61,20 +65,37 @@ def channels_from(settings: Settings) -> dict[str, Channel]:
     return channels
 
 
-def _due(session: Session, channel: str, now: datetime) -> list[OutboxMessage]:
+def _claim(session: Session, channel: str, now: datetime, after: int) -> OutboxMessage | None:
+    """The oldest due message of the channel, locked until this transaction ends."""
+    older = aliased(OutboxMessage)
+    waiting_behind = (
+        select(older.id)
+        .where(
+            older.alert_id == OutboxMessage.alert_id,
+            older.channel == OutboxMessage.channel,
+            older.state == "pending",
+            older.id < OutboxMessage.id,
+        )
+        .exists()
+    )
     query = (
         select(OutboxMessage)
         .where(
             OutboxMessage.channel == channel,
             OutboxMessage.state == "pending",
             OutboxMessage.next_attempt_at <= now,
+            OutboxMessage.id > after,
+            # an alert's notices go out in order: a RESOLVED waits for its FIRING's retries
+            ~waiting_behind,
         )
         .order_by(OutboxMessage.id)
-        .limit(BATCH)
+        .limit(1)
     )
     if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)  # two deliverers never take one message
-    return list(session.scalars(query))
+        # held while the message is sent: a second deliverer (a leader that has not noticed it
+        # lost the lock) skips it instead of sending it too
+        query = query.with_for_update(skip_locked=True)
+    return session.scalar(query)
 
 
 def _deliver_channel(
@@ -84,10 +105,17 @@ def _deliver_channel(
     settings: Settings,
     now: datetime,
 ) -> int:
-    sent = 0
-    with sessions() as session:
-        for message in _due(session, name, now):
+    """Up to ``BATCH`` messages, one transaction each. The first retryable failure ends the
+    round for this channel: a server that is down would fail (and time out) for every message."""
+    sent, last = 0, 0
+    for _ in range(BATCH):
+        with sessions() as session:
+            message = _claim(session, name, now, last)
+            if message is None:
+                return sent
+            last = message.id
             message.attempts += 1
+            retry = False
             try:
                 channel.send(Notification.from_json(message.payload))
             except Exception as exc:
@@ -100,6 +128,7 @@ def _deliver_channel(
                     message.next_attempt_at = now + min(delay, MAX_DELAY)
                     ALERT_DELIVERIES.labels(name, "retried").inc()
                     log.warning("%s delivery %d failed, retrying: %s", name, message.id, exc)
+                    retry = True
                 else:
                     message.state = "failed"
                     ALERT_DELIVERIES.labels(name, "failed").inc()
@@ -110,6 +139,8 @@ def _deliver_channel(
                 ALERT_DELIVERIES.labels(name, "sent").inc()
                 sent += 1
             session.commit()  # each outcome is kept before the next message is tried
+        if retry:
+            break
     return sent
 
 
@@ -138,7 +169,7 @@ def deliver_due(
 
 
 def refresh_alertmanager(sessions: sessionmaker[Session], channel: Channel) -> int:
-    """Post every firing alert to Alertmanager again (its last notification as sent).
+    """Post every firing alert to Alertmanager again (its latest notification, sent or not).
 
     Alertmanager considers an alert resolved when it has not been posted for its
     ``resolve_timeout`` (5 minutes by default); the scheduler calls this every minute so that an
@@ -147,14 +178,16 @@ def refresh_alertmanager(sessions: sessionmaker[Session], channel: Channel) -> i
     """
     from monitor.db.tables import Alert
 
+    now = datetime.now(UTC)
     with sessions() as session:
         latest = session.execute(
             select(OutboxMessage.payload)
             .join(Alert, Alert.id == OutboxMessage.alert_id)
             .where(
                 Alert.state == "firing",
+                # silenced here means no notification anywhere, Alertmanager included
+                (Alert.silenced_until.is_(None)) | (Alert.silenced_until <= now),
                 OutboxMessage.channel == "alertmanager",
-                OutboxMessage.state == "sent",
             )
             .order_by(OutboxMessage.alert_id, OutboxMessage.id.desc())
         ).all()

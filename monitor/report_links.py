@@ -21,7 +21,8 @@ def valid_token(secret: str, model: str, run_id: int, candidate: str) -> bool:
     >>> valid_token("s", "m", 1, token("s", "m", 1)), valid_token("s", "m", 2, token("s", "m", 1))
     (True, False)
     """
-    return hmac.compare_digest(token(secret, model, run_id), candidate)
+    # bytes: a str with non-ASCII characters would make compare_digest raise
+    return hmac.compare_digest(token(secret, model, run_id).encode(), candidate.encode())
 
 
 def report_url(base: str, model: str, run_id: int, secret: str | None) -> str:

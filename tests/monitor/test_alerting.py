@@ -15,11 +15,12 @@ from typing import Any, ClassVar
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from alerts.webhook import verify
 from monitor.alerting import Alerting
-from monitor.db.tables import Alert, AlertEvent, OutboxMessage, TelemetryBatch
+from monitor.db.models import upsert_model
+from monitor.db.tables import Alert, AlertEvent, OutboxMessage, TelemetryBatch, TelemetryRecord
 from monitor.delivery import channels_from, deliver_due, refresh_alertmanager
 from monitor.monitoring import run_due
 from monitor.pipeline import ReferenceCache
@@ -312,3 +313,64 @@ def test_a_running_worker_mails_the_alert_by_itself(tmp_path: Any, smtp: tuple[i
         while not inbox.messages and time.monotonic() < deadline:
             time.sleep(0.1)
     assert len(inbox.messages) == 1 and "FIRING" in inbox.messages[0]["Subject"]
+
+
+def test_a_window_without_data_neither_resolves_nor_breaks_the_streak(
+    db_url: str, smtp: tuple[int, Inbox]
+) -> None:
+    port, inbox = smtp
+    rule = {"name": "drift-2", "kind": "drift", "consecutive": 2, "renotify_seconds": None}
+    db = make_db(db_url, spec([rule]))
+    _stream(db, shifted_minutes={0, 2, 3}, minutes=4)
+    with db.sessions() as session:  # minute 1 lost its telemetry: an empty window
+        session.execute(delete(TelemetryRecord).where(TelemetryRecord.record_id.like("m1-%")))
+        session.execute(
+            delete(TelemetryBatch).where(
+                TelemetryBatch.first_ts >= T0 + timedelta(minutes=1),
+                TelemetryBatch.first_ts < T0 + timedelta(minutes=2),
+            )
+        )
+        session.commit()
+    settings = Settings(database_url=db_url, smtp_host="127.0.0.1", smtp_port=port)
+    alerting = Alerting(settings, db.sessions)
+    for minute in (1, 2, 3):
+        _cycle(db, alerting, settings, minute)
+    # windows 0 (drift), 1 (no data), 2 (drift): two drifted windows with a verdict in a row
+    assert [(a.state, a.rule) for a in _alerts(db)] == [("firing", "drift-2")]
+    _cycle(db, alerting, settings, 4)
+    assert [a.state for a in _alerts(db)] == ["firing"] and len(inbox.messages) == 1
+
+
+def test_a_resolution_waits_for_its_firing_notice_in_backoff(
+    db_url: str, webhook: tuple[str, type[_Receiver]]
+) -> None:
+    url, receiver = webhook
+    receiver.answers[:] = [503]
+    db = make_db(db_url, spec([{"name": "drift-1", "kind": "drift"}]))
+    _stream(db, shifted_minutes={0}, minutes=2)
+    settings = Settings(
+        database_url=db_url, webhook_url=url, webhook_secret="s3cret", alert_retry_seconds=600
+    )
+    alerting = Alerting(settings, db.sessions)
+    _cycle(db, alerting, settings, 1)  # fires; its notice gets a 503 and waits 10 minutes
+    _cycle(db, alerting, settings, 2)  # resolves before the retry: the RESOLVED waits too
+    assert [b["state"] for b in receiver.bodies] == ["firing"]
+    later = T0 + timedelta(minutes=12)
+    assert deliver_due(db.sessions, channels_from(settings), settings, later) == 2
+    # in order, never a RESOLVED before its FIRING
+    assert [b["state"] for b in receiver.bodies] == ["firing", "firing", "resolved"]
+
+
+def test_an_alert_whose_rule_was_removed_resolves(db_url: str) -> None:
+    db = make_db(db_url, spec([{"name": "drift-1", "kind": "drift"}]))
+    _stream(db, shifted_minutes={0, 1}, minutes=2)
+    settings = Settings(database_url=db_url)
+    alerting = Alerting(settings, db.sessions)
+    _cycle(db, alerting, settings, 1)
+    assert [a.state for a in _alerts(db)] == ["firing"]
+    with db.sessions() as session:
+        registered, _ = upsert_model(session, spec([]))
+    db.registered = registered
+    _cycle(db, alerting, settings, 2)
+    (alert,) = _alerts(db)
+    assert alert.state == "resolved" and "removed" in alert.summary

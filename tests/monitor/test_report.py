@@ -165,3 +165,4 @@ def test_a_signed_link_opens_that_report_without_a_key(
     other = token("link-secret", "plankton", run["id"] + 1)
     assert client.get(url, params={"run": run["id"], "token": other}).status_code == 401
     assert client.get(url, params={"run": run["id"]}).status_code == 401
+    assert client.get(url, params={"run": run["id"], "token": "é" * 64}).status_code == 401
