@@ -226,14 +226,4 @@ def variables() -> list[cogbuilder.Builder[models.VariableModel]]:
 
 def dashboard() -> dashboard_builders.Dashboard:
     """The model dashboard, ready to encode."""
-    board = (
-        dashboard_builders.Dashboard(TITLE)
-        .uid(UID)
-        .tags(["tidewatch"])
-        .refresh("1m")
-        .time("now-7d", "now")
-        .tooltip(models.DashboardCursorSync.CROSSHAIR)
-        .variables(variables())
-    )
-    p.add_all(board, items())
-    return board
+    return p.dashboard(TITLE, UID, "now-7d", variables(), items())

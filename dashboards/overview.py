@@ -12,7 +12,6 @@ by every replica and de-duplicated with ``max by (...)``; service counters (grou
 from __future__ import annotations
 
 from grafana_foundation_sdk.builders import dashboard as dashboard_builders
-from grafana_foundation_sdk.models import dashboard as models
 
 from dashboards import panels as p
 
@@ -150,14 +149,4 @@ def items() -> list[p.Item]:
 
 def dashboard() -> dashboard_builders.Dashboard:
     """The overview dashboard, ready to encode."""
-    board = (
-        dashboard_builders.Dashboard(TITLE)
-        .uid(UID)
-        .tags(["tidewatch"])
-        .refresh("1m")
-        .time("now-24h", "now")
-        .tooltip(models.DashboardCursorSync.CROSSHAIR)
-        .with_variable(p.datasource_variable())
-    )
-    p.add_all(board, items())
-    return board
+    return p.dashboard(TITLE, UID, "now-24h", [p.datasource_variable()], items())

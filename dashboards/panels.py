@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from grafana_foundation_sdk.builders import common as common_builders
 from grafana_foundation_sdk.builders import dashboard as dashboard_builders
 from grafana_foundation_sdk.builders import prometheus, stat, statetimeline, table, timeseries
+from grafana_foundation_sdk.cog import builder as cogbuilder
 from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as models
 from grafana_foundation_sdk.models.prometheus import PromQueryFormat
@@ -211,3 +212,24 @@ def add_all(dashboard: dashboard_builders.Dashboard, items: Sequence[Item]) -> N
             dashboard.with_row(item)
         else:
             dashboard.with_panel(item)
+
+
+def dashboard(
+    title: str,
+    uid: str,
+    since: str,
+    variables: list[cogbuilder.Builder[models.VariableModel]],
+    items: Sequence[Item],
+) -> dashboard_builders.Dashboard:
+    """A Tidewatch dashboard: the settings both share, then its variables and panels."""
+    board = (
+        dashboard_builders.Dashboard(title)
+        .uid(uid)
+        .tags(["tidewatch"])
+        .refresh("1m")
+        .time(since, "now")
+        .tooltip(models.DashboardCursorSync.CROSSHAIR)
+        .variables(variables)
+    )
+    add_all(board, items)
+    return board
