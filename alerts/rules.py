@@ -24,6 +24,8 @@ from typing import Annotated, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from monitor.vocabulary import NO_VERDICT, ResultKey, RunStatus
+
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")]
 Kind = Literal["drift", "performance", "quality", "no_telemetry"]
 Channel = Literal["email", "webhook", "alertmanager"]
@@ -132,9 +134,6 @@ def check(rule: AlertRule, runs: list[RunFacts]) -> Verdict | None:
     raise ValueError(f"rule kind {rule.kind!r} is checked by check_telemetry")
 
 
-NO_VERDICT = ("insufficient_data", "no_reference", "error")  # runs that say nothing
-
-
 def _drift(rule: AlertRule, runs: list[RunFacts]) -> Verdict | None:
     # windows without a verdict neither break a streak nor resolve an alert
     recent = [r for r in runs if r.status not in NO_VERDICT]
@@ -146,7 +145,7 @@ def _drift(rule: AlertRule, runs: list[RunFacts]) -> Verdict | None:
         hit = [bool(wanted & r.drifted) for r in window]
         what = f"features {sorted(wanted)}"
     else:
-        hit = [r.status == "drift" for r in window]
+        hit = [r.status == RunStatus.DRIFT for r in window]
         what = "the data set"
     firing = all(hit)
     latest = sorted(wanted & window[0].drifted) if rule.features else sorted(window[0].drifted)
@@ -163,7 +162,9 @@ def _drift(rule: AlertRule, runs: list[RunFacts]) -> Verdict | None:
 
 def _performance(rule: AlertRule, last: RunFacts) -> Verdict | None:
     assert rule.metric is not None
-    key = f"estimated.{rule.metric}" if rule.estimated else rule.metric
+    key = str(
+        ResultKey.estimated(rule.metric) if rule.estimated else ResultKey.realized(rule.metric)
+    )
     value = last.metrics.get(key)
     if value is None:
         return None

@@ -8,7 +8,7 @@ Benjamini-Hochberg correction across the model, 2,000-row windows against 2,000-
 references. Everything is set up first (models, references, one window of telemetry per model)
 in a fresh SQLite file by default, then:
 
-- cycle 1 (cold): every monitor runs once through ``monitor.monitoring.run_due``, as the
+- cycle 1 (cold): every monitor runs once through ``monitor.runs.monitoring.run_due``, as the
   scheduler's jobs do: read the window from storage, fit the reference (not yet cached), test,
   correct, store the run and its 50 results, update the monitor's state;
 - cycle 2 (warm): the same again with every fitted reference in the cache (the steady state of
@@ -45,8 +45,8 @@ from rich.console import Console  # noqa: E402
 from rich.progress import Progress  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-import monitor.monitoring as monitoring  # noqa: E402
-import monitor.pipeline as pipeline  # noqa: E402
+import monitor.runs.monitoring as monitoring  # noqa: E402
+import monitor.runs.pipeline as pipeline  # noqa: E402
 from detectors import adjust  # noqa: E402
 from detectors import registry as detector_registry  # noqa: E402
 from monitor.data.layout import arrow_schema  # noqa: E402
@@ -55,7 +55,7 @@ from monitor.db.migrate import upgrade  # noqa: E402
 from monitor.db.models import RegisteredModel, upsert_model  # noqa: E402
 from monitor.db.references import save_reference  # noqa: E402
 from monitor.db.telemetry import ingest  # noqa: E402
-from monitor.schema import ModelSpec  # noqa: E402
+from monitor.spec.model import ModelSpec  # noqa: E402
 
 console = Console()
 NOW = datetime(2026, 12, 1, tzinfo=UTC)

@@ -64,7 +64,7 @@ from monitor.db.telemetry import (  # noqa: E402
     ingest,
     purge,
 )
-from monitor.schema import ModelSpec  # noqa: E402
+from monitor.spec.model import ModelSpec  # noqa: E402
 
 console = Console(width=None if sys.stdout.isatty() else 150)
 PG_ADMIN = os.environ.get("TIDEWATCH_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")

@@ -21,6 +21,8 @@ from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as models
 from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
+from monitor.vocabulary import ModelStatus as Status
+
 DATASOURCE_VARIABLE = "datasource"
 # every panel and every query variable reads from the dashboard's data source variable
 DATASOURCE = models.DataSourceRef(type_val="prometheus", uid="${" + DATASOURCE_VARIABLE + "}")
@@ -30,9 +32,15 @@ Query = tuple[str, str]
 Item = stat.Panel | timeseries.Panel | table.Panel | statetimeline.Panel | dashboard_builders.Row
 
 # a model's status as a number, for panels that draw states over time
-STATUS_CODES = {"ok": 0, "warning": 1, "drift": 2, "no_data": 3}
-STATUS_COLORS = {"ok": "green", "warning": "yellow", "drift": "red", "no_data": "grey"}
-WORST_FIRST = ("drift", "warning", "no_data", "ok")
+STATUS_CODES = {Status.OK: 0, Status.WARNING: 1, Status.DRIFT: 2, Status.NO_DATA: 3}
+STATUS_COLORS = {
+    Status.OK: "green",
+    Status.WARNING: "yellow",
+    Status.DRIFT: "red",
+    Status.NO_DATA: "grey",
+}
+# which status a series shows when several are set at once (the worst, no data before ok)
+WORST_FIRST = (Status.DRIFT, Status.WARNING, Status.NO_DATA, Status.OK)
 
 
 def at(x: int, y: int, w: int, h: int) -> models.GridPos:

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from monitor import __version__
-from monitor.alerting import Alerting
+from monitor.alerting.lifecycle import Alerting
 from monitor.api import alerts, detection, health, ingest, metrics, models, monitors, report
 from monitor.api.deps import ServiceState
 from monitor.api.errors import install_error_handlers
@@ -19,9 +19,9 @@ from monitor.db.migrate import upgrade
 from monitor.observability.http import IngestMetrics
 from monitor.observability.registry import Exposition
 from monitor.observability.results import ResultsCollector
-from monitor.pipeline import ReferenceCache
-from monitor.retention import purge_periodically
-from monitor.scheduler import Worker
+from monitor.runs.pipeline import ReferenceCache
+from monitor.scheduling.retention import purge_periodically
+from monitor.scheduling.scheduler import Worker
 from monitor.settings import Settings
 
 

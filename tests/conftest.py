@@ -22,8 +22,8 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
-from monitor import keys
 from monitor.app import create_app
+from monitor.db import keys
 from monitor.server import free_port
 from monitor.settings import Settings
 

@@ -9,8 +9,8 @@ import numpy as np
 from rich.console import Console
 
 from detectors import ChiSquareTest, KSTest, adjust
-from monitor.demo import run_demo
-from monitor.demo_data import DRIFTED, UNDRIFTED, generate
+from monitor.demo.data import DRIFTED, UNDRIFTED, generate
+from monitor.demo.run import run_demo
 
 
 def test_demo_flags_the_drifted_features_and_not_the_others(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from monitor.alerting import NotFiring, acknowledge, silence
+from monitor.alerting.lifecycle import NotFiring, acknowledge, silence
 from monitor.api.deps import SessionDep, StateDep, read_body, require
 from monitor.db.tables import Alert, AlertEvent, Model, OutboxMessage
 

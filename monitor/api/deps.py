@@ -11,12 +11,12 @@ from fastapi import Depends, HTTPException, Request
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from monitor import keys
-from monitor.alerting import Alerting
+from monitor.alerting.lifecycle import Alerting
+from monitor.db import keys
 from monitor.db.models import RegisteredModel, get_model
 from monitor.observability.registry import Exposition
-from monitor.pipeline import ReferenceCache
-from monitor.scheduler import Worker
+from monitor.runs.pipeline import ReferenceCache
+from monitor.scheduling.scheduler import Worker
 from monitor.settings import Settings
 
 

@@ -10,10 +10,10 @@ from sqlalchemy.orm import Session
 
 from monitor.api.deps import ServiceState, SessionDep, StateDep, model_or_404, require
 from monitor.api.schemas import RunOut, RunsPage
+from monitor.cycle import UnknownMonitor, monitors_named, run_and_alert
 from monitor.db.models import RegisteredModel, get_model
 from monitor.db.results import list_runs, run_performance, run_quality, run_results
 from monitor.db.tables import DetectionRun, ModelVersion
-from monitor.monitoring import run_due
 
 router = APIRouter(prefix="/api/v1", tags=["detection"])
 
@@ -35,21 +35,21 @@ def detect(state: ServiceState, registered: RegisteredModel, monitor: str | None
     A sliding monitor runs once on its current window; a tumbling one computes every window
     that has closed since its last (none when nothing is due).
     """
-    monitors = [m for m in registered.spec.monitors if monitor is None or m.name == monitor]
-    if not monitors:
-        raise HTTPException(404, f"model {registered.spec.name!r} has no monitor {monitor!r}")
+    try:
+        monitors = monitors_named(registered, monitor)
+    except UnknownMonitor as exc:
+        raise HTTPException(404, str(exc)) from None
     runs = []
     for config in monitors:
-        done = run_due(
+        runs += run_and_alert(
             state.sessions,
             registered,
             config,
             state.cache,
+            state.alerting,
             device=state.settings.device,
             trigger="manual",
         )
-        state.alerting.after_runs(registered, config.name, done)
-        runs += done
     with state.sessions() as session:
         return [run_out(session, registered, run) for run in runs]
 

@@ -11,7 +11,7 @@ from monitor.api.schemas import ModelOut
 from monitor.db.models import RegisteredModel, list_models, upsert_model
 from monitor.db.references import get_reference
 from monitor.db.telemetry import count_records
-from monitor.schema import ModelSpec
+from monitor.spec.model import ModelSpec
 
 router = APIRouter(prefix="/api/v1", tags=["models"])
 _SPEC = TypeAdapter(ModelSpec)

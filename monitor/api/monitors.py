@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
@@ -20,8 +18,9 @@ from monitor.api.schemas import (
 from monitor.db.models import upsert_model
 from monitor.db.references import promote_window
 from monitor.db.tables import DetectionRun
-from monitor.schema import ModelSpec, MonitorConfig
-from monitor.status import ModelStatus, leader, model_statuses
+from monitor.runs.status import ModelStatus, leader, model_statuses
+from monitor.runs.windows import window_span
+from monitor.spec.model import ModelSpec, MonitorConfig
 
 router = APIRouter(prefix="/api/v1", tags=["monitors"])
 _MONITORS = TypeAdapter(list[MonitorConfig])
@@ -117,13 +116,12 @@ async def post_promote(
         run = session.get(DetectionRun, body.run)
         if run is None or run.model_version_id != registered.version.id:
             raise HTTPException(404, f"run {body.run} is not a run of {name}'s current version")
-        if run.window_start is None or run.window_end is None:
-            raise HTTPException(422, f"run {body.run} has no window (it found no records)")
-        # time windows ("t:" keys) end before window_end; other runs' window_end is their last
-        # record, which belongs to the window
-        spans_time = (run.window_key or "").startswith("t:")
-        start = run.window_start
-        end = run.window_end if spans_time else run.window_end + timedelta(microseconds=1)
+        try:
+            start, end = window_span(run)
+        except ValueError:
+            raise HTTPException(
+                422, f"run {body.run} has no window (it found no records)"
+            ) from None
     elif body.start is not None and body.end is not None:
         start, end = body.start, body.end
     else:

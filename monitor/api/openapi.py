@@ -15,7 +15,7 @@ from pydantic import BaseModel
 
 from collectors.wire import LabelBatch, TelemetryBatch
 from monitor.api.ingest import ReferenceBody
-from monitor.schema import ModelSpec
+from monitor.spec.model import ModelSpec
 
 _JSON_BODIES: dict[tuple[str, str], type[BaseModel]] = {
     ("/api/v1/models", "post"): ModelSpec,

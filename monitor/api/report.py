@@ -6,11 +6,11 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse
 
+from monitor.alerting.report_links import valid_token
 from monitor.api.deps import ServiceState, SessionDep, StateDep, authorize, model_or_404
 from monitor.db.models import get_model
 from monitor.db.tables import DetectionRun, ModelVersion
-from monitor.report import CSP, load_report_input, render_report
-from monitor.report_links import valid_token
+from monitor.reporting.report import CSP, load_report_input, render_report
 
 router = APIRouter(prefix="/api/v1", tags=["detection"])
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from monitor.db.tables import DetectionResult, DetectionRun, PerformanceResult, QualityResult
-from monitor.schema import ModelSpec
+from monitor.spec.model import ModelSpec
 
 
 class ModelOut(BaseModel):

@@ -21,7 +21,7 @@ from detectors.prediction import (
     regression_columns,
     segmentation_columns,
 )
-from monitor.schema import ModelSpec
+from monitor.spec.model import ModelSpec
 
 
 @dataclass(frozen=True)

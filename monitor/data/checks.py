@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow as pa
 
 from monitor.data.errors import SchemaError
-from monitor.schema import FeatureSpec
+from monitor.spec.model import FeatureSpec
 
 Locate = Callable[[int], str]
 

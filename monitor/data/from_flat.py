@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 from monitor.data import checks
 from monitor.data.errors import SchemaError
 from monitor.data.layout import TS_TYPE, arrow_schema
-from monitor.schema import ModelSpec
+from monitor.spec.model import ModelSpec
 
 
 def _where(column: str) -> checks.Locate:

@@ -13,7 +13,7 @@ from collectors.wire import Prediction, Record
 from monitor.data import checks
 from monitor.data.errors import SchemaError
 from monitor.data.layout import BOX_TYPE, TS_TYPE, arrow_schema
-from monitor.schema import FeatureSpec, ModelSpec
+from monitor.spec.model import FeatureSpec, ModelSpec
 
 _NUMBER_TYPES = {float, int, type(None)}
 _CATEGORY_TYPES = {str, int, type(None)}

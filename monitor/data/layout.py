@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from monitor.schema import FeatureSpec, ModelSpec
+from monitor.spec.model import FeatureSpec, ModelSpec
 
 BOX_TYPE = pa.struct(
     [

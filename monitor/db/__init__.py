@@ -1,1 +1,2 @@
-"""Storage: SQLAlchemy 2 tables, the engine, Alembic migrations and the data access functions."""
+"""Storage: SQLAlchemy 2 tables, the engine, Alembic migrations, API keys and the data access
+functions."""

@@ -9,7 +9,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from monitor.db.tables import Model, ModelVersion
-from monitor.schema import ModelSpec
+from monitor.spec.model import ModelSpec
 
 
 class SchemaConflict(ValueError):

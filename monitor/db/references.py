@@ -44,7 +44,7 @@ def promote_window(
     For after a retraining on recent data: the data the new model was trained on is the data
     its drift should be measured against. Raises ValueError when the span holds no records.
     """
-    from monitor.windows import load_span
+    from monitor.runs.windows import load_span
 
     table = load_span(session, registered, start, end)
     if table is None:

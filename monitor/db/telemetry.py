@@ -25,7 +25,7 @@ from collectors.wire import Label as WireLabel
 from monitor.data.layout import from_bytes, to_bytes
 from monitor.db.models import RegisteredModel
 from monitor.db.tables import Label, TelemetryBatch, TelemetryRecord
-from monitor.schema import WindowSpec
+from monitor.spec.model import WindowSpec
 
 _ID_CHUNK = 900  # stays under SQLite's bound-parameter limit on old builds
 _SQLITE_WRITE_LOCKS: dict[str, threading.Lock] = {}

@@ -34,9 +34,12 @@ from monitor.db.tables import (
     WindowStat,
 )
 from monitor.observability.service import READ_ERRORS
+from monitor.vocabulary import ModelStatus, ResultKey, ResultKind
+from monitor.vocabulary import worst as worst_of
 
 log = logging.getLogger("tidewatch.metrics")
-STATUSES = ("ok", "warning", "drift", "no_data")
+# the order of the exposed series
+STATUSES = (ModelStatus.OK, ModelStatus.WARNING, ModelStatus.DRIFT, ModelStatus.NO_DATA)
 _CHUNK = 900
 
 
@@ -105,7 +108,6 @@ class ResultsCollector(Collector):
     def _status(
         self, versions: dict[int, tuple[str, str]], states: list[MonitorState]
     ) -> list[Metric]:
-        rank = {s: i for i, s in enumerate(("no_data", "ok", "warning", "drift"))}
         status = _gauge(
             "tidewatch_model_status",
             "1 for the model's current status (the worst of its monitors), 0 for the others.",
@@ -121,7 +123,7 @@ class ResultsCollector(Collector):
             by_version.setdefault(state.model_version_id, []).append(state)
         for vid, (model, version) in sorted(versions.items(), key=lambda kv: kv[1]):
             mine = by_version.get(vid, [])
-            worst = max((s.status for s in mine), key=rank.__getitem__, default="no_data")
+            worst = worst_of(s.status for s in mine)
             for name in STATUSES:
                 status.add_metric([model, version, name], 1.0 if name == worst else 0.0)
             began = [s.status_since for s in mine if s.status == worst and s.status_since]
@@ -227,11 +229,12 @@ class ResultsCollector(Collector):
                 select(PerformanceResult).where(PerformanceResult.run_id.in_(chunk))
             ):
                 base = list(runs[p.run_id])
-                if p.metric.startswith("estimated."):
+                result = ResultKey.parse(p.metric)
+                if result.kind is ResultKind.ESTIMATED:
                     if p.value is not None:
-                        estimated.add_metric([*base, p.metric.removeprefix("estimated.")], p.value)
+                        estimated.add_metric([*base, result.name], p.value)
                     continue
-                if p.metric.startswith("stream."):
+                if result.kind is ResultKind.STREAM:
                     continue
                 labelled[p.run_id] = p.n_labels
                 if p.value is not None:

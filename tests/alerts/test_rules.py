@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from alerts.rules import AlertRule, RunFacts, check, check_telemetry
-from monitor.schema import ModelSpec
+from monitor.spec.model import ModelSpec
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
 

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from collectors import TelemetryClient
 from collectors.asgi import TidewatchMiddleware
-from monitor import keys
+from monitor.db import keys
 from monitor.server import BackgroundServer
 from monitor.settings import Settings
 from tests.conftest import SPEC

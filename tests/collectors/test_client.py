@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from collectors import TelemetryClient
-from monitor import keys
+from monitor.db import keys
 from monitor.server import BackgroundServer, free_port
 from monitor.settings import Settings
 from tests.conftest import SPEC

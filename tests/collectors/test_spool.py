@@ -13,7 +13,7 @@ import pytest
 
 from collectors import TelemetryClient
 from collectors.spool import Spool
-from monitor import keys
+from monitor.db import keys
 from monitor.server import BackgroundServer, free_port
 from monitor.settings import Settings
 from tests.conftest import SPEC

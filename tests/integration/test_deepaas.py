@@ -22,8 +22,8 @@ from collectors.image import FEATURES, describe
 from monitor.db.engine import make_engine, make_sessionmaker
 from monitor.db.models import get_model
 from monitor.db.telemetry import load_window
-from monitor.schema import WindowSpec
 from monitor.server import free_port
+from monitor.spec.model import WindowSpec
 from tests.conftest import service_missing
 from tests.integration.serve_process import ServeProcess, tidewatch_serve
 

@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import func, select
 
 from monitor.db.tables import DetectionRun, TelemetryRecord
-from monitor.leader import current_leader
+from monitor.scheduling.leader import current_leader
 from monitor.server import free_port
 from tests.integration.serve_process import BIN
 from tests.monitor.monitoring_helpers import Db, make_db, records, spec

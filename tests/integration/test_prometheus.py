@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from dashboards.build import build_all, panel_queries
-from monitor.demo import run_demo
+from monitor.demo.run import run_demo
 from monitor.server import free_port
 from tests.conftest import service_missing
 from tests.integration.serve_process import ServeProcess, tidewatch_serve
@@ -112,7 +112,7 @@ def _exercise(server: ServeProcess) -> None:
     for m in monitors:
         m["schedule"] = {"every": 1}
     assert http.put("/api/v1/models/plankton-demo/monitors", json=monitors).status_code == 200
-    from monitor.demo_data import generate
+    from monitor.demo.data import generate
 
     records = generate(50, drifted=True, seed=99)
     for i, r in enumerate(records):

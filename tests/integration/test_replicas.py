@@ -23,7 +23,7 @@ from sqlalchemy import func, select
 
 from monitor.db.engine import make_engine, make_sessionmaker
 from monitor.db.tables import DetectionRun, TelemetryRecord
-from monitor.leader import current_leader
+from monitor.scheduling.leader import current_leader
 from monitor.server import free_port
 from tests.conftest import Inbox
 from tests.integration.serve_process import BIN, ServeProcess, tidewatch_serve

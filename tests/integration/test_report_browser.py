@@ -18,8 +18,8 @@ from typing import Any
 import httpx
 import pytest
 
-from monitor import keys
 from monitor.api import report
+from monitor.db import keys
 from monitor.server import BackgroundServer
 from monitor.settings import Settings
 from tests.conftest import SPEC, service_missing

@@ -18,7 +18,7 @@ from monitor.db.migrate import upgrade
 from monitor.db.models import RegisteredModel, upsert_model
 from monitor.db.references import save_reference
 from monitor.db.telemetry import ingest, save_labels
-from monitor.schema import ModelSpec
+from monitor.spec.model import ModelSpec
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)  # a window edge for every window length used here
 CLASSES = ["copepod", "diatom"]

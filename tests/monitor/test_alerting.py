@@ -18,16 +18,16 @@ import pytest
 from sqlalchemy import delete, select
 
 from alerts.webhook import verify
-from monitor.alerting import Alerting
+from monitor.alerting.delivery import channels_from, deliver_due, refresh_alertmanager
+from monitor.alerting.lifecycle import Alerting
 from monitor.db.models import upsert_model
 from monitor.db.tables import Alert, AlertEvent, OutboxMessage, TelemetryBatch, TelemetryRecord
-from monitor.delivery import channels_from, deliver_due, refresh_alertmanager
-from monitor.monitoring import run_due
-from monitor.pipeline import ReferenceCache
-from monitor.scheduler import Worker
-from monitor.schema import ModelSpec
+from monitor.runs.monitoring import run_due
+from monitor.runs.pipeline import ReferenceCache
+from monitor.scheduling.scheduler import Worker
 from monitor.server import free_port
 from monitor.settings import Settings
+from monitor.spec.model import ModelSpec
 from tests.conftest import Inbox
 from tests.monitor.monitoring_helpers import CLASSES, T0, Db, make_db, records
 

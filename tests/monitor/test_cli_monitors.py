@@ -12,7 +12,10 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from monitor.cli import app
+from monitor.db import keys
 from monitor.db.tables import DetectionRun
+from monitor.server import BackgroundServer
+from monitor.settings import Settings
 from tests.monitor.monitoring_helpers import T0, Db, make_db, records, spec
 
 runner = CliRunner()
@@ -115,20 +118,53 @@ def test_bad_monitor_files_and_arguments_are_refused(
     assert "unknown model" in invoke("status", "krill", "-c", str(config), code=1)
 
 
-def test_reference_promote(setup: tuple[Path, Db]) -> None:
-    config, _ = setup
-    out = invoke(
-        "reference",
-        "promote",
-        "plankton",
-        "--from",
-        (T0 + timedelta(minutes=4)).isoformat(),
-        "--to",
-        (T0 + timedelta(minutes=6)).isoformat(),
-        "-c",
-        str(config),
-    )
-    assert "120 production records" in out
+def test_reference_promote(setup: tuple[Path, Db], db_url: str) -> None:
+    """``reference promote`` talks to the service over HTTP, like ``reference upload``."""
+    _, db = setup
+    with db.sessions() as session:
+        key = keys.create_key(session, ["admin"])
+    # the test's records are months old: keep them from the start-up purge
+    settings = Settings(database_url=db_url, port=0, scheduler=False, retention_days=3650)
+    with BackgroundServer(settings) as server:
+        where = ["--url", server.url, "--key", key]
+        out = invoke(
+            "reference",
+            "promote",
+            "plankton",
+            "--from",
+            (T0 + timedelta(minutes=4)).isoformat(),
+            "--to",
+            (T0 + timedelta(minutes=6)).isoformat(),
+            *where,
+        )
+        assert "120 production records" in out
+        out = invoke(
+            "reference",
+            "promote",
+            "plankton",
+            "--from",
+            "2030-01-01",
+            "--to",
+            "2030-01-02",
+            *where,
+            code=1,
+        )
+        assert "no telemetry" in out
+        out = invoke(
+            "reference",
+            "promote",
+            "plankton",
+            "--from",
+            "2030-01-01",
+            "--to",
+            "2030-01-02",
+            "--url",
+            server.url,
+            "--key",
+            "tw_wrong",
+            code=1,
+        )
+        assert "401" in out
     out = invoke(
         "reference",
         "promote",
@@ -137,8 +173,7 @@ def test_reference_promote(setup: tuple[Path, Db]) -> None:
         "2030-01-01",
         "--to",
         "2030-01-02",
-        "-c",
-        str(config),
+        *where,
         code=1,
     )
-    assert "no telemetry" in out
+    assert "could not reach Tidewatch" in out and "TIDEWATCH_URL" in out

@@ -13,8 +13,8 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from monitor import keys
 from monitor.cli import app
+from monitor.db import keys
 from monitor.server import BackgroundServer
 from monitor.settings import Settings
 from tests.conftest import SPEC

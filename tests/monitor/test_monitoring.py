@@ -15,9 +15,9 @@ from sqlalchemy import func, select
 from detectors.performance.classification import classification_metrics
 from detectors.streaming import StreamingDriftDetector
 from monitor.db.tables import DetectionRun, MonitorState, PerformanceResult
-from monitor.monitoring import backfill, run_due
-from monitor.pipeline import ReferenceCache
-from monitor.status import model_statuses
+from monitor.runs.monitoring import backfill, run_due
+from monitor.runs.pipeline import ReferenceCache
+from monitor.runs.status import model_statuses
 from tests.monitor.monitoring_helpers import CLASSES, T0, Clock, Db, make_db, records, spec
 
 TUMBLING_MINUTE = {"type": "tumbling", "by": "time", "seconds": 60}
@@ -228,7 +228,7 @@ def test_restart_in_the_middle_of_a_stream_continues_where_it_stopped(
         )
 
     # the process dies while computing the fifth window: nothing of it is kept
-    import monitor.monitoring as monitoring
+    import monitor.runs.monitoring as monitoring
 
     real = monitoring.evaluate
 
@@ -416,7 +416,7 @@ def test_a_failing_window_is_recorded_and_the_monitor_goes_on(
         recs = records(T0 + timedelta(minutes=minute), 60, seconds=60, prefix=f"f{minute}-")
         db.post(recs)
         _with_labels(db, recs, 0.1, seed=minute)
-    import monitor.monitoring as monitoring
+    import monitor.runs.monitoring as monitoring
 
     real, calls = monitoring.evaluate, []
 

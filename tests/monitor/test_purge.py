@@ -21,7 +21,7 @@ from monitor.db.tables import (
     TelemetryRecord,
 )
 from monitor.db.telemetry import purge
-from monitor.retention import purge_expired
+from monitor.scheduling.retention import purge_expired
 from tests.monitor.monitoring_helpers import T0, Db, make_db, records, spec
 
 OLD = T0 - timedelta(days=40)

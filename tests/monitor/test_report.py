@@ -11,12 +11,13 @@ import pyarrow as pa
 import pytest
 from fastapi.testclient import TestClient
 
+from monitor.alerting.report_links import token
 from monitor.app import create_app
 from monitor.db.tables import DetectionRun
-from monitor.report import Columns, ReportInput, render_report, sample, window_span
-from monitor.report_links import token
-from monitor.schema import ModelSpec
+from monitor.reporting.report import Columns, ReportInput, render_report, sample
+from monitor.runs.windows import window_span
 from monitor.settings import Settings
+from monitor.spec.model import ModelSpec
 from tests.conftest import SPEC, make_key
 from tests.monitor.test_api_detection import DETECT, post, rows, upload_reference
 

@@ -23,9 +23,9 @@ from sqlalchemy import select
 
 from monitor.db.models import upsert_model
 from monitor.db.tables import DetectionRun
-from monitor.leader import LeaderLock, current_leader
-from monitor.pipeline import ReferenceCache
-from monitor.scheduler import Worker, job_id
+from monitor.runs.pipeline import ReferenceCache
+from monitor.scheduling.leader import LeaderLock, current_leader
+from monitor.scheduling.scheduler import Worker, job_id
 from monitor.settings import Settings
 from tests.monitor.monitoring_helpers import T0, Clock, Db, make_db, records, spec
 

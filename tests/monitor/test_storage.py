@@ -19,7 +19,7 @@ from monitor.db.migrate import current_revision, head_revision, upgrade
 from monitor.db.models import upsert_model
 from monitor.db.tables import Base, TelemetryBatch, TelemetryRecord
 from monitor.db.telemetry import ingest, purge
-from monitor.schema import ModelSpec
+from monitor.spec.model import ModelSpec
 from tests.conftest import SPEC, record
 
 UPGRADE = (

@@ -4,7 +4,7 @@ PostgreSQL: the leader holds a session-level advisory lock on a connection it ke
 the leader dies (even by ``kill -9``) the server ends its session and frees the lock, and the
 next follower that tries (every ``poll`` seconds) leads. The leader checks its connection at
 each poll and steps down when it is gone, so two leaders overlap for at most one poll; the row
-locks and unique window keys of :mod:`monitor.monitoring` keep even that overlap harmless.
+locks and unique window keys of :mod:`monitor.runs.monitoring` keep even that overlap harmless.
 
 SQLite: an exclusive ``flock`` on a file beside the database does the same for processes on one
 machine (the only place an SQLite file can be shared). An in-memory database has one process.

@@ -14,15 +14,15 @@ from sqlalchemy.orm import Session
 
 from monitor.db.models import RegisteredModel, list_models
 from monitor.db.tables import MonitorState
-from monitor.leader import current_leader
-
-RANK = {"no_data": 0, "ok": 1, "warning": 2, "drift": 3}
+from monitor.scheduling.leader import current_leader
+from monitor.vocabulary import ModelStatus as Status
+from monitor.vocabulary import worst as worst_of
 
 
 @dataclass(frozen=True)
 class MonitorStatus:
     monitor: str
-    status: str
+    status: Status
     since: datetime | None
     last_run_id: int | None
     last_run_at: datetime | None
@@ -32,7 +32,7 @@ class MonitorStatus:
 class ModelStatus:
     model: str
     version: str
-    status: str
+    status: Status
     since: datetime | None
     last_run_at: datetime | None
     monitors: list[MonitorStatus] = field(default_factory=list)
@@ -43,18 +43,18 @@ def _combine(registered: RegisteredModel, states: dict[str, MonitorState]) -> Mo
     for config in registered.spec.monitors:
         state = states.get(config.name)
         if state is None:
-            monitors.append(MonitorStatus(config.name, "no_data", None, None, None))
+            monitors.append(MonitorStatus(config.name, Status.NO_DATA, None, None, None))
         else:
             monitors.append(
                 MonitorStatus(
                     config.name,
-                    state.status,
+                    Status(state.status),
                     state.status_since,
                     state.last_run_id,
                     state.last_run_at,
                 )
             )
-    worst = max((m.status for m in monitors), key=RANK.__getitem__, default="no_data")
+    worst = worst_of(m.status for m in monitors)
     sinces = [m.since for m in monitors if m.status == worst and m.since is not None]
     last = [m.last_run_at for m in monitors if m.last_run_at is not None]
     return ModelStatus(

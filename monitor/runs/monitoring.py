@@ -26,9 +26,8 @@ from monitor.db.models import RegisteredModel
 from monitor.db.tables import DetectionRun, MonitorState, TelemetryBatch
 from monitor.db.telemetry import load_window
 from monitor.observability.service import RUN_SECONDS, RUNS
-from monitor.pipeline import ReferenceCache, evaluate, new_run
-from monitor.schema import MonitorConfig, WindowSpec
-from monitor.windows import (
+from monitor.runs.pipeline import ReferenceCache, evaluate, new_run
+from monitor.runs.windows import (
     Window,
     align,
     due_time_spans,
@@ -38,16 +37,17 @@ from monitor.windows import (
     time_key,
     time_window,
 )
+from monitor.spec.model import MonitorConfig, WindowSpec
+from monitor.vocabulary import ModelStatus, RunStatus, WindowKey
 
 log = logging.getLogger("tidewatch.monitoring")
 # windows computed per call at most, so one monitor that is far behind cannot starve the rest
 MAX_WINDOWS_PER_RUN = 500
-NO_DATA_STATUSES = ("insufficient_data", "no_reference", "error")
 
 
-def model_status(run_status: str) -> str:
+def model_status(run_status: str) -> ModelStatus:
     """A run's status as a model status: ok, warning, drift or no_data."""
-    return "no_data" if run_status in NO_DATA_STATUSES else run_status
+    return RunStatus(run_status).model_status
 
 
 def _state(session: Session, registered: RegisteredModel, monitor: str) -> MonitorState:
@@ -71,7 +71,7 @@ def _state(session: Session, registered: RegisteredModel, monitor: str) -> Monit
             model_version_id=registered.version.id,
             monitor=monitor,
             stream_seen=0,
-            status="no_data",
+            status=ModelStatus.NO_DATA,
             updated_at=datetime.now(UTC),
         )
         .on_conflict_do_nothing()
@@ -276,7 +276,7 @@ def _failed(
     session.rollback()
     state = _state(session, registered, monitor.name)
     run = new_run(registered, monitor, trigger=trigger, window_key=window.key if window else None)
-    run.status, run.message = "error", f"failed: {type(exc).__name__}: {exc}"[:2000]
+    run.status, run.message = RunStatus.ERROR, f"failed: {type(exc).__name__}: {exc}"[:2000]
     if window is not None and window.start is not None and window.end is not None:
         run.window_start, run.window_end = window.start, window.end
     elif table is not None and table.num_rows:
@@ -464,5 +464,5 @@ def backfill(
     size = monitor.window.size
     for offset in range(0, everything.num_rows - size + 1, size):
         chunk = everything.slice(offset, size)
-        compute(f"b:{chunk.column('id')[0].as_py()}", chunk, None)
+        compute(str(WindowKey.backfill(chunk.column("id")[0].as_py())), chunk, None)
     return runs

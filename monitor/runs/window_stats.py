@@ -7,13 +7,13 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from monitor.schema import ModelSpec
+from monitor.spec.model import ModelSpec
 
 
 def window_stats(table: pa.Table, spec: ModelSpec) -> dict[str, float]:
     """Summaries of ``table`` (the window's records) for the model's task.
 
-    >>> from monitor.schema import ModelSpec
+    >>> from monitor.spec.model import ModelSpec
     >>> spec = ModelSpec.model_validate({"name": "m",
     ...     "features": [{"name": "x", "kind": "numeric"}],
     ...     "output": {"task": "classification", "classes": ["a", "b"]}})

@@ -7,10 +7,6 @@ version's reference. Evidently's page is a whole document with its JavaScript bu
 so it is embedded as a sandboxed ``srcdoc`` iframe: nothing is downloaded when the page is
 opened, and the telemetry values Evidently writes into its page as script data can't run with
 the report's origin. The page works offline.
-
->>> span = window_span(DetectionRun(window_start=EPOCH, window_end=EPOCH, window_key=None))
->>> (span[1] - span[0]).microseconds
-1
 """
 
 from __future__ import annotations
@@ -21,7 +17,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -34,8 +30,8 @@ from monitor.db.models import RegisteredModel
 from monitor.db.references import get_reference
 from monitor.db.results import run_performance, run_quality, run_results
 from monitor.db.tables import DetectionResult, DetectionRun, PerformanceResult, QualityResult
-from monitor.schema import ModelSpec
-from monitor.windows import load_span
+from monitor.runs.windows import load_span, window_span
+from monitor.spec.model import ModelSpec
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -103,19 +99,6 @@ class Plot:
     feature: str
     png: str  # a data URI
     drift: bool | None
-
-
-def window_span(run: DetectionRun) -> tuple[datetime, datetime]:
-    """``[start, end)`` of the run's records; ValueError for a run without a window.
-
-    A time window (key ``t:...``) is stored with its own edges; any other run stores its first
-    and last record's timestamps, so its end is one microsecond after the last record.
-    """
-    if run.window_start is None or run.window_end is None:
-        raise ValueError(f"run {run.id} has no window: it was computed on no records")
-    if run.window_key is not None and run.window_key.startswith("t:"):
-        return run.window_start, run.window_end
-    return run.window_start, run.window_end + timedelta(microseconds=1)
 
 
 def load_report_input(

@@ -19,10 +19,11 @@ from rich.progress import Progress
 from rich.table import Table
 
 from collectors import TelemetryClient
-from monitor import keys
-from monitor.demo_data import SPEC, generate, reference_csv, true_labels
+from monitor.db import keys
+from monitor.demo.data import SPEC, generate, reference_csv, true_labels
 from monitor.server import BackgroundServer
 from monitor.settings import Settings
+from monitor.vocabulary import ResultKey
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,7 @@ def _summary(console: Console, run: dict[str, Any]) -> None:
 
 def _performance(console: Console, run: dict[str, Any]) -> None:
     values = {p["metric"]: p["value"] for p in run["performance"] if p["value"] is not None}
-    realized, estimated = values.get("accuracy"), values.get("estimated.accuracy")
+    realized, estimated = values.get("accuracy"), values.get(str(ResultKey.estimated("accuracy")))
     if realized is not None and estimated is not None:
         console.print(
             f"accuracy on the validated images: {realized:.3f}; estimated without labels "

@@ -13,7 +13,7 @@ import numpy as np
 
 from detectors.quality import DataQuality, QualityReport, QualityThresholds
 from monitor.data.arrays import Columns
-from monitor.schema import ModelSpec
+from monitor.spec.model import ModelSpec
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 
 from alerts.rules import AlertRule
 from monitor.db.models import get_model, upsert_model
-from monitor.schema import ModelSpec, MonitorConfig, Name
+from monitor.spec.model import ModelSpec, MonitorConfig, Name
 
 
 class ModelMonitors(BaseModel):

@@ -25,8 +25,9 @@ from sqlalchemy.orm import Session
 
 from monitor.data.layout import TS_TYPE, from_bytes
 from monitor.db.models import RegisteredModel
-from monitor.db.tables import TelemetryBatch
-from monitor.schema import WindowSpec
+from monitor.db.tables import DetectionRun, TelemetryBatch
+from monitor.spec.model import WindowSpec
+from monitor.vocabulary import WindowKey
 
 SETTLE = timedelta(seconds=5)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -54,7 +55,7 @@ def align(moment: datetime, seconds: float) -> datetime:
 
 
 def time_key(start: datetime) -> str:
-    return "t:" + start.astimezone(UTC).isoformat()
+    return str(WindowKey.time(start))
 
 
 def earliest_ts(session: Session, registered: RegisteredModel) -> datetime | None:
@@ -152,7 +153,7 @@ def next_count_window(
         return None
     table = pa.concat_tables(parts)
     return Window(
-        key=f"c:{first[0]}.{first[1]}",
+        key=str(WindowKey.count(first[0], first[1])),
         start=None,
         end=None,
         table=table.sort_by("ts"),
@@ -202,3 +203,16 @@ def _gap_end(
     if following.tzinfo is None:
         following = following.replace(tzinfo=UTC)
     return min(align(following, spec.seconds), last_due_end)
+
+
+def window_span(run: DetectionRun) -> tuple[datetime, datetime]:
+    """``[start, end)`` of the run's records; ValueError for a run without a window.
+
+    A time window (key ``t:...``) is stored with its own edges; any other run stores its first
+    and last record's timestamps, so its end is one microsecond after the last record.
+    """
+    if run.window_start is None or run.window_end is None:
+        raise ValueError(f"run {run.id} has no window: it was computed on no records")
+    if WindowKey.is_time(run.window_key):
+        return run.window_start, run.window_end
+    return run.window_start, run.window_end + timedelta(microseconds=1)

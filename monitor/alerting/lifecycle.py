@@ -3,8 +3,8 @@
 One alert per rule and model while it fires (a partial unique index backs this up when two
 processes check at once). A notification is never sent from here: it is written to the outbox
 (``alert_outbox``) in the transaction that changes the alert, one row per channel, and
-:mod:`monitor.delivery` sends it later. So a slow or broken channel never holds up detection,
-and a crash between the change and the send loses nothing (at least once).
+:mod:`monitor.alerting.delivery` sends it later. So a slow or broken channel never holds up
+detection, and a crash between the change and the send loses nothing (at least once).
 
 Acknowledging an alert stops its re-notifications until it resolves; silencing it stops every
 notification of it until the silence ends. Everything that happens to an alert is kept in
@@ -24,7 +24,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from alerts.notification import FeatureDrift, Histogram, Notification, TrendPoint
-from alerts.rules import NO_VERDICT, AlertRule, RunFacts, Verdict, check, check_telemetry
+from alerts.rules import AlertRule, RunFacts, Verdict, check, check_telemetry
+from monitor.alerting.report_links import report_url
 from monitor.data.arrays import table_columns
 from monitor.data.layout import from_bytes
 from monitor.db.models import RegisteredModel, list_models
@@ -39,9 +40,9 @@ from monitor.db.tables import (
     QualityResult,
     TelemetryBatch,
 )
-from monitor.report_links import report_url
+from monitor.runs.windows import load_span, window_span
 from monitor.settings import Settings
-from monitor.windows import load_span
+from monitor.vocabulary import NO_VERDICT, ResultKey
 
 log = logging.getLogger("tidewatch.alerting")
 MAX_PLOTTED = 3
@@ -70,7 +71,7 @@ def run_facts(session: Session, version_id: int, monitor: str, limit: int) -> li
                 DetectionRun.model_version_id == version_id,
                 DetectionRun.monitor == monitor,
                 DetectionRun.trigger != "backfill",
-                DetectionRun.status.not_in(NO_VERDICT),
+                DetectionRun.status.not_in(sorted(NO_VERDICT)),
             )
             .order_by(DetectionRun.id.desc())
             .limit(limit)
@@ -402,10 +403,7 @@ class Alerting:
         reference = get_reference(session, registered)
         if reference is None or run.window_start is None or run.window_end is None or not features:
             return {}
-        end = run.window_end
-        if not (run.window_key or "").startswith("t:"):
-            end += timedelta(microseconds=1)  # the run's last record belongs to it
-        current = load_span(session, registered, run.window_start, end)
+        current = load_span(session, registered, *window_span(run))
         if current is None:
             return {}
         ref_cols = table_columns(from_bytes(reference.data), registered.spec).numeric
@@ -427,7 +425,8 @@ class Alerting:
     def _trend(
         self, session: Session, registered: RegisteredModel, monitor: str, rule: AlertRule
     ) -> list[TrendPoint]:
-        key = f"estimated.{rule.metric}" if rule.estimated else str(rule.metric)
+        metric = str(rule.metric)
+        key = str(ResultKey.estimated(metric) if rule.estimated else ResultKey.realized(metric))
         rows = session.execute(
             select(DetectionRun.window_end, DetectionRun.finished_at, PerformanceResult.value)
             .join(PerformanceResult, PerformanceResult.run_id == DetectionRun.id)

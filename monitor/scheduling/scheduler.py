@@ -1,13 +1,13 @@
 """The scheduler: every monitor of every model runs by itself, on its interval or cron.
 
 One :class:`Worker` per process (inside ``tidewatch serve``, or alone as ``tidewatch worker``).
-Only the leader (:mod:`monitor.leader`) runs an APScheduler ``BackgroundScheduler``; its jobs
-live in the database (``SQLAlchemyJobStore``, table ``tidewatch_jobs``), so a new leader picks
-up each job's next run time where the old one left it. Jobs coalesce (runs missed while no
+Only the leader (:mod:`monitor.scheduling.leader`) runs an APScheduler ``BackgroundScheduler``;
+its jobs live in the database (``SQLAlchemyJobStore``, table ``tidewatch_jobs``), so a new leader
+picks up each job's next run time where the old one left it. Jobs coalesce (runs missed while no
 leader was up collapse into one) and a run later than ``misfire_grace_seconds`` is skipped;
 nothing is lost either way, because a tumbling monitor computes every window closed since its
 cursor. ``max_instances=1`` and a per-monitor lock mean a monitor never runs twice at once in a
-process; across processes, :mod:`monitor.monitoring` locks the monitor's state row.
+process; across processes, :mod:`monitor.runs.monitoring` locks the monitor's state row.
 
 The leader re-reads the models every ``scheduler_sync_seconds`` (models are created through any
 replica) and adds, changes or removes jobs; a job is replaced only when its schedule changed,
@@ -32,16 +32,16 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from monitor.alerting import Alerting
+from monitor.alerting.delivery import channels_from, deliver_due, refresh_alertmanager
+from monitor.alerting.lifecycle import Alerting
+from monitor.cycle import run_and_alert
 from monitor.db.models import get_model, list_models
 from monitor.db.tables import DetectionRun
-from monitor.delivery import channels_from, deliver_due, refresh_alertmanager
-from monitor.leader import LeaderLock, announce, holder_name
-from monitor.monitoring import run_due
 from monitor.observability.service import LEADER, SCHEDULER_LAG
-from monitor.pipeline import ReferenceCache
-from monitor.schema import MonitorConfig, ScheduleSpec
+from monitor.runs.pipeline import ReferenceCache
+from monitor.scheduling.leader import LeaderLock, announce, holder_name
 from monitor.settings import Settings
+from monitor.spec.model import MonitorConfig, ScheduleSpec
 
 log = logging.getLogger("tidewatch.scheduler")
 JOB_TABLE = "tidewatch_jobs"
@@ -129,16 +129,16 @@ class Worker:
             if config is None:
                 return []
             try:
-                runs = run_due(
+                runs = run_and_alert(
                     self.sessions,
                     registered,
                     config,
                     self.cache,
+                    self.alerting,
                     now=self.clock(),
                     device=self.settings.device,
                     trigger=trigger,
                 )
-                self.alerting.after_runs(registered, monitor, runs)
             except Exception:
                 log.exception("monitor %s/%s failed", model, monitor)
                 raise
@@ -193,7 +193,7 @@ class Worker:
             if job is not None and job.kwargs.get("fingerprint") == fingerprint:
                 continue
             scheduler.add_job(
-                "monitor.scheduler:_job",
+                "monitor.scheduling.scheduler:_job",
                 trigger=trigger_for(config.schedule),
                 id=jid,
                 name=f"{model}/{config.name}",
@@ -206,12 +206,15 @@ class Worker:
         """Jobs of the service itself: delivering the outbox, checking for silent models."""
         return {
             "tidewatch:deliver": (
-                "monitor.scheduler:_deliver",
+                "monitor.scheduling.scheduler:_deliver",
                 self.settings.alert_delivery_seconds,
             ),
-            "tidewatch:telemetry-rules": ("monitor.scheduler:_telemetry_rules", 60.0),
+            "tidewatch:telemetry-rules": ("monitor.scheduling.scheduler:_telemetry_rules", 60.0),
             # Alertmanager resolves an alert it has not heard of for 5 minutes
-            "tidewatch:alertmanager-refresh": ("monitor.scheduler:_refresh_alertmanager", 60.0),
+            "tidewatch:alertmanager-refresh": (
+                "monitor.scheduling.scheduler:_refresh_alertmanager",
+                60.0,
+            ),
         }
 
     def deliver(self) -> int:

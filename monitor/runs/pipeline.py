@@ -36,10 +36,11 @@ from monitor.db.tables import (
     WindowStat,
 )
 from monitor.db.telemetry import load_window
-from monitor.performance_step import estimate_performance, score_performance
-from monitor.quality_step import fit_quality, score_quality
-from monitor.schema import MonitorConfig, PerformanceSpec
-from monitor.window_stats import window_stats
+from monitor.runs.performance import estimate_performance, score_performance
+from monitor.runs.quality import fit_quality, score_quality
+from monitor.runs.window_stats import window_stats
+from monitor.spec.model import MonitorConfig, PerformanceSpec
+from monitor.vocabulary import RunStatus
 
 _KINDS = ("numeric", "categorical", "vector")
 
@@ -123,7 +124,7 @@ class ReferenceCache:
         return fitted
 
 
-def _finish(session: Session, run: DetectionRun, status: str, message: str) -> DetectionRun:
+def _finish(session: Session, run: DetectionRun, status: RunStatus, message: str) -> DetectionRun:
     run.status, run.message = status, message
     run.finished_at = datetime.now(UTC)
     session.add(run)
@@ -149,10 +150,6 @@ def new_run(
         window_key=window_key,
         runner=f"{socket.gethostname()}:{os.getpid()}",
     )
-
-
-# how bad each run status is; a model's status is the worst of its monitors'
-SEVERITY = {"no_reference": 0, "insufficient_data": 0, "ok": 1, "warning": 2, "drift": 3}
 
 
 def run_monitor(
@@ -200,17 +197,17 @@ def evaluate(
         run.window_start, run.window_end = ts[0].as_py(), ts[-1].as_py()
     session.add(run)
     session.flush()  # gives the run its id for the result rows
-    statuses: list[str] = []
+    statuses: list[RunStatus] = []
     messages: list[str] = []
     if monitor.detectors or monitor.quality:
         reference = get_reference(session, registered)
         if reference is None:
-            statuses.append("no_reference")
+            statuses.append(RunStatus.NO_REFERENCE)
             messages.append("no reference uploaded for this version")
         else:
             run.n_reference = reference.n_rows
             if current is None or n_current < monitor.min_samples:
-                statuses.append("insufficient_data")
+                statuses.append(RunStatus.INSUFFICIENT_DATA)
                 messages.append(f"{n_current} records in the window, {monitor.min_samples} needed")
             else:
                 status, message = _drift_step(
@@ -228,8 +225,8 @@ def evaluate(
         statuses.append(status)
         messages.append(message)
     if not statuses:
-        statuses, messages = ["insufficient_data"], ["this monitor checks nothing"]
-    return _finish(session, run, max(statuses, key=SEVERITY.__getitem__), "; ".join(messages))
+        statuses, messages = [RunStatus.INSUFFICIENT_DATA], ["this monitor checks nothing"]
+    return _finish(session, run, max(statuses, key=lambda s: s.severity), "; ".join(messages))
 
 
 def _drift_step(
@@ -241,7 +238,7 @@ def _drift_step(
     current: pa.Table,
     reference: ReferenceSet,
     device: str,
-) -> tuple[str, str]:
+) -> tuple[RunStatus, str]:
     key = (reference.id, reference.sha256, monitor.model_dump_json(), device)
     ref_data = reference.data
     fitted = cache.get(
@@ -289,11 +286,11 @@ def _drift_step(
     drifted = int(drift.sum())
     run.drifted_share = drifted / tested if tested else None
     if drifted and (run.drifted_share or 0.0) >= monitor.drift_share:
-        status = "drift"
+        status = RunStatus.DRIFT
     elif drifted or problems:
-        status = "warning"
+        status = RunStatus.WARNING
     else:
-        status = "ok"
+        status = RunStatus.OK
     message = (
         f"{drifted} of {tested} features drifted ({monitor.correction}, alpha={monitor.alpha})"
     )
@@ -310,9 +307,9 @@ def _performance_step(
     current: pa.Table | None,
     stream: StreamingDriftDetector | None,
     device: str,
-) -> tuple[str, str]:
+) -> tuple[RunStatus, str]:
     if current is None or current.num_rows == 0:
-        return "insufficient_data", "no labelled records"
+        return RunStatus.INSUFFICIENT_DATA, "no labelled records"
     outcome = score_performance(session, registered, spec, current, stream, device)
     rows = list(outcome.rows)
     estimated = ""
@@ -325,21 +322,21 @@ def _performance_step(
         session.add(PerformanceResult(run_id=run.id, **row.__dict__))
     if outcome.n_labels < spec.min_labels:
         message = f"{outcome.n_labels} labelled records, {spec.min_labels} needed for metrics"
-        status = "insufficient_data"
+        status = RunStatus.INSUFFICIENT_DATA
     else:
         message = f"performance on {outcome.n_labels} labels"
-        status = "ok"
+        status = RunStatus.OK
         if outcome.breached:
             message += f": {', '.join(outcome.breached)} beyond threshold"
-            status = "drift"
+            status = RunStatus.DRIFT
     if outcome.stream_drifts:
         message += (
             f"; concept drift detected {outcome.stream_drifts}x by {stream and stream.method}"
         )
-        status = "drift"
-    elif outcome.stream_warning and status != "drift":
+        status = RunStatus.DRIFT
+    elif outcome.stream_warning and status != RunStatus.DRIFT:
         message += f"; {stream and stream.method} warning"
-        status = "warning"
+        status = RunStatus.WARNING
     if estimated:
         message += f"; {estimated}"
     return status, message

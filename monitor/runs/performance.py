@@ -24,7 +24,8 @@ from detectors.streaming import StreamingDriftDetector
 from monitor.data.layout import from_bytes
 from monitor.db.models import RegisteredModel
 from monitor.db.tables import Label, TelemetryBatch, TelemetryRecord
-from monitor.schema import PERFORMANCE_METRICS, PerformanceSpec, performance_metrics
+from monitor.spec.model import PERFORMANCE_METRICS, PerformanceSpec, performance_metrics
+from monitor.vocabulary import ResultKey
 
 _ID_CHUNK = 900
 CBPE_METRICS = ("accuracy", "f1", "roc_auc")
@@ -200,7 +201,7 @@ def estimate_performance(
     cbpe = CBPE(metrics=CBPE_METRICS, n_bootstrap=0, device=device)
     estimate = cbpe.fit(proba, truth, classes=classes).estimate(_rows_summing_to_one(current))
     rows = [
-        MetricRow(f"estimated.{m}", float(estimate[m].value), None, False, len(truth))
+        MetricRow(str(ResultKey.estimated(m)), float(estimate[m].value), None, False, len(truth))
         for m in CBPE_METRICS
     ]
     return rows, f"estimated on {len(truth)} earlier labels"
@@ -242,6 +243,8 @@ def score_performance(
         metric_rows.append(MetricRow(name, value, threshold, problem, n))
     if stream is not None:
         metric_rows.append(
-            MetricRow(f"stream.{stream.method}.drifts", float(drifts), None, drifts > 0, n)
+            MetricRow(
+                str(ResultKey.stream(stream.method, "drifts")), float(drifts), None, drifts > 0, n
+            )
         )
     return PerformanceOutcome(metric_rows, n, breached, drifts, warning)

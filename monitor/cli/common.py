@@ -1,0 +1,79 @@
+"""What every command group shares: the console, the settings option, the database engine and
+the formats of times and numbers."""
+
+from __future__ import annotations
+
+import tomllib
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import httpx
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+
+from monitor.settings import Settings, load_settings
+
+console = Console()
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="TOML settings file", envvar="TIDEWATCH_CONFIG"),
+]
+
+# the commands that talk to a running service, as a module would
+DEFAULT_URL = "http://127.0.0.1:8000"
+UrlOption = Annotated[str, typer.Option("--url", envvar="TIDEWATCH_URL", help="Tidewatch base URL")]
+KeyOption = Annotated[
+    str, typer.Option("--key", envvar="TIDEWATCH_KEY", help="API key (admin or ingest:<model>)")
+]
+
+
+def unreachable(url: str, exc: Exception) -> NoReturn:
+    console.print(
+        f"[red]could not reach Tidewatch at {url}: {exc}[/]\n"
+        "Is `tidewatch serve` running there? Set the address with --url or TIDEWATCH_URL."
+    )
+    raise typer.Exit(1)
+
+
+def refused(response: httpx.Response) -> NoReturn:
+    console.print(f"[red]refused ({response.status_code}):[/] {response.text}")
+    raise typer.Exit(1)
+
+
+def settings_of(config: Path | None, **overrides: Any) -> Settings:
+    try:
+        return load_settings(config, **{k: v for k, v in overrides.items() if v is not None})
+    except (ValidationError, FileNotFoundError, tomllib.TOMLDecodeError) as exc:
+        console.print(f"[red]invalid settings:[/] {exc}")
+        raise typer.Exit(2) from None
+
+
+def engine_of(settings: Settings) -> Any:
+    from monitor.db.engine import make_engine
+    from monitor.db.migrate import upgrade
+
+    engine = make_engine(settings.database_url)
+    upgrade(engine)
+    return engine
+
+
+def parse_when(text: str) -> datetime:
+    """An ISO 8601 time (UTC when it names no zone) or a date."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise typer.BadParameter(
+            f"{text!r} is not an ISO 8601 time such as 2026-11-01T00:00"
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def show_time(moment: datetime | None) -> str:
+    return "-" if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def show_number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3g}"

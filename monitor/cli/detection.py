@@ -1,0 +1,206 @@
+"""``tidewatch detect``, ``backfill`` and ``status``: runs and their outcome (on the database)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import typer
+from rich.progress import BarColumn, Progress
+from rich.table import Table
+
+from monitor.cli.common import (
+    ConfigOption,
+    console,
+    engine_of,
+    parse_when,
+    settings_of,
+    show_number,
+    show_time,
+)
+from monitor.settings import Settings
+from monitor.vocabulary import ModelStatus as Status
+
+
+def monitors_of(settings: Settings, model: str, monitor: str | None) -> tuple[Any, Any, list[Any]]:
+    """Sessions, the model's current version and its monitors (or the one named); exits with a
+    message when either is unknown."""
+    from monitor.cycle import UnknownMonitor, monitors_named
+    from monitor.db.engine import make_sessionmaker
+    from monitor.db.models import get_model
+
+    sessions = make_sessionmaker(engine_of(settings))
+    with sessions() as session:
+        registered = get_model(session, model)
+    if registered is None:
+        console.print(f"[red]unknown model {model!r}[/]")
+        raise typer.Exit(1)
+    try:
+        monitors = monitors_named(registered, monitor)
+    except UnknownMonitor as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(1) from None
+    return sessions, registered, monitors
+
+
+def detect(
+    model: str,
+    monitor: Annotated[str | None, typer.Option(help="run only this monitor")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Run MODEL's monitors now against the database and print the results.
+
+    A sliding monitor runs once; a tumbling one computes every window closed since its last.
+    """
+    from monitor.alerting.lifecycle import Alerting
+    from monitor.cycle import run_and_alert
+    from monitor.db.results import run_results
+    from monitor.runs.pipeline import ReferenceCache
+
+    settings = settings_of(config)
+    sessions, registered, monitors = monitors_of(settings, model, monitor)
+    cache, alerting = ReferenceCache(1), Alerting(settings, sessions)
+    for config_ in monitors:
+        runs = run_and_alert(
+            sessions, registered, config_, cache, alerting, device=settings.device, trigger="manual"
+        )
+        if not runs:
+            console.print(f"{model} / {config_.name}: no window is due")
+        for run in runs:
+            table = Table(
+                "feature",
+                "test",
+                "statistic",
+                "p-value",
+                "adjusted",
+                "drift",
+                title=f"{model} / {config_.name}: {run.status} ({run.message})",
+            )
+            with sessions() as session:
+                for r in run_results(session, run.id):
+                    table.add_row(
+                        r.feature,
+                        r.method,
+                        show_number(r.statistic),
+                        show_number(r.p_value),
+                        show_number(r.p_adjusted),
+                        "DRIFT" if r.drift else "ok",
+                    )
+            console.print(table)
+
+
+def backfill(
+    model: str,
+    start: Annotated[str, typer.Option("--from", help="start, ISO 8601 (UTC by default)")],
+    end: Annotated[str, typer.Option("--to", help="end (excluded), ISO 8601")],
+    monitor: Annotated[str | None, typer.Option(help="only this monitor")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Recompute MODEL's results over history, replacing earlier runs of the same windows."""
+    from monitor.runs.monitoring import model_status
+    from monitor.runs.pipeline import ReferenceCache
+
+    t1, t2 = parse_when(start), parse_when(end)
+    if t1 >= t2:
+        console.print("[red]--from must be before --to[/]")
+        raise typer.Exit(2)
+    settings = settings_of(config)
+    sessions, registered, monitors = monitors_of(settings, model, monitor)
+    cache = ReferenceCache(1)
+    summary = Table("monitor", "windows", *(s.label for s in COUNTED))
+    for config_ in monitors:
+        runs = _backfill_one(sessions, registered, config_, cache, t1, t2, settings.device)
+        counts = dict.fromkeys(COUNTED, 0)
+        for run in runs:
+            counts[model_status(run.status)] += 1
+        summary.add_row(config_.name, str(len(runs)), *(str(v) for v in counts.values()))
+    console.print(summary)
+
+
+def _backfill_one(
+    sessions: Any,
+    registered: Any,
+    monitor: Any,
+    cache: Any,
+    t1: datetime,
+    t2: datetime,
+    device: str,
+) -> list[Any]:
+    """One monitor's backfill under a progress bar (windows, or records for count windows)."""
+    from monitor.runs.monitoring import backfill as run_backfill
+    from monitor.runs.monitoring import due_backfill_spans
+    from monitor.runs.windows import load_span
+
+    by_time = monitor.window.by == "time"
+    now = datetime.now(UTC)
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        "{task.completed:,}/{task.total:,} " + ("windows" if by_time else "records"),
+        console=console,
+    ) as progress:
+        if by_time:
+            total = len(due_backfill_spans(sessions, registered, monitor, t1, t2, now))
+        else:
+            with sessions() as session:
+                found = load_span(session, registered, t1, t2)
+            total = 0 if found is None else found.num_rows
+        task = progress.add_task(f"{registered.spec.name} / {monitor.name}", total=total)
+        runs: list[Any] = run_backfill(
+            sessions,
+            registered,
+            monitor,
+            cache,
+            t1,
+            t2,
+            device=device,
+            progress=lambda rows: progress.advance(task, 1 if by_time else rows),
+            now=now,
+        )
+    return runs
+
+
+_STATUS_STYLE = {
+    Status.OK: "green",
+    Status.WARNING: "yellow",
+    Status.DRIFT: "bold red",
+    Status.NO_DATA: "dim",
+}
+# the columns of the backfill summary, in this order
+COUNTED = (Status.OK, Status.WARNING, Status.DRIFT, Status.NO_DATA)
+
+
+def status(
+    model: Annotated[str | None, typer.Argument(help="only this model")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Each model's status (ok, warning, drift, no data), since when, and who schedules."""
+    from monitor.db.engine import make_sessionmaker
+    from monitor.runs.status import leader, model_statuses
+
+    with make_sessionmaker(engine_of(settings_of(config)))() as session:
+        statuses = model_statuses(session, model)
+        holder, heartbeat = leader(session)
+    if model is not None and not statuses:
+        console.print(f"[red]unknown model {model!r}[/]")
+        raise typer.Exit(1)
+    table = Table("model", "version", "status", "since", "monitors", "last run")
+    for s in statuses:
+        style = _STATUS_STYLE[s.status]
+        table.add_row(
+            s.model,
+            s.version,
+            f"[{style}]{s.status.label}[/]",
+            show_time(s.since),
+            ", ".join(f"{m.monitor}: {m.status.label}" for m in s.monitors),
+            show_time(s.last_run_at),
+        )
+    console.print(table)
+    if holder is None:
+        console.print("scheduler: no leader has run yet")
+    else:
+        console.print(f"scheduler leader: {holder} (last heartbeat {show_time(heartbeat)})")
+
+
+COMMANDS: list[Callable[..., None]] = [detect, backfill, status]

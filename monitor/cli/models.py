@@ -1,0 +1,74 @@
+"""``tidewatch models``: register and list models (on the database)."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from pydantic import ValidationError
+from rich.table import Table
+
+from monitor.cli.common import (
+    ConfigOption,
+    console,
+    engine_of,
+    settings_of,
+)
+
+group = typer.Typer(help="Register and list models.", no_args_is_help=True)
+
+
+def _read_spec(path: Path) -> dict[str, Any]:
+    text = path.read_text()
+    data: dict[str, Any] = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+    return data
+
+
+@group.command("create")
+def models_create(
+    spec_file: Annotated[Path, typer.Argument(exists=True, help="model spec, JSON or TOML")],
+    config: ConfigOption = None,
+) -> None:
+    """Register a model (or a new version, or new monitors) from a spec file."""
+    from monitor.db.engine import make_sessionmaker
+    from monitor.db.models import SchemaConflict, upsert_model
+    from monitor.spec.model import ModelSpec
+
+    try:
+        spec = ModelSpec.model_validate(_read_spec(spec_file))
+    except (ValidationError, ValueError) as exc:
+        console.print(f"[red]invalid model spec:[/] {exc}")
+        raise typer.Exit(2) from None
+    with make_sessionmaker(engine_of(settings_of(config)))() as session:
+        try:
+            _, created = upsert_model(session, spec)
+        except SchemaConflict as exc:
+            console.print(f"[red]{exc}[/]")
+            raise typer.Exit(1) from None
+    console.print(f"{'created' if created else 'updated'} {spec.name} version {spec.version}")
+
+
+@group.command("list")
+def models_list(config: ConfigOption = None) -> None:
+    """The registered models with their current version and data volume."""
+    from monitor.db.engine import make_sessionmaker
+    from monitor.db.models import list_models
+    from monitor.db.references import get_reference
+    from monitor.db.telemetry import count_records
+
+    table = Table("model", "version", "task", "features", "reference rows", "records")
+    with make_sessionmaker(engine_of(settings_of(config)))() as session:
+        for m in list_models(session):
+            ref = get_reference(session, m)
+            table.add_row(
+                m.spec.name,
+                m.spec.version,
+                m.spec.output.task,
+                str(len(m.spec.features)),
+                "-" if ref is None else str(ref.n_rows),
+                str(count_records(session, m)),
+            )
+    console.print(table)

@@ -1,0 +1,2 @@
+"""``tidewatch demo``: the whole loop on embedded defaults (:mod:`.run`), on synthetic data
+(:mod:`.data`)."""

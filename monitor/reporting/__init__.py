@@ -1,0 +1,1 @@
+"""Reporting: the HTML drift report of one run (Tidewatch's section, plots, Evidently's)."""
