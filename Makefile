@@ -1,15 +1,17 @@
 # The two commands of the README: `make demo` and `make test`. Both set up .venv first.
+# `make dist` builds the two distributions, tidewatch-client and tidewatch-server, into dist/.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bench-ingest bench-detectors bench-cycle clean
+.PHONY: demo test lint dist bench-ingest bench-detectors bench-cycle clean
 
-$(BIN)/tidewatch: pyproject.toml
+$(BIN)/tidewatch: pyproject.toml collectors/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	# torch pinned here: its CPU build is on local disk, a looser pin downloads a CUDA build
-	$(BIN)/pip install --quiet torch==2.13.0 -e '.[dev]'
+	# torch pinned here: its CPU build is on local disk, a looser pin downloads a CUDA build.
+	# The client (collectors/) is installed first, editable: the server requires it.
+	$(BIN)/pip install --quiet torch==2.13.0 -e ./collectors -e '.[dev]'
 	touch $@
 
 demo: $(BIN)/tidewatch
@@ -19,6 +21,15 @@ lint: $(BIN)/tidewatch
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	# the client runs on older Pythons (mypy checks 3.10 at the oldest; a test runs it on 3.9)
+	$(BIN)/mypy --python-version 3.10 -p collectors
+
+dist: $(BIN)/tidewatch
+	rm -rf dist
+	$(BIN)/python -m build --outdir dist collectors
+	$(BIN)/python -m build --outdir dist .
+	rm -rf build collectors/build *.egg-info collectors/*.egg-info
+	@ls -l dist
 
 test: lint
 	DO_NOT_TRACK=1 $(BIN)/python -m pytest
@@ -33,4 +44,4 @@ bench-cycle: $(BIN)/tidewatch
 	DO_NOT_TRACK=1 $(BIN)/python benchmarks/cycle.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis dist build collectors/build

@@ -1,8 +1,11 @@
 """What runs inside a deployed module: the telemetry client, sampling, the on-disk spool,
 output adapters, image features and the DEEPaaS / ASGI integrations.
 
-Light on purpose: httpx, numpy and pydantic only; never imports ``monitor`` or torch (Pillow and
-prometheus-client only when the feature that needs them is used).
+Installed as the ``tidewatch-client`` distribution, light on purpose: it needs httpx and numpy
+only, never imports ``monitor`` or torch, and runs on Python 3.9+. Pillow (``[image]``) and
+prometheus-client (``[metrics]``) are imported only when the feature that needs them is used;
+the wire schema's pydantic models (``Record``, ``TelemetryBatch``, ...) only when asked for
+(``[schema]``; the server always has them).
 
 Example (in a model server)::
 
@@ -13,9 +16,27 @@ Example (in a model server)::
     client.log({"brightness": 0.42}, adapters.classification(probabilities, classes))
 """
 
+from __future__ import annotations
+
+from typing import Any
+
 from collectors import adapters
 from collectors.client import COUNTERS, TelemetryClient
-from collectors.wire import Box, Label, LabelBatch, Prediction, Record, TelemetryBatch
+
+__version__ = "0.1.0.dev0"
+
+# the wire schema needs pydantic: imported on first use, so a module without pydantic (or with
+# pydantic 1) can still send telemetry
+_WIRE = ("Box", "Label", "LabelBatch", "Prediction", "Record", "TelemetryBatch")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WIRE:
+        from collectors import wire
+
+        return getattr(wire, name)
+    raise AttributeError(f"module 'collectors' has no attribute {name!r}")
+
 
 __all__ = [
     "COUNTERS",
@@ -26,5 +47,6 @@ __all__ = [
     "Record",
     "TelemetryBatch",
     "TelemetryClient",
+    "__version__",
     "adapters",
 ]

@@ -26,7 +26,7 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -189,7 +189,7 @@ class TelemetryClient:
         record_id = id or f"{self._id_prefix}{next(self._ids):x}"
         record = {
             "id": record_id,
-            "timestamp": timestamp or datetime.now(UTC),
+            "timestamp": timestamp or datetime.now(timezone.utc),
             "features": features,
             "prediction": prediction,
         }

@@ -46,7 +46,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Optional
 
 from collectors.adapters import from_mapping
 from collectors.client import TelemetryClient
@@ -113,9 +113,10 @@ def default_prediction(result: Any) -> Mapping[str, Any] | None:
         return None
 
 
+# a run-time alias: Optional, not "| None", so it builds on Python 3.9
 Call = tuple[
     Callable[[Mapping[str, Any]], Mapping[str, Any]],  # features
-    Callable[[Any], Mapping[str, Any] | None],  # prediction
+    Callable[[Any], Optional[Mapping[str, Any]]],  # prediction
     Mapping[str, Any],  # the call's arguments, uploads read
     Any,  # its result
     dict[str, Any],  # the wrapper's error state

@@ -1,6 +1,8 @@
 """The telemetry wire format, shared by the collectors SDK and the Tidewatch server.
 
-Light on purpose (pydantic only): it runs inside deployed model servers. Feature values are
+Light on purpose (pydantic 2 only, imported only by who uses this module): it runs inside
+deployed model servers, on Python 3.9+, so annotations use ``Optional``/``Union``, which
+pydantic evaluates at run time. Feature values are
 checked against the model's declared schema on the server, column by column, so here they are
 left as plain JSON values.
 """
@@ -8,7 +10,7 @@ left as plain JSON values.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -38,11 +40,11 @@ class Prediction(BaseModel):
     """
 
     model_config = ConfigDict(extra="forbid")
-    label: str | None = None
-    probabilities: list[float] | dict[str, float] | None = None
-    value: float | None = None
-    boxes: list[Box] | None = None
-    areas: dict[str, float] | None = None
+    label: Optional[str] = None
+    probabilities: Optional[Union[list[float], dict[str, float]]] = None
+    value: Optional[float] = None
+    boxes: Optional[list[Box]] = None
+    areas: Optional[dict[str, float]] = None
 
 
 class Record(BaseModel):
@@ -50,9 +52,9 @@ class Record(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     id: RecordId
-    timestamp: datetime | None = None
+    timestamp: Optional[datetime] = None
     features: dict[str, Any] = Field(default_factory=dict)
-    prediction: Prediction | None = None
+    prediction: Optional[Prediction] = None
 
 
 class TelemetryBatch(BaseModel):
@@ -69,10 +71,10 @@ class Label(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     id: RecordId
-    label: str | None = None
-    value: float | None = None
-    boxes: list[Box] | None = None
-    timestamp: datetime | None = None
+    label: Optional[str] = None
+    value: Optional[float] = None
+    boxes: Optional[list[Box]] = None
+    timestamp: Optional[datetime] = None
 
 
 class LabelBatch(BaseModel):

@@ -2,9 +2,11 @@
 
 Batch detectors compare two windows; these detectors instead see one value at a time (for
 instance 1 when the model was wrong and 0 when it was right, or a per-prediction loss) and say
-at each step whether the stream has changed. The methods are frouros's implementations behind
-one wrapper, :class:`StreamingDriftDetector`, with river's habits: ``update`` returns ``self``
-and the verdict of the last update is in ``drift_detected`` / ``warning_detected``.
+at each step whether the stream has changed. The methods are frouros's implementations, one
+class each (:class:`DDM`, :class:`ADWIN`, ...: ``ADWIN(delta=0.01)``) on one base,
+:class:`StreamingDriftDetector`, with river's habits: ``update`` returns ``self``, the verdict
+of the last update is in ``drift_detected`` / ``warning_detected``, ``get_params()`` gives the
+configuration. :data:`STREAMING_DETECTORS` maps config names to the classes.
 
 After a drift
     frouros's detectors keep raising the flag after a drift (ADWIN's flag never clears, the
@@ -47,27 +49,10 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib.metadata import version
-from typing import Any, Literal, Protocol, Self
+from typing import Any, ClassVar, Literal, Protocol, Self
 
 import numpy as np
-from frouros.detectors.concept_drift import (
-    ADWIN,
-    CUSUM,
-    DDM,
-    EDDM,
-    HDDMA,
-    HDDMW,
-    KSWIN,
-    ADWINConfig,
-    CUSUMConfig,
-    DDMConfig,
-    EDDMConfig,
-    HDDMAConfig,
-    HDDMWConfig,
-    KSWINConfig,
-    PageHinkley,
-    PageHinkleyConfig,
-)
+from frouros.detectors import concept_drift as frouros_cd
 
 ValueKind = Literal["binary", "unit", "non_negative", "real"]
 
@@ -133,17 +118,6 @@ def _kswin_check(params: dict[str, Any]) -> str | None:
         )
     return None
 
-
-STREAMING_DETECTORS: dict[str, StreamingMethod] = {
-    "ddm": StreamingMethod(DDM, DDMConfig, "binary", has_warning=True),
-    "eddm": StreamingMethod(EDDM, EDDMConfig, "binary", has_warning=True),
-    "adwin": StreamingMethod(ADWIN, ADWINConfig, "non_negative", False, _adwin_check),
-    "page_hinkley": StreamingMethod(PageHinkley, PageHinkleyConfig, "real", has_warning=False),
-    "hddm_a": StreamingMethod(HDDMA, HDDMAConfig, "unit", True, _no_two_sided),
-    "hddm_w": StreamingMethod(HDDMW, HDDMWConfig, "unit", True, _no_two_sided),
-    "kswin": StreamingMethod(KSWIN, KSWINConfig, "real", False, _kswin_check),
-    "cusum": StreamingMethod(CUSUM, CUSUMConfig, "real", has_warning=False),
-}
 
 _VALUE_RULES: dict[ValueKind, tuple[Callable[[np.ndarray], np.ndarray], str]] = {
     "binary": (lambda v: (v == 0.0) | (v == 1.0), "0 or 1 (an error indicator)"),
@@ -220,28 +194,34 @@ def _own_global_rng(holder: dict[str, Any]) -> Iterator[None]:
 class StreamingDriftDetector:
     """A frouros concept drift detector fed one value at a time (see the module docstring).
 
-    ``method`` is a key of :data:`STREAMING_DETECTORS`; the other keyword parameters are the
-    frouros config's (``warning_level`` for DDM, ``delta`` for ADWIN, ``seed`` for KSWIN, ...),
-    and ``params`` holds all of them, defaults included, so that
-    ``StreamingDriftDetector(method=d.method, **d.params)`` rebuilds the configuration.
+    Each method is a subclass (:class:`DDM`, :class:`ADWIN`, ...) whose keyword parameters are
+    the frouros config's (``warning_level`` for DDM, ``delta`` for ADWIN, ``seed`` for KSWIN,
+    ...). ``params`` (and ``get_params()``) holds all of them, defaults included, so that
+    ``type(d)(**d.get_params())`` rebuilds the configuration.
 
     >>> import numpy as np
     >>> rng = np.random.default_rng(0)
     >>> errors = np.concatenate([rng.random(1000) < 0.1, rng.random(1000) < 0.5])
-    >>> detector = StreamingDriftDetector(method="ddm")
+    >>> detector = DDM()
     >>> detector.update_many(errors).tolist()
     [1034]
     >>> StreamingDriftDetector.from_state(detector.state()).n_seen
     2000
+    >>> ADWIN(delta=0.01)
+    ADWIN(clock=32, delta=0.01, m=5, min_window_size=5, min_num_instances=10)
     """
 
-    def __init__(self, *, method: str, **params: Any) -> None:
-        if method not in STREAMING_DETECTORS:
-            raise ValueError(
-                f"unknown streaming method {method!r}; choose one of "
-                f"{', '.join(sorted(STREAMING_DETECTORS))}"
+    # set by each method's class
+    method: ClassVar[str]
+    spec: ClassVar[StreamingMethod]
+
+    def __init__(self, **params: Any) -> None:
+        if not hasattr(type(self), "spec"):
+            raise TypeError(
+                "StreamingDriftDetector is the base class: use one of "
+                f"{', '.join(c.__name__ for c in STREAMING_DETECTORS.values())}"
             )
-        spec = STREAMING_DETECTORS[method]
+        method, spec = self.method, self.spec
         defaults = spec.defaults
         unknown = sorted(set(params) - set(defaults))
         if unknown:
@@ -256,7 +236,6 @@ class StreamingDriftDetector:
         problem = spec.extra_check(full) if spec.extra_check is not None else None
         if problem is not None:
             raise ValueError(f"{method}: {problem}")
-        self.method = method
         self.name = method
         self.params = full
         self.n_seen = 0
@@ -266,7 +245,7 @@ class StreamingDriftDetector:
         # KSWIN draws from numpy's global generator (and its config reseeds it): each KSWIN
         # gets its own generator state, swapped in only while it runs
         self._random: dict[str, Any] | None = None
-        if spec.detector is KSWIN:
+        if spec.detector is frouros_cd.KSWIN:
             try:
                 self._random = {"rng": _seeded_generator_state(full["seed"])}
             except (ValueError, TypeError) as error:
@@ -279,17 +258,21 @@ class StreamingDriftDetector:
 
     def _make_config(self, params: dict[str, Any]) -> Any:
         try:
-            return self._spec.config(**params)
+            return self.spec.config(**params)
         except (ValueError, TypeError) as error:  # frouros's own range checks
             raise ValueError(f"{self.method}: {error}") from error
 
+    def get_params(self) -> dict[str, Any]:
+        """The configuration, defaults included: ``type(d)(**d.get_params())`` rebuilds it."""
+        return dict(self.params)
+
     def __repr__(self) -> str:
         shown = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
-        return f"StreamingDriftDetector(method={self.method!r}, {shown})"
+        return f"{type(self).__name__}({shown})"
 
     def _check_values(self, values: np.ndarray) -> None:
         finite = np.isfinite(values)
-        rule, wanted = _VALUE_RULES[self._spec.values]
+        rule, wanted = _VALUE_RULES[self.spec.values]
         bad = np.flatnonzero(~finite | ~rule(np.where(finite, values, 0.0)))
         if len(bad):
             i = int(bad[0])
@@ -336,7 +319,7 @@ class StreamingDriftDetector:
                 self._detector.update(value=value)
         self.n_seen += 1
         self.drift_detected = bool(self._detector.drift)
-        self.warning_detected = self._spec.has_warning and bool(self._detector.warning)
+        self.warning_detected = self.spec.has_warning and bool(self._detector.warning)
         if self.drift_detected:
             self._detector.reset()  # see "After a drift" in the module docstring
         return self.drift_detected
@@ -389,8 +372,10 @@ class StreamingDriftDetector:
                 f"streaming state was written with frouros {payload['frouros']}, this is "
                 f"frouros {version('frouros')}; start a new detector with the same parameters"
             )
-        detector = cls(method=payload["method"], **payload["params"])
-        if not isinstance(payload["detector"], detector._spec.detector):
+        detector = STREAMING_DETECTORS[payload["method"]](**payload["params"])
+        if not isinstance(detector, cls):
+            raise ValueError(f"streaming state is of {type(detector).__name__}, not {cls.__name__}")
+        if not isinstance(payload["detector"], detector.spec.detector):
             raise ValueError("streaming state is corrupted: detector of the wrong class")
         detector._detector = payload["detector"]
         if payload["rng"] is not None:
@@ -399,6 +384,70 @@ class StreamingDriftDetector:
         detector.drift_detected = bool(payload["drift_detected"])
         detector.warning_detected = bool(payload["warning_detected"])
         return detector
+
+
+class DDM(StreamingDriftDetector):
+    """Drift Detection Method (Gama et al., 2004) on 0/1 errors, with a warning zone."""
+
+    method = "ddm"
+    spec = StreamingMethod(frouros_cd.DDM, frouros_cd.DDMConfig, "binary", has_warning=True)
+
+
+class EDDM(StreamingDriftDetector):
+    """Early DDM (Baena-García et al., 2006): distances between errors, with a warning zone."""
+
+    method = "eddm"
+    spec = StreamingMethod(frouros_cd.EDDM, frouros_cd.EDDMConfig, "binary", has_warning=True)
+
+
+class ADWIN(StreamingDriftDetector):
+    """Adaptive windowing (Bifet and Gavaldà, 2007) on non-negative values."""
+
+    method = "adwin"
+    spec = StreamingMethod(
+        frouros_cd.ADWIN, frouros_cd.ADWINConfig, "non_negative", False, _adwin_check
+    )
+
+
+class PageHinkley(StreamingDriftDetector):
+    """Page-Hinkley test (Page, 1954) for an increase of the mean."""
+
+    method = "page_hinkley"
+    spec = StreamingMethod(frouros_cd.PageHinkley, frouros_cd.PageHinkleyConfig, "real", False)
+
+
+class HDDMA(StreamingDriftDetector):
+    """HDDM with averages (Frías-Blanco et al., 2015), Hoeffding bounds on values in [0, 1]."""
+
+    method = "hddm_a"
+    spec = StreamingMethod(frouros_cd.HDDMA, frouros_cd.HDDMAConfig, "unit", True, _no_two_sided)
+
+
+class HDDMW(StreamingDriftDetector):
+    """HDDM with weighted averages (Frías-Blanco et al., 2015) on values in [0, 1]."""
+
+    method = "hddm_w"
+    spec = StreamingMethod(frouros_cd.HDDMW, frouros_cd.HDDMWConfig, "unit", True, _no_two_sided)
+
+
+class KSWIN(StreamingDriftDetector):
+    """Kolmogorov-Smirnov windowing (Raab et al., 2020), seeded per detector."""
+
+    method = "kswin"
+    spec = StreamingMethod(frouros_cd.KSWIN, frouros_cd.KSWINConfig, "real", False, _kswin_check)
+
+
+class CUSUM(StreamingDriftDetector):
+    """Cumulative sum (Page, 1954) for an increase of the mean."""
+
+    method = "cusum"
+    spec = StreamingMethod(frouros_cd.CUSUM, frouros_cd.CUSUMConfig, "real", has_warning=False)
+
+
+# config name -> class, built from the classes
+STREAMING_DETECTORS: dict[str, type[StreamingDriftDetector]] = {
+    cls.method: cls for cls in (DDM, EDDM, ADWIN, PageHinkley, HDDMA, HDDMW, KSWIN, CUSUM)
+}
 
 
 # What a state pickle may name: frouros's own classes and the numpy and builtin types their
@@ -439,4 +488,9 @@ def make_streaming(name: str, **params: Any) -> StreamingDriftDetector:
     >>> make_streaming("adwin", delta=0.01).params["delta"]
     0.01
     """
-    return StreamingDriftDetector(method=name, **params)
+    if name not in STREAMING_DETECTORS:
+        raise ValueError(
+            f"unknown streaming method {name!r}; choose one of "
+            f"{', '.join(sorted(STREAMING_DETECTORS))}"
+        )
+    return STREAMING_DETECTORS[name](**params)

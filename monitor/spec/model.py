@@ -306,7 +306,7 @@ def _check_performance(monitor: str, spec: PerformanceSpec, task: str) -> None:
             f"monitor {monitor!r}: 'estimate' (CBPE) applies to classification models only"
         )
     if spec.streaming is not None:
-        values = STREAMING_DETECTORS[spec.streaming.name].values
+        values = STREAMING_DETECTORS[spec.streaming.name].spec.values
         if task == "regression" and values in ("binary", "unit"):
             raise ValueError(
                 f"monitor {monitor!r}: {spec.streaming.name!r} takes 0/1 or [0, 1] values; a "

@@ -6,12 +6,15 @@ Tolerance: statistic to 1e-12 (both are exact ratios of counts), p-value to 1e-9
 
 from __future__ import annotations
 
+from math import gcd
+
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from scipy import stats
+from scipy.stats._stats_py import _attempt_exact_2kssamp
 
 from detectors import KSTest
 
@@ -116,7 +119,6 @@ def test_p_values_are_probabilities_and_order_does_not_matter(
 @pytest.mark.parametrize(("n_ref", "n_cur"), [(40, 40), (37, 53), (500, 350), (9, 1)])
 def test_exact_p_value_matches_scipy_at_every_lattice_distance(n_ref: int, n_cur: int) -> None:
     """Every possible statistic h/lcm of these sizes, not just the ones random data hits."""
-    from math import gcd
 
     from detectors.univariate.ks import ks_exact_p_value
 
@@ -124,7 +126,6 @@ def test_exact_p_value_matches_scipy_at_every_lattice_distance(n_ref: int, n_cur
     h = np.unique(np.linspace(0, lcm, 60).round().astype(int))
     d = h / lcm
     ours = ks_exact_p_value(d, np.full(len(d), n_ref), np.full(len(d), n_cur))
-    from scipy.stats._stats_py import _attempt_exact_2kssamp
 
     for dj, pj in zip(d, ours, strict=True):
         ok, _, expected = _attempt_exact_2kssamp(n_ref, n_cur, gcd(n_ref, n_cur), dj, "two-sided")
@@ -133,6 +134,7 @@ def test_exact_p_value_matches_scipy_at_every_lattice_distance(n_ref: int, n_cur
 
 
 @settings(max_examples=80, deadline=None)
+@example(ref=np.zeros((7, 2)), cur=np.vstack([[1.0, 0.0], np.zeros((6, 2))]))
 @given(
     arrays(np.float64, st.tuples(st.integers(1, 40), st.just(2)), elements=st.integers(-3, 3)),
     arrays(np.float64, st.tuples(st.integers(1, 40), st.just(2)), elements=st.integers(-3, 3)),
@@ -143,4 +145,11 @@ def test_statistic_matches_scipy_with_many_ties(ref: np.ndarray, cur: np.ndarray
     for j in range(2):
         expected = stats.ks_2samp(ref[:, j], cur[:, j])
         assert result.statistic[j] == pytest.approx(expected.statistic, abs=1e-12)
-        assert result.p_value[j] == pytest.approx(expected.pvalue, rel=1e-9, abs=1e-300)
+        p = expected.pvalue
+        n, m = len(ref), len(cur)
+        ok, _, exact = _attempt_exact_2kssamp(n, m, gcd(n, m), expected.statistic, "two-sided")
+        if not ok and 1.0 < exact < 1.0 + 1e-12:
+            # at the smallest possible gap with equal sizes the exact sum rounds to just above
+            # 1; scipy then falls back to the asymptotic value, Tidewatch keeps the exact 1
+            p = 1.0
+        assert result.p_value[j] == pytest.approx(p, rel=1e-9, abs=1e-300)

@@ -70,7 +70,7 @@ def seeded(method: str, params: dict[str, Any]) -> dict[str, Any]:
 
 def raw_frouros(method: str, params: dict[str, Any], stream: np.ndarray) -> list[tuple[bool, bool]]:
     """(drift, warning) after each value from frouros itself, reset after each drift."""
-    spec = STREAMING_DETECTORS[method]
+    spec = STREAMING_DETECTORS[method].spec
     detector = spec.detector(config=spec.config(**params))  # KSWINConfig seeds np.random
     flags = []
     for value in stream:
@@ -125,9 +125,12 @@ def test_protocol_and_bookkeeping(method: str) -> None:
     assert detector.name == method
     assert detector.update(0.0) is detector
     assert (detector.n_seen, detector.drift_detected, detector.warning_detected) == (1, 0, 0)
-    rebuilt = StreamingDriftDetector(method=method, **make_streaming(method).params)
-    assert rebuilt.params == make_streaming(method).params
-    if not STREAMING_DETECTORS[method].has_warning:
+    original = make_streaming(method)
+    rebuilt = type(original)(**original.get_params())
+    assert type(rebuilt) is STREAMING_DETECTORS[method] and rebuilt.method == method
+    assert rebuilt.params == original.params == original.get_params()
+    assert repr(rebuilt) == repr(original) and repr(original).startswith(type(original).__name__)
+    if not STREAMING_DETECTORS[method].spec.has_warning:
         stream = stream_for(method, seed=1)
         assert not any(warning for _, warning in wrapped(make_streaming(method), stream))
 
