@@ -133,9 +133,10 @@ def multivariate_result(
     threshold: float | None = None,
     extra: dict[str, np.ndarray] | None = None,
 ) -> DriftResult:
-    """A result for a test over all columns at once: every field is a 0-d array (a scalar).
+    """A result for a test over all columns at once: one entry, named ``"*"``.
 
-    ``float(res.statistic)``, ``bool(res.drift)`` work; the pipeline treats it as one feature.
+    Its arrays are 1-D of length one, like a univariate result's for one feature, so code
+    reads ``res.statistic[0]`` whatever the detector.
     """
     if p_value is not None:
         p = float(np.clip(p_value, 0.0, 1.0))
@@ -147,13 +148,13 @@ def multivariate_result(
     return DriftResult(
         method=method,
         features=("*",),
-        statistic=np.asarray(float(statistic)),
-        p_value=np.asarray(p),
-        p_adjusted=np.asarray(p),
-        drift=np.asarray(bool(drift)),
+        statistic=np.array([float(statistic)]),
+        p_value=np.array([p]),
+        p_adjusted=np.array([p]),
+        drift=np.array([bool(drift)]),
         threshold=float(used),
         correction="none",
-        n_reference=np.asarray(int(n_reference)),
-        n_current=np.asarray(int(n_current)),
+        n_reference=np.array([int(n_reference)], dtype=np.int64),
+        n_current=np.array([int(n_current)], dtype=np.int64),
         extra=extra or {},
     )

@@ -25,6 +25,7 @@ import numpy as np
 
 from detectors.categorical.chisquare import ChiSquareTest
 from detectors.correction import adjust
+from detectors.params import Params
 from detectors.result import DriftResult
 from detectors.univariate.ks import KSTest
 
@@ -97,7 +98,7 @@ def regression_columns(values: Sequence[float] | np.ndarray) -> PredictionColumn
     return PredictionColumns({"value": np.asarray(values, dtype=np.float64)}, {})
 
 
-class PredictionDrift:
+class PredictionDrift(Params):
     """Drift of a model's outputs: KS on the numeric columns, chi-squared on the categorical
     ones, Benjamini-Hochberg (or the given correction) across all of them together.
 

@@ -42,6 +42,7 @@ import torch
 
 from detectors.base import check_categories, check_matrix, feature_names
 from detectors.device import resolve_device
+from detectors.params import Params
 
 MAX_UNSEEN_LISTED = 20  # unseen categories listed per feature; the share counts them all
 IMAGE_PERCENTILES = (0.01, 0.99)
@@ -219,7 +220,7 @@ def _is_image_feature(name: str, image_features: tuple[str, ...]) -> bool:
     )
 
 
-class DataQuality:
+class DataQuality(Params):
     """Data quality checks of a window against a reference (see the module docstring).
 
     >>> import numpy as np
@@ -259,8 +260,8 @@ class DataQuality:
         self.image_features = tuple(image_features)
         self._device = resolve_device(device)
         self._fitted = False
-        self.numeric_names: tuple[str, ...] = ()
-        self.categorical_names: tuple[str, ...] = ()
+        self.numeric_names_: tuple[str, ...] = ()
+        self.categorical_names_: tuple[str, ...] = ()
 
     def fit(
         self,
@@ -289,7 +290,7 @@ class DataQuality:
         every = num_names + cat_names
         if len(set(every)) != len(every):
             raise ValueError(f"feature names must be distinct, got {every}")
-        self.numeric_names, self.categorical_names = num_names, cat_names
+        self.numeric_names_, self.categorical_names_ = num_names, cat_names
         self._has_categorical = reference_categorical is not None
 
         columns = torch.as_tensor(np.ascontiguousarray(numeric.T), device=self._device)
@@ -300,7 +301,9 @@ class DataQuality:
         self._ref_varies = (finite_count > 0) & (low < high)
         self._ref_missing = torch.isnan(columns).double().mean(dim=1)
         image = [
-            j for j, n in enumerate(self.numeric_names) if _is_image_feature(n, self.image_features)
+            j
+            for j, n in enumerate(self.numeric_names_)
+            if _is_image_feature(n, self.image_features)
         ]
         self._image_columns = image
         self._image_ranges = _percentiles(columns[image], IMAGE_PERCENTILES)
@@ -344,13 +347,13 @@ class DataQuality:
         if not self._has_categorical and current_categorical is not None:
             raise ValueError("the reference had no categorical features: fit with them first")
         numeric = check_matrix(
-            current_numeric, name="current_numeric", n_features=len(self.numeric_names)
+            current_numeric, name="current_numeric", n_features=len(self.numeric_names_)
         )
         n_rows = numeric.shape[0]
         if n_rows == 0:
             raise ValueError("current_numeric has no rows")
         categorical = self._categorical_input(
-            current_categorical, "current", n_rows, len(self.categorical_names)
+            current_categorical, "current", n_rows, len(self.categorical_names_)
         )
         return QualityReport(
             n_rows=n_rows,
@@ -372,7 +375,7 @@ class DataQuality:
         share = torch.where(torch.isnan(self._range_low), torch.nan, share)
         constant = (finite_count > 0) & (low == high) & self._ref_varies
         return NumericQuality(
-            features=self.numeric_names,
+            features=self.numeric_names_,
             missing_rate=(nan_count.double() / n_rows).cpu().numpy(),
             reference_missing_rate=self._ref_missing.cpu().numpy(),
             nan_count=nan_count.cpu().numpy().astype(np.int64),
@@ -395,7 +398,7 @@ class DataQuality:
             unseen.append(tuple(_plain(value) for value, _ in new[:MAX_UNSEEN_LISTED]))
             constant.append(len(counts) == 1 and bool(self._ref_cat_varies[j]))
         return CategoricalQuality(
-            features=self.categorical_names,
+            features=self.categorical_names_,
             missing_rate=np.asarray(missing, dtype=np.float64),
             reference_missing_rate=self._ref_cat_missing,
             unseen_share=np.asarray(unseen_share, dtype=np.float64),
@@ -416,7 +419,7 @@ class DataQuality:
         shares = torch.where(torch.isnan(low[:, 0]), torch.nan, share).cpu().numpy()
         ranges = self._image_ranges.cpu().numpy()
         return {
-            self.numeric_names[j]: ImageCheck(
+            self.numeric_names_[j]: ImageCheck(
                 low=float(ranges[i, 0]), high=float(ranges[i, 1]), outside_share=float(shares[i])
             )
             for i, j in enumerate(self._image_columns)

@@ -77,7 +77,7 @@ REGISTRY: dict[str, DetectorSpec] = {
         ),
         _spec("tvd", TotalVariation, "categorical", "total variation distance over categories"),
         _spec(
-            "ks-pca",
+            "ks_pca",
             ProjectedKSTest,
             "vector",
             "KS on the reference's top principal components (Bonferroni-combined)",
@@ -91,11 +91,24 @@ REGISTRY: dict[str, DetectorSpec] = {
 }
 
 
+# former names, still accepted so that stored monitor configurations load
+ALIASES = {"ks-pca": "ks_pca"}
+
+
+def canonical(name: str) -> str:
+    """The registry name of ``name`` (itself, or what an old alias now reads).
+
+    >>> canonical("ks-pca"), canonical("ks")
+    ('ks_pca', 'ks')
+    """
+    return ALIASES.get(name, name)
+
+
 def check(
     name: str, params: dict[str, Any] | None = None, *, kind: str | None = None
 ) -> DetectorSpec:
     """The spec of ``name`` after checking the kind and the parameters, or a ValueError."""
-    spec = REGISTRY.get(name)
+    spec = REGISTRY.get(canonical(name))
     if spec is None:
         raise ValueError(f"unknown detector {name!r}; known: {sorted(REGISTRY)}")
     if kind is not None and kind not in spec.kinds:

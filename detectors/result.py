@@ -14,8 +14,8 @@ class DriftResult:
     ``p_value`` is the raw p-value of each feature; ``p_adjusted`` the p-value after the
     multiple-testing ``correction`` across features; ``drift`` is ``p_adjusted < threshold``
     (``threshold`` is then alpha). A distance without a p-value has NaN p-values and drift is
-    ``statistic > threshold``. A multivariate test (one verdict over all columns) holds 0-d
-    arrays, which behave as scalars: ``float(res.statistic)``, ``bool(res.drift)``.
+    ``statistic > threshold``. A multivariate test (one verdict over all columns) has one entry,
+    the feature ``"*"``: ``res.statistic[0]``, ``res.drift[0]``.
     """
 
     method: str

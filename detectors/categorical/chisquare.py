@@ -12,6 +12,7 @@ from scipy import special
 from detectors.categorical.counts import column_counts, count_tables
 from detectors.correction import adjust
 from detectors.device import resolve_device
+from detectors.params import Params
 from detectors.result import DriftResult
 
 
@@ -39,7 +40,7 @@ def chi_square_homogeneity(
     return statistic, dof
 
 
-class ChiSquareTest:
+class ChiSquareTest(Params):
     """Chi-squared drift test for categorical features (reference vs current counts).
 
     Values may be strings or integers; missing values (None, NaN) are left out. Categories
@@ -63,7 +64,7 @@ class ChiSquareTest:
         self.correction = correction
         self._device = resolve_device(device)
         self._ref_counts: list[dict[str, int]] | None = None
-        self.features: tuple[str, ...] = ()
+        self.features_: tuple[str, ...] = ()
 
     def fit(self, reference: np.ndarray, features: Sequence[str] | None = None) -> Self:
         reference = np.asarray(reference, dtype=object)
@@ -71,12 +72,12 @@ class ChiSquareTest:
             raise ValueError(
                 f"reference must be 2-D (rows x features), got shape {reference.shape}"
             )
-        self.features = (
+        self.features_ = (
             tuple(features)
             if features is not None
             else tuple(str(i) for i in range(reference.shape[1]))
         )
-        if len(self.features) != reference.shape[1]:
+        if len(self.features_) != reference.shape[1]:
             raise ValueError("number of feature names does not match the reference columns")
         self._ref_counts = [column_counts(reference[:, j]) for j in range(reference.shape[1])]
         return self
@@ -85,9 +86,9 @@ class ChiSquareTest:
         if self._ref_counts is None:
             raise RuntimeError("call fit(reference) before score(current)")
         current = np.asarray(current, dtype=object)
-        if current.ndim != 2 or current.shape[1] != len(self.features):
+        if current.ndim != 2 or current.shape[1] != len(self.features_):
             raise ValueError(
-                f"current must have shape (rows, {len(self.features)}), got {current.shape}"
+                f"current must have shape (rows, {len(self.features_)}), got {current.shape}"
             )
         cur_counts = [column_counts(current[:, j]) for j in range(current.shape[1])]
         ref_table, cur_table, _ = count_tables(self._ref_counts, cur_counts)
@@ -106,7 +107,7 @@ class ChiSquareTest:
         p_adjusted = adjust(p_value, self.correction)
         return DriftResult(
             method=self.method,
-            features=self.features,
+            features=self.features_,
             statistic=statistic,
             p_value=p_value,
             p_adjusted=p_adjusted,

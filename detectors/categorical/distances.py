@@ -17,6 +17,7 @@ import torch
 from detectors.base import check_categories, drift_result, feature_names
 from detectors.categorical.counts import column_counts, count_tables
 from detectors.device import resolve_device
+from detectors.params import Params
 from detectors.result import DriftResult
 from detectors.univariate.binned import jensen_shannon, psi
 
@@ -26,7 +27,7 @@ def total_variation(ref: torch.Tensor, cur: torch.Tensor) -> torch.Tensor:
     return (ref - cur).abs().sum(dim=-1) / 2
 
 
-class _CategoricalDistance:
+class _CategoricalDistance(Params):
     method: ClassVar[str]
 
     def distance(self, ref: torch.Tensor, cur: torch.Tensor) -> torch.Tensor:
@@ -38,18 +39,18 @@ class _CategoricalDistance:
         self.threshold = threshold
         self._device = resolve_device(device)
         self._ref_counts: list[dict[str, int]] | None = None
-        self.features: tuple[str, ...] = ()
+        self.features_: tuple[str, ...] = ()
 
     def fit(self, reference: np.ndarray, features: Sequence[str] | None = None) -> Self:
         reference = check_categories(reference, name="reference")
-        self.features = feature_names(features, reference.shape[1])
+        self.features_ = feature_names(features, reference.shape[1])
         self._ref_counts = [column_counts(reference[:, j]) for j in range(reference.shape[1])]
         return self
 
     def score(self, current: np.ndarray) -> DriftResult:
         if self._ref_counts is None:
             raise RuntimeError("call fit(reference) before score(current)")
-        current = check_categories(current, name="current", n_features=len(self.features))
+        current = check_categories(current, name="current", n_features=len(self.features_))
         cur_counts = [column_counts(current[:, j]) for j in range(current.shape[1])]
         ref_table, cur_table, _ = count_tables(self._ref_counts, cur_counts)
         n_ref, n_cur = ref_table.sum(axis=1), cur_table.sum(axis=1)
@@ -57,7 +58,7 @@ class _CategoricalDistance:
         statistic = self.distance(to_props(ref_table, n_ref), to_props(cur_table, n_cur))
         return drift_result(
             method=self.method,
-            features=self.features,
+            features=self.features_,
             statistic=statistic.cpu().numpy(),
             p_value=None,
             alpha=0.05,

@@ -14,6 +14,7 @@ from scipy import stats
 from detectors.base import check_matrix, feature_names, multivariate_result
 from detectors.device import resolve_device
 from detectors.multivariate.kernels import check_alpha, check_positive_int, complete_rows
+from detectors.params import Params
 from detectors.result import DriftResult
 
 
@@ -32,7 +33,7 @@ def auc_p_value(auc: float, n0: int, n1: int) -> float:
     return 0.5 * math.erfc(z / math.sqrt(2.0))
 
 
-class ClassifierTest:
+class ClassifierTest(Params):
     """Drift when a classifier separates current rows from reference rows better than chance.
 
     Reference rows are labelled 0 and current rows 1. The pooled rows are split into
@@ -52,7 +53,7 @@ class ClassifierTest:
     >>> import numpy as np
     >>> rng = np.random.default_rng(0)
     >>> test = ClassifierTest(device="cpu").fit(rng.normal(size=(300, 4)))
-    >>> bool(test.score(rng.normal(size=(300, 4)) + [1.0, 0, 0, 0]).drift)
+    >>> bool(test.score(rng.normal(size=(300, 4)) + [1.0, 0, 0, 0]).drift[0])
     True
     """
 
@@ -84,7 +85,7 @@ class ClassifierTest:
         self.learning_rate = learning_rate
         self._device = resolve_device(device)
         self._ref: np.ndarray | None = None
-        self.features: tuple[str, ...] = ()
+        self.features_: tuple[str, ...] = ()
 
     def _complete(self, data: np.ndarray, name: str) -> np.ndarray:
         rows = complete_rows(data)
@@ -97,14 +98,14 @@ class ClassifierTest:
 
     def fit(self, reference: np.ndarray, features: Sequence[str] | None = None) -> Self:
         data = check_matrix(reference, name="reference")
-        self.features = feature_names(features, data.shape[1])
+        self.features_ = feature_names(features, data.shape[1])
         self._ref = self._complete(data, "reference")
         return self
 
     def score(self, current: np.ndarray) -> DriftResult:
         if self._ref is None:
             raise RuntimeError("call fit(reference) before score(current)")
-        data = check_matrix(current, name="current", n_features=len(self.features))
+        data = check_matrix(current, name="current", n_features=len(self.features_))
         cur = self._complete(data, "current")
         labels = np.concatenate([np.zeros(len(self._ref)), np.ones(len(cur))])
         scores = self._out_of_fold_scores(np.concatenate([self._ref, cur]), labels)

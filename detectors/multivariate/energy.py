@@ -32,9 +32,9 @@ class EnergyDistance(PermutationTwoSampleTest):
     >>> import numpy as np
     >>> rng = np.random.default_rng(0)
     >>> test = EnergyDistance(device="cpu", n_permutations=100).fit(rng.normal(size=(200, 3)))
-    >>> bool(test.score(rng.normal(size=(150, 3))).drift)
+    >>> bool(test.score(rng.normal(size=(150, 3))).drift[0])
     False
-    >>> bool(test.score(rng.normal(size=(150, 3)) + 0.5).drift)
+    >>> bool(test.score(rng.normal(size=(150, 3)) + 0.5).drift[0])
     True
     """
 

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from detectors.base import check_matrix, feature_names, multivariate_result
+from detectors.params import Params
 from detectors.result import DriftResult
 
 # squared distances -> kernel or distance values, applied block by block
@@ -247,7 +248,7 @@ def check_alpha(alpha: float) -> None:
         raise ValueError(f"alpha must lie strictly between 0 and 1, got {alpha!r}")
 
 
-class PermutationTwoSampleTest:
+class PermutationTwoSampleTest(Params):
     """Shared ``fit``/``score`` of the tests built from pair sums with a permutation p-value.
 
     Subclasses define the pair function (kernel or distance) and the statistic as a function of
@@ -281,7 +282,7 @@ class PermutationTwoSampleTest:
         self._divisor = 1.0
         self._prefix: torch.Tensor | None = None
         self._s_xx = 0.0
-        self.features: tuple[str, ...] = ()
+        self.features_: tuple[str, ...] = ()
 
     # --- what a subclass defines -------------------------------------------------------------
     def _prepare(self, reference: torch.Tensor) -> float:
@@ -317,7 +318,7 @@ class PermutationTwoSampleTest:
 
     def fit(self, reference: np.ndarray, features: Sequence[str] | None = None) -> Self:
         data = check_matrix(reference, name="reference")
-        self.features = feature_names(features, data.shape[1])
+        self.features_ = feature_names(features, data.shape[1])
         x = self._complete(data, "reference")
         self._center = x.mean(dim=0)
         x = x - self._center
@@ -338,7 +339,7 @@ class PermutationTwoSampleTest:
     def score(self, current: np.ndarray) -> DriftResult:
         if self._ref is None:
             raise RuntimeError("call fit(reference) before score(current)")
-        data = check_matrix(current, name="current", n_features=len(self.features))
+        data = check_matrix(current, name="current", n_features=len(self.features_))
         x = self._ref
         y = (self._complete(data, "current") - self._center) / self._divisor
         fn = self._pair_function()

@@ -24,6 +24,7 @@ from detectors.multivariate.kernels import (
     median_distance,
     rows_tensor,
 )
+from detectors.params import Params
 from detectors.result import DriftResult
 
 
@@ -63,9 +64,9 @@ class MMD(PermutationTwoSampleTest):
     >>> import numpy as np
     >>> rng = np.random.default_rng(0)
     >>> test = MMD(device="cpu", n_permutations=100).fit(rng.normal(size=(200, 4)))
-    >>> bool(test.score(rng.normal(size=(150, 4))).drift)
+    >>> bool(test.score(rng.normal(size=(150, 4))).drift[0])
     False
-    >>> bool(test.score(rng.normal(size=(150, 4)) + 0.5).drift)
+    >>> bool(test.score(rng.normal(size=(150, 4)) + 0.5).drift[0])
     True
     """
 
@@ -117,7 +118,7 @@ class MMD(PermutationTwoSampleTest):
         return {"bandwidth": np.asarray(self.bandwidth_, dtype=np.float64)}
 
 
-class LinearMMD:
+class LinearMMD(Params):
     """Linear-time MMD (Gretton et al., 2012, section 6) with a one-sided normal p-value.
 
     Rows are taken in consecutive pairs, ``(x_1, x_2), (x_3, x_4), ...`` and the same for the
@@ -134,7 +135,7 @@ class LinearMMD:
     >>> import numpy as np
     >>> rng = np.random.default_rng(0)
     >>> test = LinearMMD(device="cpu").fit(rng.normal(size=(4000, 4)))
-    >>> bool(test.score(rng.normal(size=(4000, 4)) + 0.3).drift)
+    >>> bool(test.score(rng.normal(size=(4000, 4)) + 0.3).drift[0])
     True
     """
 
@@ -152,7 +153,7 @@ class LinearMMD:
         self.bandwidth_: float | None = None
         self._ref: torch.Tensor | None = None
         self._center = torch.zeros(0)
-        self.features: tuple[str, ...] = ()
+        self.features_: tuple[str, ...] = ()
 
     def _complete(self, data: np.ndarray, name: str) -> torch.Tensor:
         rows = complete_rows(data)
@@ -164,7 +165,7 @@ class LinearMMD:
 
     def fit(self, reference: np.ndarray, features: Sequence[str] | None = None) -> Self:
         data = check_matrix(reference, name="reference")
-        self.features = feature_names(features, data.shape[1])
+        self.features_ = feature_names(features, data.shape[1])
         x = self._complete(data, "reference")
         self._center = x.mean(dim=0)
         self._ref = x - self._center
@@ -176,7 +177,7 @@ class LinearMMD:
     def score(self, current: np.ndarray) -> DriftResult:
         if self._ref is None or self.bandwidth_ is None:
             raise RuntimeError("call fit(reference) before score(current)")
-        data = check_matrix(current, name="current", n_features=len(self.features))
+        data = check_matrix(current, name="current", n_features=len(self.features_))
         x, y = self._ref, self._complete(data, "current") - self._center
         n_pairs = min(len(x), len(y)) // 2
         x1, x2 = x[0 : 2 * n_pairs : 2], x[1 : 2 * n_pairs : 2]

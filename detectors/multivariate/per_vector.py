@@ -35,11 +35,11 @@ class PerVector:
         self.alpha = alpha
         self.correction = correction
         self._fitted: list[BatchDetector] = []
-        self.features: tuple[str, ...] = ()
+        self.features_: tuple[str, ...] = ()
         self.method = str(make().method)
 
     def fit(self, reference: Sequence[np.ndarray], features: Sequence[str] | None = None) -> Self:
-        self.features = feature_names(features, len(reference))
+        self.features_ = feature_names(features, len(reference))
         self._fitted = [self.make().fit(np.asarray(x, dtype=np.float64)) for x in reference]
         return self
 
@@ -50,14 +50,14 @@ class PerVector:
             d.score(np.asarray(x, dtype=np.float64))
             for d, x in zip(self._fitted, current, strict=True)
         ]
-        flat = lambda name: np.array([float(np.ravel(getattr(r, name))[0]) for r in results])  # noqa: E731
+        flat = lambda name: np.array([float(getattr(r, name)[0]) for r in results])  # noqa: E731
         p_value = flat("p_value")
         has_p = ~np.isnan(p_value)
         p_adjusted = adjust(p_value, self.correction)
-        own = np.array([bool(np.ravel(r.drift)[0]) for r in results], dtype=bool)
+        own = np.array([bool(r.drift[0]) for r in results], dtype=bool)
         return DriftResult(
             method=self.method,
-            features=self.features,
+            features=self.features_,
             statistic=flat("statistic"),
             p_value=p_value,
             p_adjusted=p_adjusted,

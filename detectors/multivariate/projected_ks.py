@@ -16,21 +16,22 @@ import torch
 
 from detectors.base import check_matrix, multivariate_result
 from detectors.device import resolve_device
+from detectors.params import Params
 from detectors.result import DriftResult
 from detectors.univariate.ks import KSTest
 
 
-class ProjectedKSTest:
+class ProjectedKSTest(Params):
     """One verdict for a (rows, dim) embedding. Rows with a missing value are left out.
 
     >>> import numpy as np
     >>> rng = np.random.default_rng(0)
     >>> test = ProjectedKSTest(device="cpu").fit(rng.normal(size=(400, 8)))
-    >>> bool(test.score(rng.normal(size=(300, 8)) + 1.0).drift)
+    >>> bool(test.score(rng.normal(size=(300, 8)) + 1.0).drift[0])
     True
     """
 
-    method = "ks-pca"
+    method = "ks_pca"
 
     def __init__(self, *, device: str = "auto", alpha: float = 0.05, n_components: int = 8) -> None:
         if n_components < 1:

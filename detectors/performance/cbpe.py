@@ -25,6 +25,7 @@ from sklearn.isotonic import IsotonicRegression
 from sklearn.model_selection import KFold
 
 from detectors.device import resolve_device
+from detectors.params import Params
 
 METRICS = ("accuracy", "f1", "roc_auc")
 CALIBRATE = ("always", "auto", "never")
@@ -222,7 +223,7 @@ def _metric_values(
     return out
 
 
-class CBPE:
+class CBPE(Params):
     """Confidence-based performance estimation of a classifier from its probabilities alone.
 
     ``fit`` learns an isotonic calibration per class (one against the rest; rows renormalised
@@ -301,12 +302,12 @@ class CBPE:
         self._device = resolve_device(device)
         self._calibrators: list[IsotonicRegression] | None = None
         self._bootstrap: list[list[IsotonicRegression]] = []
-        self.classes: np.ndarray = np.empty(0)
+        self.classes_: np.ndarray = np.empty(0)
         # set by fit: whether the probabilities are recalibrated, and the reference's expected
         # calibration error before and after (on held-out folds, so it is not flattered)
-        self.calibrated = False
-        self.ece_raw = float("nan")
-        self.ece_calibrated = float("nan")
+        self.calibrated_ = False
+        self.ece_raw_ = float("nan")
+        self.ece_calibrated_ = float("nan")
 
     def fit(
         self,
@@ -350,19 +351,19 @@ class CBPE:
         if missing:
             raise ValueError(f"reference_labels hold no example of class(es) {missing}")
 
-        self.ece_raw, self.ece_calibrated = self._cross_validated_ece(probabilities, label_index)
+        self.ece_raw_, self.ece_calibrated_ = self._cross_validated_ece(probabilities, label_index)
         if self.calibrate == "auto":
-            self.calibrated = self.ece_calibrated < self.ece_raw
+            self.calibrated_ = self.ece_calibrated_ < self.ece_raw_
         else:
-            self.calibrated = self.calibrate == "always"
-        self._calibrators = _fit_calibrators(probabilities, label_index) if self.calibrated else []
+            self.calibrated_ = self.calibrate == "always"
+        self._calibrators = _fit_calibrators(probabilities, label_index) if self.calibrated_ else []
         self._bootstrap = []
-        if self.calibrated:
+        if self.calibrated_:
             rng = np.random.default_rng(self.seed)
             for _ in range(self.n_bootstrap):
                 rows = rng.integers(0, len(label_index), size=len(label_index))
                 self._bootstrap.append(_fit_calibrators(probabilities[rows], label_index[rows]))
-        self.classes = names
+        self.classes_ = names
         return self
 
     def _cross_validated_ece(
@@ -395,13 +396,13 @@ class CBPE:
         if self._calibrators is None:
             raise RuntimeError("call fit(reference_probabilities, reference_labels) first")
         return check_probabilities(
-            probabilities, name="current_probabilities", n_classes=len(self.classes)
+            probabilities, name="current_probabilities", n_classes=len(self.classes_)
         )
 
     def calibrated_probabilities(self, probabilities: Any) -> np.ndarray:
         """The (rows, classes) probabilities after the calibration learnt in ``fit``."""
         array = self._checked(probabilities)
-        if self.calibrated and self._calibrators:
+        if self.calibrated_ and self._calibrators:
             return _apply_calibrators(self._calibrators, array)
         return array
 

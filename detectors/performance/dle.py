@@ -22,6 +22,8 @@ from sklearn.base import clone
 from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.model_selection import KFold
 
+from detectors.params import Params
+
 LOSSES = ("absolute", "squared")
 
 
@@ -70,7 +72,7 @@ def _check_vector(data: Any, *, name: str, n_rows: int) -> np.ndarray:
     return array
 
 
-class DLE:
+class DLE(Params):
     """Direct loss estimation of a regression model's MAE or RMSE from its inputs alone.
 
     ``fit`` computes each reference row's loss (``|y - y_hat|`` or ``(y - y_hat)**2``) and fits

@@ -21,6 +21,7 @@ import torch
 
 from detectors.base import check_matrix, drift_result, feature_names
 from detectors.device import resolve_device
+from detectors.params import Params
 from detectors.result import DriftResult
 from detectors.univariate.columns import SortedColumns, pooled, sort_columns
 from detectors.univariate.permutation import permutation_p_values
@@ -89,7 +90,7 @@ def _smoothed(p: torch.Tensor) -> torch.Tensor:
     return torch.where(p > 0, p, torch.full_like(p, EPSILON))
 
 
-class _BinnedDistance:
+class _BinnedDistance(Params):
     """Shared fit/score of the binned distances; subclasses name the distance function."""
 
     method: ClassVar[str]
@@ -124,11 +125,11 @@ class _BinnedDistance:
         self._ref: SortedColumns | None = None
         self._edges: torch.Tensor | None = None
         self._ref_props: torch.Tensor | None = None
-        self.features: tuple[str, ...] = ()
+        self.features_: tuple[str, ...] = ()
 
     def fit(self, reference: np.ndarray, features: Sequence[str] | None = None) -> Self:
         reference = check_matrix(reference, name="reference")
-        self.features = feature_names(features, reference.shape[1])
+        self.features_ = feature_names(features, reference.shape[1])
         self._ref = sort_columns(reference, self._device)
         self._edges = quantile_edges(self._ref, self.n_bins)
         self._ref_props = bin_proportions(self._ref.values, self._ref.counts, self._edges)
@@ -137,7 +138,7 @@ class _BinnedDistance:
     def score(self, current: np.ndarray) -> DriftResult:
         if self._ref is None or self._edges is None or self._ref_props is None:
             raise RuntimeError("call fit(reference) before score(current)")
-        current = check_matrix(current, name="current", n_features=len(self.features))
+        current = check_matrix(current, name="current", n_features=len(self.features_))
         cur = sort_columns(current, self._device)
         cur_props = bin_proportions(cur.values, cur.counts, self._edges)
         statistic = self.distance(self._ref_props, cur_props).cpu().numpy()
@@ -155,7 +156,7 @@ class _BinnedDistance:
             )
         return drift_result(
             method=self.method,
-            features=self.features,
+            features=self.features_,
             statistic=statistic,
             p_value=p_value,
             alpha=self.alpha,

@@ -16,6 +16,7 @@ import torch
 
 from detectors.base import check_matrix, drift_result, feature_names
 from detectors.device import resolve_device
+from detectors.params import Params
 from detectors.result import DriftResult
 from detectors.univariate.columns import SortedColumns, feature_chunks, sort_columns
 
@@ -30,7 +31,7 @@ class Outcome:
     testable: np.ndarray
 
 
-class SortedColumnsTest:
+class SortedColumnsTest(Params):
     method: ClassVar[str]
     # values (features x pooled rows) one statistic chunk may hold at once
     chunk_budget: ClassVar[int] = 1 << 25
@@ -43,11 +44,11 @@ class SortedColumnsTest:
         self.correction = correction
         self._device = resolve_device(device)
         self._ref: SortedColumns | None = None
-        self.features: tuple[str, ...] = ()
+        self.features_: tuple[str, ...] = ()
 
     def fit(self, reference: np.ndarray, features: Sequence[str] | None = None) -> Self:
         reference = check_matrix(reference, name="reference")
-        self.features = feature_names(features, reference.shape[1])
+        self.features_ = feature_names(features, reference.shape[1])
         self._ref = sort_columns(reference, self._device)
         self._after_fit(reference)
         return self
@@ -55,19 +56,19 @@ class SortedColumnsTest:
     def score(self, current: np.ndarray) -> DriftResult:
         if self._ref is None:
             raise RuntimeError("call fit(reference) before score(current)")
-        current = check_matrix(current, name="current", n_features=len(self.features))
+        current = check_matrix(current, name="current", n_features=len(self.features_))
         cur = sort_columns(current, self._device)
         width = self._ref.values.shape[1] + cur.values.shape[1]
         parts = [
             self._statistic(a, b, self._ref.rows(a, b), cur.rows(a, b))
-            for a, b in feature_chunks(len(self.features), width, self.chunk_budget)
+            for a, b in feature_chunks(len(self.features_), width, self.chunk_budget)
         ]
         raw = torch.cat(parts).cpu().numpy() if parts else np.zeros(0)
         n_ref, n_cur = self._ref.counts_numpy(), cur.counts_numpy()
         tested = self._test(raw, n_ref, n_cur, cur, current)
         return drift_result(
             method=self.method,
-            features=self.features,
+            features=self.features_,
             statistic=tested.statistic,
             p_value=tested.p_value,
             alpha=self.alpha,

@@ -10,6 +10,7 @@ import torch
 
 from detectors.base import check_matrix, drift_result, feature_names
 from detectors.device import resolve_device
+from detectors.params import Params
 from detectors.result import DriftResult
 from detectors.univariate.columns import SortedColumns, ecdf_at, pooled, sort_columns
 from detectors.univariate.permutation import permutation_p_values
@@ -43,7 +44,7 @@ def _permuted(
     return (z[:, 1:] - z[:, :-1]) @ gap_cdf.T
 
 
-class WassersteinDistance:
+class WassersteinDistance(Params):
     """Wasserstein-1 distance per numeric feature, optionally normalised, with a threshold.
 
     ``normalized=True`` divides by the reference's standard deviation (at least 1e-3), which
@@ -90,11 +91,11 @@ class WassersteinDistance:
         self._device = resolve_device(device)
         self._ref: SortedColumns | None = None
         self._scale: torch.Tensor | None = None
-        self.features: tuple[str, ...] = ()
+        self.features_: tuple[str, ...] = ()
 
     def fit(self, reference: np.ndarray, features: Sequence[str] | None = None) -> Self:
         reference = check_matrix(reference, name="reference")
-        self.features = feature_names(features, reference.shape[1])
+        self.features_ = feature_names(features, reference.shape[1])
         self._ref = sort_columns(reference, self._device)
         with np.errstate(invalid="ignore"):
             std = np.nan_to_num(
@@ -106,7 +107,7 @@ class WassersteinDistance:
     def score(self, current: np.ndarray) -> DriftResult:
         if self._ref is None or self._scale is None:
             raise RuntimeError("call fit(reference) before score(current)")
-        current = check_matrix(current, name="current", n_features=len(self.features))
+        current = check_matrix(current, name="current", n_features=len(self.features_))
         cur = sort_columns(current, self._device)
         scale = self._scale if self.normalized else torch.ones_like(self._scale)
         statistic = (wasserstein(self._ref, cur) / scale).cpu().numpy()
@@ -120,7 +121,7 @@ class WassersteinDistance:
             )
         return drift_result(
             method=self.method,
-            features=self.features,
+            features=self.features_,
             statistic=statistic,
             p_value=p_value,
             alpha=self.alpha,

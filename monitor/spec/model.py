@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from alerts.rules import AlertRule
 from detectors import CORRECTIONS
@@ -170,12 +170,17 @@ class DetectorChoice(BaseModel):
     name: str
     params: dict[str, Any] = Field(default_factory=dict)
 
+    @field_validator("name")
+    @classmethod
+    def _current_name(cls, name: str) -> str:
+        return detector_registry.canonical(name)  # "ks-pca" in stored configurations
+
 
 COLUMN_KINDS = ("numeric", "categorical", "vector")
 
 
 def _default_detectors() -> dict[str, str | DetectorChoice]:
-    return {"numeric": "ks", "categorical": "chi2", "vector": "ks-pca"}
+    return {"numeric": "ks", "categorical": "chi2", "vector": "ks_pca"}
 
 
 class MonitorConfig(BaseModel):
@@ -198,6 +203,14 @@ class MonitorConfig(BaseModel):
     drift_share: float = Field(default=0.0, ge=0.0, le=1.0)
     schedule: ScheduleSpec = Field(default_factory=lambda: ScheduleSpec(every=300))
     performance: PerformanceSpec | None = None
+
+    @field_validator("detectors")
+    @classmethod
+    def _current_names(cls, detectors: dict[str, Any]) -> dict[str, Any]:
+        return {
+            kind: detector_registry.canonical(v) if isinstance(v, str) else v
+            for kind, v in detectors.items()
+        }
 
     @model_validator(mode="after")
     def _known_detectors(self) -> Self:

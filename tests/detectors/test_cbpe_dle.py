@@ -171,8 +171,8 @@ def test_without_calibration_a_miscalibrated_model_is_overrated(binary_shift: Sh
     gaps = [raw.estimate(p)["accuracy"].value - _realized(p, y)[0] for p, y in windows]
     assert min(gaps) > 0.05
     auto = CBPE(device="cpu", calibrate="auto").fit(ref_p, ref_y)
-    assert auto.calibrated and auto.ece_calibrated < auto.ece_raw
-    assert not raw.calibrated
+    assert auto.calibrated_ and auto.ece_calibrated_ < auto.ece_raw_
+    assert not raw.calibrated_
 
 
 @pytest.mark.parametrize("calibrate", ["always", "auto", "never"])

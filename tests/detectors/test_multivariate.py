@@ -73,8 +73,8 @@ def test_mmd_matches_frouros(name: str) -> None:
     frouros = FrourosMMD(kernel=partial(rbf_kernel, sigma=sigma))
     frouros.fit(X=ref)
     expected = frouros.compare(X=cur)[0].distance
-    assert float(result.statistic) == pytest.approx(expected, rel=1e-9, abs=1e-12)
-    assert float(result.statistic) == pytest.approx(naive_mmd(ref, cur, sigma), rel=1e-9)
+    assert float(result.statistic[0]) == pytest.approx(expected, rel=1e-9, abs=1e-12)
+    assert float(result.statistic[0]) == pytest.approx(naive_mmd(ref, cur, sigma), rel=1e-9)
     assert float(result.extra["bandwidth"]) == sigma
 
 
@@ -83,7 +83,7 @@ def test_mmd_given_bandwidth_matches_frouros() -> None:
     result = MMD(device="cpu", bandwidth=0.7, n_permutations=20).fit(ref).score(cur)
     frouros = FrourosMMD(kernel=partial(rbf_kernel, sigma=0.7))
     frouros.fit(X=ref)
-    assert float(result.statistic) == pytest.approx(frouros.compare(X=cur)[0].distance, rel=1e-9)
+    assert float(result.statistic[0]) == pytest.approx(frouros.compare(X=cur)[0].distance, rel=1e-9)
 
 
 @pytest.mark.parametrize("cls", [MMD, EnergyDistance])
@@ -96,8 +96,8 @@ def test_chunked_equals_unchunked(
     # tiny blocks, and no cached reference matrix: every block is computed by the chunked loops
     monkeypatch.setattr("detectors.multivariate.kernels.CACHE_MAX_ROWS", 0)
     chunked = cls(device="cpu", n_permutations=50, chunk_size=7).fit(ref).score(cur)
-    assert float(chunked.statistic) == pytest.approx(float(whole.statistic), rel=1e-12)
-    assert float(chunked.p_value) == float(whole.p_value)
+    assert float(chunked.statistic[0]) == pytest.approx(float(whole.statistic[0]), rel=1e-12)
+    assert float(chunked.p_value[0]) == float(whole.p_value[0])
 
 
 @pytest.mark.parametrize("cls", [MMD, EnergyDistance])
@@ -134,13 +134,13 @@ def test_permutation_statistics_equal_a_naive_loop(
     np.testing.assert_allclose(batched[1:], permuted, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(batched[0], observed, rtol=1e-9, atol=1e-12)
     expected_p = (1 + np.sum(permuted >= observed)) / (1 + n_perm)
-    assert float(result.p_value) == pytest.approx(expected_p, abs=1e-15)
+    assert float(result.p_value[0]) == pytest.approx(expected_p, abs=1e-15)
 
 
 def test_same_seed_same_p_value_and_other_seeds_close() -> None:
     rng = np.random.default_rng(5)
     ref, cur = rng.normal(size=(120, 4)), rng.normal(size=(100, 4)) + 0.12
-    p = [float(MMD(device="cpu", seed=s).fit(ref).score(cur).p_value) for s in (0, 0, 1, 2, 3)]
+    p = [float(MMD(device="cpu", seed=s).fit(ref).score(cur).p_value[0]) for s in (0, 0, 1, 2, 3)]
     assert p[0] == p[1]
     assert 0.02 < p[0] < 0.9  # a middling p-value, so "close" below says something
     # with 200 permutations a p-value near 0.3 has a standard error near 0.03
@@ -154,17 +154,17 @@ def test_subsampled_permutation_test() -> None:
     full = MMD(device="cpu", n_permutations=50).fit(ref).score(cur)
     sub = MMD(device="cpu", n_permutations=50, permutation_rows=40).fit(ref).score(cur)
     again = MMD(device="cpu", n_permutations=50, permutation_rows=40).fit(ref).score(cur)
-    assert float(sub.statistic) == float(full.statistic)  # the statistic uses every row
-    assert float(sub.p_value) == float(again.p_value)
-    assert bool(sub.drift) and int(sub.n_reference) == 60
+    assert float(sub.statistic[0]) == float(full.statistic[0])  # the statistic uses every row
+    assert float(sub.p_value[0]) == float(again.p_value[0])
+    assert bool(sub.drift[0]) and int(sub.n_reference[0]) == 60
 
 
 @pytest.mark.parametrize("cls", [MMD, EnergyDistance])
 def test_shifted_mean_drifts(cls: type[MMD] | type[EnergyDistance]) -> None:
     rng = np.random.default_rng(7)
     test = cls(device="cpu", n_permutations=100).fit(rng.normal(size=(200, 6)))
-    assert bool(test.score(rng.normal(size=(150, 6)) + 0.4).drift)
-    assert not bool(test.score(rng.normal(size=(150, 6))).drift)
+    assert bool(test.score(rng.normal(size=(150, 6)) + 0.4).drift[0])
+    assert not bool(test.score(rng.normal(size=(150, 6))).drift[0])
 
 
 @pytest.mark.parametrize("cls", [MMD, EnergyDistance])
@@ -176,7 +176,7 @@ def test_level_under_no_drift(cls: type[MMD] | type[EnergyDistance]) -> None:
     for seed in range(40):
         rng = np.random.default_rng(3000 + seed)
         test = cls(device="cpu", n_permutations=100, seed=seed).fit(rng.normal(size=(60, 2)))
-        rejections += bool(test.score(rng.normal(size=(50, 2))).drift)
+        rejections += bool(test.score(rng.normal(size=(50, 2))).drift[0])
     assert rejections <= 6
 
 
@@ -188,9 +188,9 @@ def test_rows_with_nan_are_dropped(cls: type[MMD] | type[EnergyDistance]) -> Non
     result = cls(device="cpu", n_permutations=30).fit(ref).score(holey)
     complete = cur[np.isfinite(holey).all(axis=1)]
     clean = cls(device="cpu", n_permutations=30).fit(ref).score(complete)
-    assert float(result.statistic) == float(clean.statistic)
-    assert float(result.p_value) == float(clean.p_value)
-    assert int(result.n_current) == len(complete)
+    assert float(result.statistic[0]) == float(clean.statistic[0])
+    assert float(result.p_value[0]) == float(clean.p_value[0])
+    assert int(result.n_current[0]) == len(complete)
 
 
 @pytest.mark.parametrize("cls", [MMD, EnergyDistance, LinearMMD, ClassifierTest])
@@ -235,8 +235,8 @@ def test_identical_samples_give_no_drift(data: np.ndarray) -> None:
     # equal sizes: every other split of the pooled rows is at least as far apart as this one
     for cls in (MMD, EnergyDistance):
         result = cls(device="cpu", n_permutations=30).fit(data).score(data)
-        assert float(result.p_value) == 1.0 and not bool(result.drift)
-    assert float(MMD(device="cpu", n_permutations=5).fit(data).score(data).statistic) <= 1e-12
+        assert float(result.p_value[0]) == 1.0 and not bool(result.drift[0])
+    assert float(MMD(device="cpu", n_permutations=5).fit(data).score(data).statistic[0]) <= 1e-12
 
 
 def test_identical_wide_samples_have_zero_energy_distance() -> None:
@@ -245,7 +245,7 @@ def test_identical_wide_samples_have_zero_energy_distance() -> None:
     result = EnergyDistance(device="cpu", n_permutations=30).fit(data).score(data)
     # the sum orders differ (cached reference block vs cross blocks): 1e-16 of a distance near
     # 9, which the square root turns into at most ~1e-7
-    assert float(result.statistic) < 1e-6 and float(result.p_value) == 1.0
+    assert float(result.statistic[0]) < 1e-6 and float(result.p_value[0]) == 1.0
 
 
 @settings(max_examples=30, deadline=None)
@@ -257,20 +257,20 @@ def test_p_values_are_probabilities_reproducible_and_row_order_free(
     order = np.random.default_rng(0)
     for cls in (MMD, EnergyDistance):
         result = cls(device="cpu", n_permutations=20).fit(ref).score(cur)
-        assert 0.0 < float(result.p_value) <= 1.0
+        assert 0.0 < float(result.p_value[0]) <= 1.0
         repeated = cls(device="cpu", n_permutations=20).fit(ref).score(cur)
-        assert float(repeated.p_value) == float(result.p_value)  # the seed fixes permutations
+        assert float(repeated.p_value[0]) == float(result.p_value[0])  # the seed fixes permutations
         shuffled = cls(device="cpu", n_permutations=20).fit(ref[order.permutation(len(ref))])
         again = shuffled.score(cur[order.permutation(len(cur))])
         if cls is MMD:
-            assert float(again.statistic) == pytest.approx(
-                float(result.statistic), rel=1e-9, abs=1e-12
+            assert float(again.statistic[0]) == pytest.approx(
+                float(result.statistic[0]), rel=1e-9, abs=1e-12
             )
         else:  # the squared form: its rounding (relative to the squared data scale) is what
             # the square root blows up near zero
             scale = (1.0 + np.abs(np.concatenate([ref, cur])).max()) ** 2
-            assert float(again.statistic) ** 2 == pytest.approx(
-                float(result.statistic) ** 2, rel=1e-9, abs=1e-13 * scale
+            assert float(again.statistic[0]) ** 2 == pytest.approx(
+                float(result.statistic[0]) ** 2, rel=1e-9, abs=1e-13 * scale
             )
 
 
@@ -299,14 +299,14 @@ def test_linear_mmd_matches_a_naive_loop(sizes: tuple[int, int]) -> None:
     sigma = test.bandwidth_
     assert sigma is not None and sigma == pytest.approx(np.median(pdist(ref)), rel=1e-12)
     statistic, p_value = naive_linear_mmd(ref, cur, sigma)
-    assert float(result.statistic) == pytest.approx(statistic, rel=1e-10)
-    assert float(result.p_value) == pytest.approx(p_value, rel=1e-10)
+    assert float(result.statistic[0]) == pytest.approx(statistic, rel=1e-10)
+    assert float(result.p_value[0]) == pytest.approx(p_value, rel=1e-10)
 
 
 def test_linear_mmd_detects_a_shift_on_large_windows() -> None:
     rng = np.random.default_rng(8)
     test = LinearMMD(device="cpu").fit(rng.normal(size=(20_000, 8)))
-    assert bool(test.score(rng.normal(size=(20_000, 8)) + 0.2).drift)
+    assert bool(test.score(rng.normal(size=(20_000, 8)) + 0.2).drift[0])
 
 
 def test_linear_mmd_level_under_no_drift() -> None:
@@ -318,7 +318,7 @@ def test_linear_mmd_level_under_no_drift() -> None:
         result = (
             LinearMMD(device="cpu").fit(rng.normal(size=(400, 3))).score(rng.normal(size=(400, 3)))
         )
-        rejections += bool(result.drift)
+        rejections += bool(result.drift[0])
     assert rejections <= 12
 
 
@@ -339,17 +339,17 @@ def test_energy_matches_scipy_and_frouros_in_one_dimension(name: str) -> None:
     ref, cur = ONE_D[name]
     result = EnergyDistance(device="cpu", n_permutations=20).fit(ref).score(cur)
     expected = stats.energy_distance(ref[:, 0], cur[:, 0])  # the square-root form, as ours
-    assert float(result.statistic) == pytest.approx(expected, rel=1e-9)
+    assert float(result.statistic[0]) == pytest.approx(expected, rel=1e-9)
     frouros = FrourosEnergy()
     frouros.fit(X=ref[:, 0])
-    assert float(result.statistic) == pytest.approx(frouros.compare(X=cur[:, 0])[0].distance)
+    assert float(result.statistic[0]) == pytest.approx(frouros.compare(X=cur[:, 0])[0].distance)
 
 
 @pytest.mark.parametrize("name", list(DATASETS))
 def test_energy_matches_numpy_in_several_dimensions(name: str) -> None:
     ref, cur = DATASETS[name]
     result = EnergyDistance(device="cpu", n_permutations=20).fit(ref).score(cur)
-    assert float(result.statistic) ** 2 == pytest.approx(naive_energy(ref, cur), rel=1e-9)
+    assert float(result.statistic[0]) ** 2 == pytest.approx(naive_energy(ref, cur), rel=1e-9)
 
 
 # --- ClassifierTest ----------------------------------------------------------------------------
@@ -379,18 +379,18 @@ def test_classifier_detects_a_clear_shift_and_is_reproducible() -> None:
     rng = np.random.default_rng(10)
     ref, cur = rng.normal(size=(200, 4)), rng.normal(size=(150, 4)) + np.array([1.0, 0, 0, 0])
     result = ClassifierTest(device="cpu", seed=3).fit(ref).score(cur)
-    assert bool(result.drift) and float(result.statistic) > 0.7
+    assert bool(result.drift[0]) and float(result.statistic[0]) > 0.7
     again = ClassifierTest(device="cpu", seed=3).fit(ref).score(cur)
-    assert float(again.statistic) == float(result.statistic)
-    assert float(again.p_value) == float(result.p_value)
+    assert float(again.statistic[0]) == float(result.statistic[0])
+    assert float(again.p_value[0]) == float(result.p_value[0])
     other = ClassifierTest(device="cpu", seed=4).fit(ref).score(cur)
-    assert bool(other.drift)
+    assert bool(other.drift[0])
 
 
 def test_classifier_logistic_regression_detects_a_mean_shift() -> None:
     rng = np.random.default_rng(11)
     test = ClassifierTest(device="cpu", hidden=0).fit(rng.normal(size=(200, 3)))
-    assert bool(test.score(rng.normal(size=(200, 3)) + 0.5).drift)
+    assert bool(test.score(rng.normal(size=(200, 3)) + 0.5).drift[0])
 
 
 def test_classifier_level_under_no_drift() -> None:

@@ -34,7 +34,7 @@ def test_conformance(name: str) -> None:
     detector.fit(ref, names)
     same = detector.score(ref)  # identical samples never drift
     moved = detector.score(_data(kind, 400, 1.5))
-    assert same.features == moved.features == tuple(names)
+    assert same.features == moved.features == tuple(names) == detector.features_
     assert same.method == name
     for result in (same, moved):
         assert result.statistic.shape == (len(names),)
@@ -57,3 +57,47 @@ def test_check_refuses_what_a_monitor_could_get_wrong() -> None:
     with pytest.raises(ValueError, match="device"):
         check("ks", {"device": "cuda"})  # set by the service, not by a monitor
     assert check("mmd", {"n_permutations": 50}, kind="vector").multivariate
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_parameters_are_configuration_and_fitted_state_is_apart(name: str) -> None:
+    """river's and scikit-learn's habits: ``get_params()`` rebuilds the detector, ``repr``
+    shows it, and ``fit`` adds only trailing-underscore or private attributes."""
+    spec = REGISTRY[name]
+    detector = spec.cls(device="cpu")
+    params = detector.get_params()
+    assert set(params) == set(spec.cls.param_names())
+    assert set(spec.parameters()) <= set(params)
+    rebuilt = spec.cls(**params)
+    assert rebuilt.get_params() == params
+    assert repr(rebuilt) == repr(detector)
+    shown = repr(detector)
+    assert shown.startswith(f"{spec.cls.__name__}(") and "device='cpu'" in shown
+    (kind,) = spec.kinds
+    data = _data(kind, 200, 0.0)
+    before = set(vars(detector))
+    detector.fit(data[0] if kind == "vector" else data)  # type: ignore[index]
+    added = set(vars(detector)) - before
+    assert all(a.endswith("_") or a.startswith("_") for a in added), added
+    assert detector.get_params() == params  # fitting changes no parameter
+
+
+@pytest.mark.parametrize("name", sorted(n for n, s in REGISTRY.items() if s.multivariate))
+def test_multivariate_results_are_one_dimensional(name: str) -> None:
+    detector = REGISTRY[name].cls(device="cpu")
+    ref = _data("vector", 200, 0.0)[0]
+    result = detector.fit(ref).score(ref)
+    for field in ("statistic", "p_value", "p_adjusted", "drift", "n_reference", "n_current"):
+        assert getattr(result, field).shape == (1,), field
+    assert result.features == ("*",)
+    assert np.isfinite(result.statistic[0]) and not result.drift[0]  # the reference itself
+
+
+def test_former_name_ks_pca_still_loads() -> None:
+    from monitor.spec.model import DetectorChoice, MonitorConfig
+
+    assert check("ks-pca", kind="vector").name == "ks_pca"
+    stored = MonitorConfig.model_validate({"detectors": {"vector": "ks-pca", "numeric": "ks"}})
+    assert stored.detector("vector").name == "ks_pca"
+    assert DetectorChoice(name="ks-pca").name == "ks_pca"
+    assert MonitorConfig().detector("vector").name == "ks_pca"  # the default, by its new name

@@ -229,7 +229,7 @@ def test_monitor_chooses_detectors_by_name_with_parameters(
                 "detectors": {
                     "numeric": {"name": "wasserstein", "params": {"threshold": 0.2}},
                     "categorical": "tvd",
-                    "vector": "ks-pca",
+                    "vector": "ks-pca",  # the former name, still accepted
                 },
             },
             {
@@ -249,7 +249,7 @@ def test_monitor_chooses_detectors_by_name_with_parameters(
     assert distances["brightness"]["p_value"] is None  # a distance with a threshold
     assert distances["brightness"]["drift"] and distances["brightness"]["statistic"] > 0.2
     assert distances["site"]["method"] == "tvd" and distances["site"]["drift"]
-    assert distances["emb"]["method"] == "ks-pca" and not distances["emb"]["drift"]
+    assert distances["emb"]["method"] == "ks_pca" and not distances["emb"]["drift"]
     assert runs["distances"]["status"] == "drift"
     permuted = {r["feature"]: r for r in runs["permutation"]["results"]}
     assert set(permuted) == {"brightness", "prediction.confidence", "prediction.entropy"}
