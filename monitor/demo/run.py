@@ -23,7 +23,7 @@ from monitor.db import keys
 from monitor.demo.data import SPEC, generate, reference_csv, true_labels
 from monitor.server import BackgroundServer
 from monitor.settings import Settings
-from monitor.vocabulary import ResultKey
+from monitor.vocabulary import ResultKey, RunStatus
 
 
 @dataclass(frozen=True)
@@ -143,7 +143,9 @@ def run_demo(
     _performance(console, performance)
     drifted = {r["feature"] for r in run["results"] if r["drift"]}
     stable = {r["feature"] for r in run["results"] if not r["drift"]}
-    verdict = "[bold red]DRIFT[/]" if run["status"] == "drift" else f"[green]{run['status']}[/]"
+    verdict = (
+        "[bold red]DRIFT[/]" if run["status"] == RunStatus.DRIFT else f"[green]{run['status']}[/]"
+    )
     console.print(f"verdict: {verdict} - {run['message']}")
     console.print(
         "\nWhere to look next:\n"

@@ -32,6 +32,7 @@ from monitor.db.results import run_performance, run_quality, run_results
 from monitor.db.tables import DetectionResult, DetectionRun, PerformanceResult, QualityResult
 from monitor.runs.windows import load_span, window_span
 from monitor.spec.model import ModelSpec
+from monitor.vocabulary import RunStatus
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -258,6 +259,7 @@ def render_report(data: ReportInput) -> str:
     return _TEMPLATE.render(
         spec=data.spec,
         run=data.run,
+        verdict=RunStatus(data.run.status).verdict,  # ok, warning or drift: styled as such
         results=data.results,
         quality=data.quality,
         performance=data.performance,
@@ -313,7 +315,7 @@ iframe { width: 100%; height: 1600px; border: 1px solid #dde1e8; }
 <body>
 <main>
 <h1>Drift report: {{ spec.name }} v{{ spec.version }}, run {{ run.id }}</h1>
-{% set kind = run.status if run.status in ("ok", "warning", "drift") else "other" %}
+{% set kind = run.status if verdict else "other" %}
 <p><span class="status s-{{ kind }}">{{ run.status }}</span> {{ run.message }}</p>
 <table>
 <tr><th>monitor</th><td>{{ run.monitor }}</td></tr>

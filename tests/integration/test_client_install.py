@@ -45,7 +45,7 @@ MODULE_SCRIPT = textwrap.dedent(
         )
     delivered = client.close()
     found = {m: importlib.util.find_spec(m) is not None for m in sys.argv[4:]}
-    print(json.dumps({"delivered": delivered, "stats": client.stats(), "found": found,
+    print(json.dumps({"delivered": delivered, "stats": client.stats, "found": found,
                       "python": sys.version_info[:2], "numpy": __import__("numpy").__version__}))
     """
 )
@@ -126,12 +126,14 @@ def test_client_wheel_in_a_fresh_environment_sends_to_a_real_server(
 
 
 def _python39() -> str | None:
+    # pyenv's interpreters directly: its shims answer only for the selected versions
+    pyenv = sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.9.*/bin/python3.9")))
+    if pyenv:
+        return pyenv[-1]
     found = shutil.which("python3.9")
-    if found:
+    if found and subprocess.run([found, "--version"], capture_output=True).returncode == 0:
         return found
-    pyenv = os.path.expanduser("~/.pyenv/versions/3.9.*/bin/python3.9")
-    candidates = sorted(glob.glob(pyenv))
-    return candidates[-1] if candidates else None
+    return None
 
 
 def test_client_runs_on_python_3_9(tmp_path: Path, pg_url: str) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import tarfile
 import tomllib
 import zipfile
 from email.parser import Parser
@@ -11,7 +14,7 @@ import pytest
 
 import collectors
 import monitor
-from tests.packaging.wheels import ROOT, client_wheel, server_wheel
+from tests.packaging.wheels import ROOT, client_source, client_wheel, server_source, server_wheel
 
 
 def _pyproject(path: Path) -> dict:  # type: ignore[type-arg]
@@ -82,3 +85,32 @@ def test_server_wheel_holds_the_service_and_its_data(wheels: tuple[Path, Path]) 
     with zipfile.ZipFile(wheels[1]) as z:
         (entry,) = [n for n in names if n.endswith("entry_points.txt")]
         assert "tidewatch = monitor.cli:main" in z.read(entry).decode()
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_make_dist_builds_both_sdists_and_wheels(tmp_path: Path) -> None:
+    """What ``make dist`` runs: ``python -m build`` (isolated: setuptools from the package
+    index) on each project; the wheel is built from the sdist, so the sdist is complete."""
+    out = tmp_path / "dist"
+    for source in (client_source(tmp_path), server_source(tmp_path)):
+        done = subprocess.run(
+            [sys.executable, "-m", "build", "--outdir", str(out), str(source)],
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    version = monitor.__version__
+    built = sorted(p.name for p in out.iterdir())
+    assert built == sorted(
+        [
+            f"tidewatch_client-{version}-py3-none-any.whl",
+            f"tidewatch_client-{version}.tar.gz",
+            f"tidewatch_server-{version}-py3-none-any.whl",
+            f"tidewatch_server-{version}.tar.gz",
+        ]
+    )
+    with tarfile.open(out / f"tidewatch_client-{version}.tar.gz") as sdist:
+        names = sdist.getnames()
+    assert f"tidewatch_client-{version}/py.typed" in names
+    assert f"tidewatch_client-{version}/README.md" in names

@@ -26,15 +26,15 @@ def _build(source: Path, out: Path) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
 
 
-def client_wheel(tmp: Path) -> Path:
+def client_source(tmp: Path) -> Path:
+    """A copy of what the client's build reads: the collectors/ folder."""
     src = tmp / "client-src" / "collectors"
     shutil.copytree(ROOT / "collectors", src, ignore=_IGNORE)
-    _build(src, tmp / "client-dist")
-    (wheel,) = (tmp / "client-dist").glob("tidewatch_client-*.whl")
-    return wheel
+    return src
 
 
-def server_wheel(tmp: Path) -> Path:
+def server_source(tmp: Path) -> Path:
+    """A copy of what the server's build reads."""
     src = tmp / "server-src"
     src.mkdir()
     for part in SERVER_PARTS:
@@ -43,6 +43,16 @@ def server_wheel(tmp: Path) -> Path:
             shutil.copytree(path, src / part, ignore=_IGNORE)
         else:
             shutil.copy2(path, src / part)
-    _build(src, tmp / "server-dist")
+    return src
+
+
+def client_wheel(tmp: Path) -> Path:
+    _build(client_source(tmp), tmp / "client-dist")
+    (wheel,) = (tmp / "client-dist").glob("tidewatch_client-*.whl")
+    return wheel
+
+
+def server_wheel(tmp: Path) -> Path:
+    _build(server_source(tmp), tmp / "server-dist")
     (wheel,) = (tmp / "server-dist").glob("tidewatch_server-*.whl")
     return wheel
