@@ -6,16 +6,19 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
+import anyio.to_thread
 from fastapi import FastAPI
 
 from monitor import __version__
 from monitor.alerting.lifecycle import Alerting
 from monitor.api import alerts, detection, health, ingest, metrics, models, monitors, report
+from monitor.api.admission import AdmissionControl
 from monitor.api.deps import ServiceState
 from monitor.api.errors import install_error_handlers
 from monitor.api.openapi import install_openapi
 from monitor.db.engine import make_engine, make_sessionmaker
 from monitor.db.migrate import upgrade
+from monitor.observability.access_log import redact_access_log
 from monitor.observability.http import IngestMetrics
 from monitor.observability.registry import Exposition
 from monitor.observability.results import ResultsCollector
@@ -35,19 +38,30 @@ def create_app(settings: Settings) -> FastAPI:
     >>> app.title
     'Tidewatch'
     """
-    engine = make_engine(settings.database_url)
+    engine = make_engine(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_timeout=settings.db_pool_timeout,
+    )
     sessions = make_sessionmaker(engine)
+    # /metrics reads results through its own connection: never behind the requests' pool
+    metrics_engine = make_engine(settings.database_url, pool_size=1, max_overflow=1)
+    metrics_sessions = make_sessionmaker(metrics_engine)
     state = ServiceState(
         settings=settings,
         engine=engine,
         sessions=sessions,
         cache=ReferenceCache(settings.reference_cache_size),
-        exposition=Exposition(ResultsCollector(sessions, settings.metrics_cache_seconds)),
+        exposition=Exposition(ResultsCollector(metrics_sessions, settings.metrics_cache_seconds)),
         alerting=Alerting(settings, sessions),
     )
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # every thread of request work (sync routes, dependencies, in_thread) comes from this
+        # pool: no more of them than the database pool can serve at once
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.request_threads
         if settings.migrate_on_start:
             upgrade(engine)
         purger = asyncio.create_task(
@@ -67,6 +81,7 @@ def create_app(settings: Settings) -> FastAPI:
             with contextlib.suppress(asyncio.CancelledError):
                 await purger
             engine.dispose()
+            metrics_engine.dispose()
 
     app = FastAPI(
         title="Tidewatch",
@@ -77,7 +92,11 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.tidewatch = state
     install_error_handlers(app)
     install_openapi(app)
+    # here, not in monitor/server.py: whatever runs the app under uvicorn logs no tokens
+    redact_access_log()
     app.add_middleware(IngestMetrics)
+    # outermost: a shed request costs one comparison and touches nothing else
+    app.add_middleware(AdmissionControl, max_in_flight=settings.max_in_flight)
     routers = (
         health.router,
         metrics.router,

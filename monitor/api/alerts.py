@@ -11,7 +11,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from monitor.alerting.lifecycle import NotFiring, acknowledge, silence
-from monitor.api.deps import SessionDep, StateDep, read_body, require
+from monitor.api.deps import (
+    IdPath,
+    ServiceState,
+    SessionDep,
+    StateDep,
+    in_thread,
+    read_body,
+    require,
+)
 from monitor.db.tables import Alert, AlertEvent, Model, OutboxMessage
 
 router = APIRouter(prefix="/api/v1", tags=["alerts"])
@@ -128,7 +136,7 @@ def _alert(session: Session, alert_id: int) -> Alert:
 
 
 @router.get("/alerts/{alert_id}", response_model=AlertOut, dependencies=[Depends(require("read"))])
-def get_alert(alert_id: int, session: SessionDep) -> AlertOut:
+def get_alert(alert_id: IdPath, session: SessionDep) -> AlertOut:
     """One alert with its history and its deliveries."""
     return alert_out(session, _alert(session, alert_id), full=True)
 
@@ -136,39 +144,45 @@ def get_alert(alert_id: int, session: SessionDep) -> AlertOut:
 @router.post(
     "/alerts/{alert_id}/ack", response_model=AlertOut, dependencies=[Depends(require("admin"))]
 )
-async def post_ack(
-    alert_id: int, request: Request, state: StateDep, session: SessionDep
-) -> AlertOut:
+async def post_ack(alert_id: IdPath, request: Request, state: StateDep) -> AlertOut:
     """Acknowledge: no more re-notifications of this alert (it still resolves)."""
     body = await read_body(request, state.settings.max_body_bytes)
     ack = TypeAdapter(AckIn).validate_json(body or b"{}")
-    alert = _alert(session, alert_id)
-    try:
-        acknowledge(session, alert, ack.by)
-    except NotFiring as exc:
-        raise HTTPException(409, str(exc)) from None
-    return alert_out(session, alert, full=True)
+    return await in_thread(_acknowledge, state, alert_id, ack.by)
+
+
+def _acknowledge(state: ServiceState, alert_id: int, by: str) -> AlertOut:
+    with state.sessions() as session:
+        alert = _alert(session, alert_id)
+        try:
+            acknowledge(session, alert, by)
+        except NotFiring as exc:
+            raise HTTPException(409, str(exc)) from None
+        return alert_out(session, alert, full=True)
 
 
 @router.post(
     "/alerts/{alert_id}/silence", response_model=AlertOut, dependencies=[Depends(require("admin"))]
 )
-async def post_silence(
-    alert_id: int, request: Request, state: StateDep, session: SessionDep
-) -> AlertOut:
+async def post_silence(alert_id: IdPath, request: Request, state: StateDep) -> AlertOut:
     """Silence: no notification of this alert at all for ``seconds`` (its resolution included)."""
     body = TypeAdapter(SilenceIn).validate_json(
         await read_body(request, state.settings.max_body_bytes)
     )
-    alert = _alert(session, alert_id)
-    silence(session, alert, body.seconds)
-    return alert_out(session, alert, full=True)
+    return await in_thread(_silence, state, alert_id, body.seconds)
+
+
+def _silence(state: ServiceState, alert_id: int, seconds: float | None) -> AlertOut:
+    with state.sessions() as session:
+        alert = _alert(session, alert_id)
+        silence(session, alert, seconds)
+        return alert_out(session, alert, full=True)
 
 
 @router.delete(
     "/alerts/{alert_id}/silence", response_model=AlertOut, dependencies=[Depends(require("admin"))]
 )
-def delete_silence(alert_id: int, session: SessionDep) -> AlertOut:
+def delete_silence(alert_id: IdPath, session: SessionDep) -> AlertOut:
     alert = _alert(session, alert_id)
     silence(session, alert, None)
     return alert_out(session, alert, full=True)

@@ -1,13 +1,23 @@
-"""Shared request dependencies: the service state, database sessions, keys and body limits."""
+"""Shared request dependencies: the service state, database sessions, keys and body limits.
+
+Nothing here blocks the event loop: database work runs in worker threads (:func:`in_thread`,
+or FastAPI's own for synchronous routes), bounded by ``request_threads`` so that a request
+thread never waits for a database connection (the pool holds more). A request holds at most
+one connection at a time: the key check uses its own short session, released before the
+route's work starts.
+"""
 
 from __future__ import annotations
 
+import functools
 import tempfile
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import IO, Annotated
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import IO, Annotated, Any, TypeVar
 
-from fastapi import Depends, HTTPException, Request
+import anyio
+import anyio.to_thread
+from fastapi import Depends, HTTPException, Path, Query, Request
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -31,6 +41,25 @@ class ServiceState:
     exposition: Exposition  # what /metrics serves
     alerting: Alerting  # checks the alert rules after manual runs
     worker: Worker | None = None  # the scheduler of this process, while serving
+    # /metrics renders on a thread of its own, never queued behind request work
+    metrics_limiter: anyio.CapacityLimiter = field(default_factory=lambda: anyio.CapacityLimiter(1))
+
+
+T = TypeVar("T")
+
+# ids are database integers: anything beyond answers 422, never a driver error (a 500)
+MAX_ID = 2**31 - 1
+IdPath = Annotated[int, Path(ge=1, le=MAX_ID, description="an id (1 to 2^31 - 1)")]
+
+
+def id_query(description: str, *, alias: str | None = None, default: Any = None) -> Any:
+    """A query parameter holding a database id, bounded like :data:`IdPath`."""
+    return Query(default=default, alias=alias, ge=1, le=MAX_ID, description=description)
+
+
+async def in_thread(fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)`` in a worker thread (the bounded default pool), off the event loop."""
+    return await anyio.to_thread.run_sync(functools.partial(fn, *args))
 
 
 def get_state(request: Request) -> ServiceState:
@@ -63,18 +92,30 @@ def _bearer(request: Request) -> str:
 
 def authorize(session: Session, request: Request, needed: str) -> None:
     """401 for a missing or unknown key, 403 for a key without the ``needed`` scope."""
-    row = keys.lookup(session, _bearer(request))
+    _check_key(session, _bearer(request), needed)
+
+
+def _check_key(session: Session, key: str, needed: str) -> None:
+    row = keys.lookup(session, key)
     if row is None:
         raise HTTPException(401, "invalid or revoked API key", {"WWW-Authenticate": "Bearer"})
     if not keys.allows(row.scopes, needed):
         raise HTTPException(403, f"this key lacks the {needed!r} scope")
 
 
-def require(needed: str) -> Callable[[Request, Session], None]:
-    """Dependency for a fixed scope (``admin`` or ``read``)."""
+def _check_key_alone(state: ServiceState, key: str, needed: str) -> None:
+    with state.sessions() as session:  # its own connection, returned before the route runs
+        _check_key(session, key, needed)
 
-    def check(request: Request, session: SessionDep) -> None:
-        authorize(session, request, needed)
+
+def require(needed: str) -> Callable[[Request, ServiceState], Awaitable[None]]:
+    """Dependency checking the key for a scope: ``admin``, ``read``, or ``ingest:{name}``
+    (filled from the path). As a dependency it runs before the route's parameters and body
+    are validated, so an anonymous caller learns nothing from a 422."""
+
+    async def check(request: Request, state: StateDep) -> None:
+        scope = needed.format(**request.path_params)
+        await in_thread(_check_key_alone, state, _bearer(request), scope)
 
     return check
 
@@ -84,6 +125,12 @@ def model_or_404(session: Session, name: str) -> RegisteredModel:
     if registered is None:
         raise HTTPException(404, f"unknown model {name!r}")
     return registered
+
+
+def find_model(state: ServiceState, name: str) -> RegisteredModel:
+    """:func:`model_or_404` with its own short session (for async routes, in a thread)."""
+    with state.sessions() as session:
+        return model_or_404(session, name)
 
 
 def _too_large(limit: int) -> HTTPException:

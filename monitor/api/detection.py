@@ -5,10 +5,19 @@ from __future__ import annotations
 from datetime import datetime
 
 from fastapi import APIRouter, Depends, HTTPException, Query
-from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
 
-from monitor.api.deps import ServiceState, SessionDep, StateDep, model_or_404, require
+from monitor.api.deps import (
+    IdPath,
+    ServiceState,
+    SessionDep,
+    StateDep,
+    find_model,
+    id_query,
+    in_thread,
+    model_or_404,
+    require,
+)
 from monitor.api.schemas import RunOut, RunsPage
 from monitor.cycle import UnknownMonitor, monitors_named, run_and_alert
 from monitor.db.models import RegisteredModel, get_model
@@ -60,11 +69,10 @@ def detect(state: ServiceState, registered: RegisteredModel, monitor: str | None
 async def post_detect(
     name: str,
     state: StateDep,
-    session: SessionDep,
     monitor: str | None = Query(default=None, description="run only this monitor"),
 ) -> list[RunOut]:
-    registered = model_or_404(session, name)
-    return await run_in_threadpool(detect, state, registered, monitor)
+    registered = await in_thread(find_model, state, name)
+    return await in_thread(detect, state, registered, monitor)
 
 
 @router.get(
@@ -78,7 +86,7 @@ def get_results(
     since: datetime | None = Query(default=None, description="windows ending at or after"),
     until: datetime | None = Query(default=None, description="windows ending before"),
     limit: int = Query(default=20, ge=1, le=500),
-    before: int | None = Query(default=None, description="page: runs with a smaller id"),
+    before: int | None = id_query("page: runs with a smaller id"),
 ) -> RunsPage:
     """Detection runs, newest first, with their per-feature results; page with ``before``."""
     registered = (
@@ -104,7 +112,7 @@ def get_results(
 @router.get(
     "/models/{name}/runs/{run_id}", response_model=RunOut, dependencies=[Depends(require("read"))]
 )
-def get_run(name: str, run_id: int, session: SessionDep) -> RunOut:
+def get_run(name: str, run_id: IdPath, session: SessionDep) -> RunOut:
     """One detection run with its results (dashboards link here from a run's panels)."""
     registered = model_or_404(session, name)
     run = session.get(DetectionRun, run_id)

@@ -6,18 +6,18 @@ from typing import IO
 
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
-from fastapi import APIRouter, HTTPException, Query, Request
-from fastapi.concurrency import run_in_threadpool
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from collectors.wire import LabelBatch, Record, TelemetryBatch
 from monitor.api.deps import (
     ServiceState,
-    SessionDep,
     StateDep,
-    authorize,
+    find_model,
+    in_thread,
     model_or_404,
     read_body,
+    require,
     spool_body,
 )
 from monitor.api.schemas import IngestOut, LabelsOut, ReferenceOut
@@ -89,25 +89,26 @@ def _store_flat_telemetry(
             flat = pq.read_table(io.BytesIO(body))
     except (pa.ArrowInvalid, OSError) as exc:
         raise HTTPException(422, f"could not read the {fmt} body: {exc}") from None
-    if "id" not in flat.column_names:
-        # without ids a resend would count twice: batch files must name their records
-        raise SchemaError("column 'id'", "a telemetry file needs an 'id' column")
     limit = state.settings.max_batch_records
     if flat.num_rows > limit:
         raise HTTPException(413, f"{flat.num_rows} records in one batch; the limit is {limit}")
     if flat.num_rows == 0:
         raise HTTPException(422, "the batch holds no rows")
-    table = flat_to_table(flat, registered.spec)
+    # without ids a resend would count twice: batch files must name their records
+    table = flat_to_table(flat, registered.spec, require_ids=True)
     outcome = telemetry.ingest(state.sessions, state.engine, registered, table, sampling_rate)
     return _counted(registered, outcome)
 
 
-@router.post("/models/{name}/telemetry", response_model=IngestOut)
+@router.post(
+    "/models/{name}/telemetry",
+    response_model=IngestOut,
+    dependencies=[Depends(require("ingest:{name}"))],
+)
 async def post_telemetry(
     name: str,
     request: Request,
     state: StateDep,
-    session: SessionDep,
     sampling_rate: float = Query(
         default=1.0, gt=0.0, le=1.0, description="for CSV and Parquet bodies"
     ),
@@ -117,16 +118,13 @@ async def post_telemetry(
     JSON (``{"records": [...]}``) from the collectors, or a flat CSV or Parquet table (the
     reference's column layout plus an ``id`` column) from ``tidewatch collect``.
     """
-    authorize(session, request, f"ingest:{name}")
-    registered = model_or_404(session, name)
+    registered = await in_thread(find_model, state, name)
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     fmt = _CONTENT_TYPES.get(content_type, "json")
     body = await read_body(request, state.settings.max_body_bytes)
     if fmt == "json":
-        return await run_in_threadpool(_store_telemetry, state, registered, body)
-    return await run_in_threadpool(
-        _store_flat_telemetry, state, registered, body, fmt, sampling_rate
-    )
+        return await in_thread(_store_telemetry, state, registered, body)
+    return await in_thread(_store_flat_telemetry, state, registered, body, fmt, sampling_rate)
 
 
 def _store_labels(state: ServiceState, registered: RegisteredModel, body: bytes) -> LabelsOut:
@@ -148,15 +146,16 @@ def _store_labels(state: ServiceState, registered: RegisteredModel, body: bytes)
     return LabelsOut(stored=stored, matched=matched)
 
 
-@router.post("/models/{name}/labels", response_model=LabelsOut)
-async def post_labels(
-    name: str, request: Request, state: StateDep, session: SessionDep
-) -> LabelsOut:
+@router.post(
+    "/models/{name}/labels",
+    response_model=LabelsOut,
+    dependencies=[Depends(require("ingest:{name}"))],
+)
+async def post_labels(name: str, request: Request, state: StateDep) -> LabelsOut:
     """Delayed true labels, joined to earlier records by id (a later label replaces one before)."""
-    authorize(session, request, f"ingest:{name}")
-    registered = model_or_404(session, name)
+    registered = await in_thread(find_model, state, name)
     body = await read_body(request, state.settings.max_body_bytes)
-    return await run_in_threadpool(_store_labels, state, registered, body)
+    return await in_thread(_store_labels, state, registered, body)
 
 
 def _reference_format(request: Request, fmt: str | None) -> str:
@@ -205,12 +204,26 @@ def _store_reference(
         )
 
 
-@router.post("/models/{name}/reference", response_model=ReferenceOut)
+def _reference_target(state: ServiceState, name: str, version: str | None) -> RegisteredModel:
+    with state.sessions() as session:
+        registered = model_or_404(session, name)
+        if version is None or version == registered.spec.version:
+            return registered
+        found = get_model(session, name, version)
+    if found is None:
+        raise HTTPException(404, f"model {name!r} has no version {version!r}")
+    return found
+
+
+@router.post(
+    "/models/{name}/reference",
+    response_model=ReferenceOut,
+    dependencies=[Depends(require("admin"))],
+)
 async def post_reference(
     name: str,
     request: Request,
     state: StateDep,
-    session: SessionDep,
     format: str | None = Query(default=None, description="json, csv or parquet"),
     version: str | None = Query(default=None, description="default: the current version"),
 ) -> ReferenceOut:
@@ -220,16 +233,10 @@ async def post_reference(
     version's earlier one. The body is streamed to a temporary file and read from there, so it
     is not held twice.
     """
-    authorize(session, request, "admin")
-    registered = model_or_404(session, name)
-    if version is not None and version != registered.spec.version:
-        found = get_model(session, name, version)
-        if found is None:
-            raise HTTPException(404, f"model {name!r} has no version {version!r}")
-        registered = found
+    registered = await in_thread(_reference_target, state, name, version)
     fmt = _reference_format(request, format)
     spool = await spool_body(request, state.settings.max_reference_bytes)
     try:
-        return await run_in_threadpool(_store_reference, state, registered, spool, fmt)
+        return await in_thread(_store_reference, state, registered, spool, fmt)
     finally:
         spool.close()

@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.concurrency import run_in_threadpool
 from pydantic import TypeAdapter
+from sqlalchemy.orm import Session
 
-from monitor.api.deps import SessionDep, StateDep, model_or_404, read_body, require
+from monitor.api.deps import (
+    ServiceState,
+    SessionDep,
+    StateDep,
+    in_thread,
+    model_or_404,
+    read_body,
+    require,
+)
 from monitor.api.schemas import ModelOut
 from monitor.db.models import RegisteredModel, list_models, upsert_model
 from monitor.db.references import get_reference
@@ -17,7 +25,7 @@ router = APIRouter(prefix="/api/v1", tags=["models"])
 _SPEC = TypeAdapter(ModelSpec)
 
 
-def _out(session: SessionDep, registered: RegisteredModel, created: bool = False) -> ModelOut:
+def _out(session: Session, registered: RegisteredModel, created: bool = False) -> ModelOut:
     reference = get_reference(session, registered)
     return ModelOut(
         name=registered.spec.name,
@@ -32,11 +40,16 @@ def _out(session: SessionDep, registered: RegisteredModel, created: bool = False
 @router.post(
     "/models", response_model=ModelOut, dependencies=[Depends(require("admin"))], status_code=200
 )
-async def post_model(request: Request, state: StateDep, session: SessionDep) -> ModelOut:
+async def post_model(request: Request, state: StateDep) -> ModelOut:
     """Create a model (or a new version of it), or update its description and monitors."""
     spec = _SPEC.validate_json(await read_body(request, state.settings.max_body_bytes))
-    registered, created = await run_in_threadpool(upsert_model, session, spec)
-    return _out(session, registered, created)
+    return await in_thread(_upsert, state, spec)
+
+
+def _upsert(state: ServiceState, spec: ModelSpec) -> ModelOut:
+    with state.sessions() as session:
+        registered, created = upsert_model(session, spec)
+        return _out(session, registered, created)
 
 
 @router.get("/models", response_model=list[ModelOut], dependencies=[Depends(require("read"))])

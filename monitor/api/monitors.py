@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, HTTPException, Request
-from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from sqlalchemy.orm import Session
 
 from alerts.rules import AlertRule
-from monitor.api.deps import SessionDep, StateDep, model_or_404, read_body, require
+from monitor.api.deps import (
+    ServiceState,
+    SessionDep,
+    StateDep,
+    find_model,
+    in_thread,
+    model_or_404,
+    read_body,
+    require,
+)
 from monitor.api.schemas import (
     ModelStatusOut,
     MonitorStatusOut,
@@ -15,7 +24,7 @@ from monitor.api.schemas import (
     ReferenceOut,
     StatusOut,
 )
-from monitor.db.models import upsert_model
+from monitor.db.models import RegisteredModel, upsert_model
 from monitor.db.references import promote_window
 from monitor.db.tables import DetectionRun
 from monitor.runs.status import ModelStatus, leader, model_statuses
@@ -41,14 +50,12 @@ def get_monitors(name: str, session: SessionDep) -> list[MonitorConfig]:
     response_model=list[MonitorConfig],
     dependencies=[Depends(require("admin"))],
 )
-async def put_monitors(
-    name: str, request: Request, state: StateDep, session: SessionDep
-) -> list[MonitorConfig]:
+async def put_monitors(name: str, request: Request, state: StateDep) -> list[MonitorConfig]:
     """Replace the monitors of the model's current version (validated against its schema).
 
     The scheduler picks the change up within ``scheduler_sync_seconds``.
     """
-    registered = model_or_404(session, name)
+    registered = await in_thread(find_model, state, name)
     monitors = _MONITORS.validate_json(await read_body(request, state.settings.max_body_bytes))
     try:
         spec = ModelSpec.model_validate(
@@ -59,7 +66,7 @@ async def put_monitors(
         )
     except ValidationError as exc:
         raise HTTPException(422, exc.errors(include_url=False, include_context=False)) from None
-    updated, _ = await run_in_threadpool(upsert_model, session, spec)
+    updated = await in_thread(_save, state, spec)
     return updated.spec.monitors
 
 
@@ -100,18 +107,25 @@ def get_model_status(name: str, session: SessionDep) -> ModelStatusOut:
     response_model=ReferenceOut,
     dependencies=[Depends(require("admin"))],
 )
-async def post_promote(
-    name: str, request: Request, state: StateDep, session: SessionDep
-) -> ReferenceOut:
+async def post_promote(name: str, request: Request, state: StateDep) -> ReferenceOut:
     """Make a window of production data the current version's reference (after retraining).
 
     Body: ``{"run": ID}`` (that run's window) or ``{"from": T1, "to": T2}`` (prediction time,
     ``to`` excluded).
     """
-    registered = model_or_404(session, name)
     body = TypeAdapter(PromoteIn).validate_json(
         await read_body(request, state.settings.max_body_bytes)
     )
+    return await in_thread(_promote, state, name, body)
+
+
+def _promote(state: ServiceState, name: str, body: PromoteIn) -> ReferenceOut:
+    with state.sessions() as session:
+        return _promote_in(session, model_or_404(session, name), body)
+
+
+def _promote_in(session: Session, registered: RegisteredModel, body: PromoteIn) -> ReferenceOut:
+    name = registered.spec.name
     if body.run is not None:
         run = session.get(DetectionRun, body.run)
         if run is None or run.model_version_id != registered.version.id:
@@ -129,7 +143,7 @@ async def post_promote(
     if start >= end:
         raise HTTPException(422, "'from' must be before 'to'")
     try:
-        row = await run_in_threadpool(promote_window, session, registered, start, end)
+        row = promote_window(session, registered, start, end)
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from None
     return ReferenceOut(
@@ -138,6 +152,12 @@ async def post_promote(
         rows=row.n_rows,
         sha256=row.sha256,
     )
+
+
+def _save(state: ServiceState, spec: ModelSpec) -> RegisteredModel:
+    with state.sessions() as session:
+        updated, _ = upsert_model(session, spec)
+        return updated
 
 
 class AlertsIn(BaseModel):
@@ -158,11 +178,9 @@ def get_alert_rules(name: str, session: SessionDep) -> AlertsIn:
 @router.put(
     "/models/{name}/alerts/rules", response_model=AlertsIn, dependencies=[Depends(require("admin"))]
 )
-async def put_alert_rules(
-    name: str, request: Request, state: StateDep, session: SessionDep
-) -> AlertsIn:
+async def put_alert_rules(name: str, request: Request, state: StateDep) -> AlertsIn:
     """Replace the alert rules and recipients (checked against the model's monitors)."""
-    registered = model_or_404(session, name)
+    registered = await in_thread(find_model, state, name)
     body = TypeAdapter(AlertsIn).validate_json(
         await read_body(request, state.settings.max_body_bytes)
     )
@@ -173,5 +191,5 @@ async def put_alert_rules(
         spec = ModelSpec.model_validate(payload)
     except ValidationError as exc:
         raise HTTPException(422, exc.errors(include_url=False, include_context=False)) from None
-    updated, _ = await run_in_threadpool(upsert_model, session, spec)
+    updated = await in_thread(_save, state, spec)
     return AlertsIn(rules=updated.spec.alerts, recipients=updated.spec.alert_recipients)

@@ -6,15 +6,66 @@ so a bad value is reported with the path the user sent it under.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from monitor.data.errors import SchemaError
 from monitor.spec.model import FeatureSpec
 
 Locate = Callable[[int], str]
+
+# the same rules as the wire schema's RecordId, for every format: ids are stored as text
+# (PostgreSQL refuses NUL) and shown in reports and logs (no control characters)
+MAX_ID_LENGTH = 200
+_BAD_ID = re.compile(r"[\x00-\x1f\x7f]")
+# prediction times outside these are mistakes (or attacks on date arithmetic), not telemetry
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+
+
+def check_ids(ids: Sequence[str | None], where: Locate) -> None:
+    """Record ids: present, at most 200 characters, no control characters, unique here."""
+    seen: set[str] = set()
+    for i, rid in enumerate(ids):
+        if rid is None or rid == "":
+            raise SchemaError(where(i), "a record needs a non-empty id")
+        if len(rid) > MAX_ID_LENGTH:
+            raise SchemaError(where(i), f"an id has at most {MAX_ID_LENGTH} characters")
+        if _BAD_ID.search(rid):
+            raise SchemaError(where(i), "an id cannot hold control characters")
+        if rid in seen:
+            raise SchemaError(where(i), f"id {rid!r} appears twice in this batch")
+        seen.add(rid)
+
+
+def check_timestamp(moment: datetime, where: str) -> datetime:
+    """``moment`` in UTC (naive means UTC), between 1970 and 2200; SchemaError otherwise."""
+    try:
+        utc = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+01:00 has no UTC time
+        raise SchemaError(where, "timestamp out of range (1970 to 2200)") from None
+    if not EARLIEST <= utc < LATEST:
+        raise SchemaError(where, "timestamp out of range (1970 to 2200)")
+    return utc
+
+
+def check_timestamp_column(ts: pa.Array | pa.ChunkedArray, where: Locate) -> None:
+    """A timestamp column within 1970 to 2200, nulls refused."""
+    if ts.null_count:
+        raise SchemaError(where(_first(ts.is_null().to_numpy(zero_copy_only=False))), "no time")
+    if len(ts) == 0:
+        return
+    low = pa.scalar(EARLIEST, type=ts.type)
+    high = pa.scalar(LATEST, type=ts.type)
+    outside = pc.or_(pc.less(ts, low), pc.greater_equal(ts, high))
+    mask = np.asarray(outside.to_numpy(zero_copy_only=False), dtype=bool)
+    if mask.any():
+        raise SchemaError(where(_first(mask)), "timestamp out of range (1970 to 2200)")
 
 
 def _first(mask: np.ndarray) -> int:

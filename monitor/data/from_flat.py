@@ -21,17 +21,23 @@ from monitor.data.errors import SchemaError
 from monitor.data.layout import TS_TYPE, arrow_schema
 from monitor.spec.model import ModelSpec
 
+# what a column of the wrong type raises when cast (a list where text is expected, ...)
+_CAST_ERRORS = (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError)
+
+
+def _cast(table: pa.Table, column: str, to: pa.DataType, expected: str) -> pa.ChunkedArray:
+    try:
+        return pc.cast(table.column(column), to)
+    except _CAST_ERRORS:
+        raise SchemaError(f"column {column!r}", f"expected {expected}") from None
+
 
 def _where(column: str) -> checks.Locate:
     return lambda i: f"column {column!r}, row {i}"
 
 
 def _floats(table: pa.Table, column: str) -> tuple[np.ndarray, np.ndarray]:
-    col = table.column(column)
-    try:
-        col = pc.cast(col, pa.float64())
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        raise SchemaError(f"column {column!r}", "expected numbers") from None
+    col = _cast(table, column, pa.float64(), "numbers")
     missing = col.is_null().to_numpy(zero_copy_only=False)
     return col.to_numpy(zero_copy_only=False).astype(np.float64), np.asarray(missing, dtype=bool)
 
@@ -47,7 +53,11 @@ def _vector(table: pa.Table, name: str, dim: int) -> tuple[np.ndarray, np.ndarra
         if wrong.any():
             raise SchemaError(_where(name)(int(np.flatnonzero(wrong)[0])), f"expected {dim} values")
         matrix = np.full((len(col), dim), np.nan, dtype=np.float32)
-        values = pc.list_flatten(col).to_numpy(zero_copy_only=False).astype(np.float32)
+        try:
+            flat = pc.cast(pc.list_flatten(col), pa.float64())
+        except _CAST_ERRORS:
+            raise SchemaError(f"column {name!r}", "a vector column must hold numbers") from None
+        values = flat.to_numpy(zero_copy_only=False).astype(np.float32)
         matrix[~missing] = values.reshape(-1, dim)
         return matrix, missing, name
     parts = [f"{name}_{j}" for j in range(dim)]
@@ -78,15 +88,26 @@ def _matrix(
     return np.nan_to_num(matrix).astype(np.float32), missing
 
 
-def flat_to_table(table: pa.Table, spec: ModelSpec) -> pa.Table:
-    """Validate a flat table against ``spec``; raises :class:`SchemaError` naming the column."""
+def flat_to_table(table: pa.Table, spec: ModelSpec, *, require_ids: bool = False) -> pa.Table:
+    """Validate a flat table against ``spec``; raises :class:`SchemaError` naming the column.
+
+    ``require_ids`` (telemetry): every row needs an id, checked as in JSON records (length,
+    characters, unique within the file); a reference may leave them out.
+    """
     n = table.num_rows
     if "id" in table.column_names:
-        ids = pc.cast(table.column("id"), pa.string())
+        ids = _cast(table, "id", pa.string(), "text ids")
+        if require_ids:
+            checks.check_ids(ids.to_pylist(), _where("id"))
+    elif require_ids:
+        raise SchemaError("column 'id'", "a telemetry file needs an 'id' column")
     else:
         ids = pa.array([uuid.uuid4().hex for _ in range(n)], type=pa.string())
     if "timestamp" in table.column_names:
-        ts = pc.cast(table.column("timestamp"), TS_TYPE)
+        ts = _cast(table, "timestamp", TS_TYPE, "times (ISO 8601, with a zone or in UTC)")
+        if pa.types.is_boolean(table.column("timestamp").type):
+            raise SchemaError("column 'timestamp'", "expected times, not true/false")
+        checks.check_timestamp_column(ts, _where("timestamp"))
     else:
         ts = pa.array(np.full(n, datetime.now(UTC)), type=TS_TYPE)
     columns: dict[str, pa.Array | pa.ChunkedArray] = {"id": ids, "ts": ts}
@@ -102,7 +123,7 @@ def flat_to_table(table: pa.Table, spec: ModelSpec) -> pa.Table:
             values, missing = _floats(table, f.name)
             columns[f"f.{f.name}"] = checks.check_numeric(values, missing, f, _where(f.name))
         else:
-            raw = pc.cast(table.column(f.name), pa.string()).to_pylist()
+            raw = _cast(table, f.name, pa.string(), "text or numbers").to_pylist()
             columns[f"f.{f.name}"] = checks.check_categorical(raw, f, _where(f.name))
     task, classes = spec.output.task, spec.output.classes
     has_pred = "prediction" in table.column_names
@@ -111,7 +132,9 @@ def flat_to_table(table: pa.Table, spec: ModelSpec) -> pa.Table:
         if proba is not None:
             checks.check_probabilities(proba[0], proba[1], lambda i: f"proba_* columns, row {i}")
         labels = (
-            pc.cast(table.column("prediction"), pa.string()).to_pylist() if has_pred else [None] * n
+            _cast(table, "prediction", pa.string(), "class labels").to_pylist()
+            if has_pred
+            else [None] * n
         )
         if proba is not None:  # a missing label is the most probable class, as in JSON records
             top = proba[0].argmax(axis=1)

@@ -19,10 +19,8 @@ _NUMBER_TYPES = {float, int, type(None)}
 _CATEGORY_TYPES = {str, int, type(None)}
 
 
-def _utc(ts: datetime | None, now: datetime) -> datetime:
-    if ts is None:
-        return now
-    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+def _utc(ts: datetime | None, now: datetime, where: str) -> datetime:
+    return now if ts is None else checks.check_timestamp(ts, where)
 
 
 def _numeric(values: list[Any], feature: FeatureSpec, where: checks.Locate) -> pa.Array:
@@ -30,7 +28,21 @@ def _numeric(values: list[Any], feature: FeatureSpec, where: checks.Locate) -> p
         i = next(i for i, v in enumerate(values) if type(v) not in _NUMBER_TYPES)
         raise SchemaError(where(i), f"expected a number, got {type(values[i]).__name__}")
     missing = np.fromiter((v is None for v in values), dtype=bool, count=len(values))
-    return checks.check_numeric(np.array(values, dtype=np.float64), missing, feature, where)
+    try:
+        array = np.array(values, dtype=np.float64)
+    except OverflowError:  # an integer of hundreds of digits has no float value
+        raise SchemaError(
+            where(next(i for i, v in enumerate(values) if not _fits(v))), "number out of range"
+        ) from None
+    return checks.check_numeric(array, missing, feature, where)
+
+
+def _fits(value: Any) -> bool:
+    try:
+        float(value)
+    except OverflowError:
+        return False
+    return True
 
 
 def _categorical(values: list[Any], feature: FeatureSpec, where: checks.Locate) -> pa.Array:
@@ -53,8 +65,8 @@ def _vector(values: list[Any], feature: FeatureSpec, where: checks.Locate) -> pa
             raise SchemaError(where(i), f"expected a list of {feature.dim} numbers")
         try:
             matrix[i] = v
-        except (TypeError, ValueError):
-            raise SchemaError(where(i), "vector values must be numbers") from None
+        except (TypeError, ValueError, OverflowError):
+            raise SchemaError(where(i), "vector values must be numbers within range") from None
     return checks.check_vector(matrix, missing, feature, where)
 
 
@@ -185,12 +197,7 @@ def records_to_table(
     """Validate records against ``spec`` and build one Arrow table; raises :class:`SchemaError`."""
     now = now or datetime.now(UTC)
     ids = [r.id for r in records]
-    if len(set(ids)) != len(ids):
-        seen: set[str] = set()
-        for i, rid in enumerate(ids):
-            if rid in seen:
-                raise SchemaError(f"{path}[{i}].id", f"id {rid!r} appears twice in this batch")
-            seen.add(rid)
+    checks.check_ids(ids, lambda i: f"{path}[{i}].id")
     declared = {f.name for f in spec.features}
     for i, r in enumerate(records):
         unknown = r.features.keys() - declared
@@ -201,7 +208,10 @@ def records_to_table(
             )
     columns: dict[str, pa.Array] = {
         "id": pa.array(ids, type=pa.string()),
-        "ts": pa.array([_utc(r.timestamp, now) for r in records], type=TS_TYPE),
+        "ts": pa.array(
+            [_utc(r.timestamp, now, f"{path}[{i}].timestamp") for i, r in enumerate(records)],
+            type=TS_TYPE,
+        ),
     }
     for feature in spec.features:
         name = feature.name
