@@ -34,6 +34,10 @@ class Params:
         """The constructor parameters, as stored: ``type(d)(**d.get_params())`` rebuilds ``d``."""
         return {name: getattr(self, name) for name in self.param_names()}
 
+    def min_reference_rows(self) -> int:
+        """Complete reference rows ``fit`` needs (a reference upload below it is refused)."""
+        return 1
+
     def __repr__(self) -> str:
         shown = ", ".join(f"{k}={_show(v)}" for k, v in self.get_params().items())
         return f"{type(self).__name__}({shown})"

@@ -2,14 +2,22 @@
 
 Sources, strongest first: keyword arguments, ``TIDEWATCH_*`` environment variables, the TOML
 file given with ``--config`` (or ``TIDEWATCH_CONFIG``), then the defaults below.
+
+An unknown name stops the start, in the TOML file (``extra="forbid"``) as in the environment: a
+``TIDEWATCH_*`` variable that is neither a setting nor in :data:`NOT_SETTINGS` is refused with
+the closest known name, so that ``TIDEWATCH_SMTP_PASSWRD`` cannot silently leave a channel off.
 """
 
 from __future__ import annotations
 
+import difflib
+import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -38,6 +46,21 @@ class Settings(BaseSettings):
         default=2 * 1024 * 1024 * 1024, ge=1024, description="largest reference upload (413 beyond)"
     )
     max_batch_records: int = Field(default=10_000, ge=1, description="records per telemetry batch")
+    # load: request work runs on `request_threads` threads, each holding at most one database
+    # connection, so the pool (db_pool_size) must hold at least that many; the overflow serves
+    # the scheduler, alert delivery and the CLI. Beyond `max_in_flight` requests at once the
+    # service answers 503 with Retry-After instead of queueing into client timeouts.
+    request_threads: int = Field(
+        default=16, ge=1, description="threads doing request work (database, parsing)"
+    )
+    db_pool_size: int = Field(default=20, ge=1, description="database connections kept open")
+    db_max_overflow: int = Field(default=10, ge=0, description="extra connections under load")
+    db_pool_timeout: float = Field(
+        default=30.0, gt=0, description="seconds to wait for a free connection"
+    )
+    max_in_flight: int = Field(
+        default=128, ge=1, description="requests handled at once; beyond, 503 and Retry-After"
+    )
     retention_days: float = Field(
         default=30.0, gt=0, description="telemetry older than this is purged"
     )
@@ -83,6 +106,9 @@ class Settings(BaseSettings):
     report_link_secret: str | None = Field(
         default=None, description="signs report links in alerts, which then open without a key"
     )
+    report_link_ttl_seconds: int = Field(
+        default=7 * 24 * 3600, gt=0, description="a signed report link opens for this long"
+    )
     alert_delivery_seconds: float = Field(default=5.0, gt=0, description="outbox poll interval")
     alert_retry_seconds: float = Field(default=10.0, gt=0, description="first retry delay")
     alert_max_attempts: int = Field(default=8, ge=1, description="then a delivery has failed")
@@ -95,6 +121,15 @@ class Settings(BaseSettings):
         if not value.startswith(("sqlite", "postgresql", "postgres")):
             raise ValueError("database_url must be a sqlite:// or postgresql:// URL")
         return value
+
+    @model_validator(mode="after")
+    def _threads_fit_the_pool(self) -> Settings:
+        if self.request_threads > self.db_pool_size:
+            raise ValueError(
+                f"request_threads ({self.request_threads}) must not exceed db_pool_size "
+                f"({self.db_pool_size}): a request thread would wait for a connection"
+            )
+        return self
 
     @model_validator(mode="after")
     def _signed_webhooks(self) -> Settings:
@@ -121,11 +156,77 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # here, because every Settings(...) passes through it before reading the environment
+        refuse_unknown_variables(os.environ)
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
         toml_file = _CONFIG_FILE.get("path")
         if toml_file is not None:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
         return tuple(sources)
+
+
+PREFIX = "TIDEWATCH_"
+
+# TIDEWATCH_* variables that are not settings but are read elsewhere: they may be set in the same
+# environment as the service (a shell, a container, CI), so they must not stop its start.
+NOT_SETTINGS = frozenset(
+    {
+        "TIDEWATCH_CONFIG",  # load_settings() and --config: the TOML file
+        "TIDEWATCH_URL",  # CLI --url and collectors.deepaas: the service's address
+        "TIDEWATCH_KEY",  # CLI --key and collectors.deepaas: an API key
+        "TIDEWATCH_MODEL",  # collectors.deepaas: the monitored model
+        "TIDEWATCH_SAMPLER",  # collectors.deepaas: which predictions are sent
+        "TIDEWATCH_SPOOL_DIR",  # collectors.client: the telemetry spool folder
+        "TIDEWATCH_VARIANT",  # deploy/compose.yaml: the image variant, cpu or cuda
+        "TIDEWATCH_TEST_PG",  # tests/conftest.py: the tests' PostgreSQL server
+        "TIDEWATCH_BENCH_PG",  # benchmarks/: the benchmarks' PostgreSQL server
+        "TIDEWATCH_UPDATE_DOCS",  # tests/alerts/test_browser.py: refresh the e-mail screenshot
+    }
+)
+
+
+def _known_variables() -> list[str]:
+    return sorted({PREFIX + name.upper() for name in Settings.model_fields} | NOT_SETTINGS)
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """The ``TIDEWATCH_*`` names in ``environ`` that are neither settings nor
+    :data:`NOT_SETTINGS`; case-insensitive, as pydantic-settings reads them."""
+    known = set(_known_variables())
+    return sorted(
+        name for name in environ if name.upper().startswith(PREFIX) and name.upper() not in known
+    )
+
+
+def _closest(name: str, known: list[str]) -> str | None:
+    # compared without the prefix that every name shares, which would make any two look alike
+    tails = [k.removeprefix(PREFIX) for k in known]
+    close = difflib.get_close_matches(name.upper().removeprefix(PREFIX), tails, n=1)
+    return PREFIX + close[0] if close else None
+
+
+def _unknown_error(name: str, known: list[str]) -> InitErrorDetails:
+    close = _closest(name, known)
+    return InitErrorDetails(
+        type=PydanticCustomError(
+            "unknown_setting",
+            "unknown setting {name}{hint}",
+            {"name": name, "hint": f" (did you mean {close}?)" if close else ""},
+        ),
+        loc=(name,),
+        input=None,
+    )
+
+
+def refuse_unknown_variables(environ: Mapping[str, str]) -> None:
+    """Raise a :class:`~pydantic.ValidationError` naming each unknown ``TIDEWATCH_*`` variable
+    and the closest known name; its value is never shown (it may be a password)."""
+    unknown = unknown_variables(environ)
+    if unknown:
+        known = _known_variables()
+        raise ValidationError.from_exception_data(
+            Settings.__name__, [_unknown_error(name, known) for name in unknown], hide_input=True
+        )
 
 
 # Set only for the duration of load_settings(): pydantic-settings builds sources from the class,
@@ -135,8 +236,6 @@ _CONFIG_FILE: dict[str, Path | None] = {}
 
 def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Settings:
     """Build and validate settings; a missing or malformed TOML file is an error."""
-    import os
-
     path = config_file or os.environ.get("TIDEWATCH_CONFIG")
     toml_path = Path(path) if path else None
     if toml_path is not None and not toml_path.is_file():

@@ -59,6 +59,9 @@ class ClassifierTest(Params):
 
     method = "classifier"
 
+    def min_reference_rows(self) -> int:
+        return self.n_folds  # every fold holds reference rows
+
     def __init__(
         self,
         *,

@@ -272,6 +272,9 @@ class PermutationTwoSampleTest(Params):
     permutation_rows: int
     _device: torch.device
 
+    def min_reference_rows(self) -> int:
+        return self.min_rows
+
     def _init_state(self) -> None:
         check_positive_int(self.n_permutations, "n_permutations")
         check_positive_int(self.chunk_size, "chunk_size")

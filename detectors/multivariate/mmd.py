@@ -141,6 +141,9 @@ class LinearMMD(Params):
 
     method = "linear_mmd"
 
+    def min_reference_rows(self) -> int:
+        return 4  # two pairs, for the variance
+
     def __init__(
         self, *, bandwidth: float | None = None, alpha: float = 0.05, device: str = "auto"
     ) -> None:

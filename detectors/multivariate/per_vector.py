@@ -38,6 +38,9 @@ class PerVector:
         self.features_: tuple[str, ...] = ()
         self.method = str(make().method)
 
+    def min_reference_rows(self) -> int:
+        return int(self.make().min_reference_rows())
+
     def fit(self, reference: Sequence[np.ndarray], features: Sequence[str] | None = None) -> Self:
         self.features_ = feature_names(features, len(reference))
         self._fitted = [self.make().fit(np.asarray(x, dtype=np.float64)) for x in reference]

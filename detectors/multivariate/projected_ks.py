@@ -33,6 +33,9 @@ class ProjectedKSTest(Params):
 
     method = "ks_pca"
 
+    def min_reference_rows(self) -> int:
+        return 2  # principal components need a spread
+
     def __init__(self, *, device: str = "auto", alpha: float = 0.05, n_components: int = 8) -> None:
         if n_components < 1:
             raise ValueError("n_components must be at least 1")

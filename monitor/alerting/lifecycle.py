@@ -342,7 +342,14 @@ class Alerting:
             else None
         )
         report = (
-            report_url(s.public_url, spec.name, run.id, s.report_link_secret)
+            report_url(
+                s.public_url,
+                spec.name,
+                run.id,
+                s.report_link_secret,
+                s.report_link_ttl_seconds,
+                now=self.clock().timestamp(),  # the link's life starts with the mail
+            )
             if s.public_url and run is not None
             else None
         )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import IO
+from typing import IO, Literal
 
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
@@ -20,14 +20,17 @@ from monitor.api.deps import (
     require,
     spool_body,
 )
+from monitor.api.errors import invalid
 from monitor.api.schemas import IngestOut, LabelsOut, ReferenceOut
 from monitor.data.errors import SchemaError
 from monitor.data.from_flat import flat_to_table
 from monitor.data.from_records import records_to_table
+from monitor.data.reference_files import read_reference
 from monitor.db import telemetry
 from monitor.db.models import RegisteredModel, get_model
 from monitor.db.references import save_reference
 from monitor.observability.service import DUPLICATES, INGESTED
+from monitor.spec.model import reference_minimum
 
 router = APIRouter(prefix="/api/v1", tags=["ingest"])
 
@@ -49,7 +52,6 @@ class ReferenceBody(BaseModel):
 _BATCH = TypeAdapter(TelemetryBatch)
 _LABELS = TypeAdapter(LabelBatch)
 _REFERENCE = TypeAdapter(ReferenceBody)
-FORMATS = {"json": "json", "csv": "csv", "parquet": "parquet"}
 _CONTENT_TYPES = {
     "application/json": "json",
     "text/csv": "csv",
@@ -88,12 +90,12 @@ def _store_flat_telemetry(
         else:
             flat = pq.read_table(io.BytesIO(body))
     except (pa.ArrowInvalid, OSError) as exc:
-        raise HTTPException(422, f"could not read the {fmt} body: {exc}") from None
+        raise invalid("body", f"could not read the {fmt} body: {exc}", "unreadable") from None
     limit = state.settings.max_batch_records
     if flat.num_rows > limit:
         raise HTTPException(413, f"{flat.num_rows} records in one batch; the limit is {limit}")
     if flat.num_rows == 0:
-        raise HTTPException(422, "the batch holds no rows")
+        raise invalid("body", "the batch holds no rows", "empty")
     # without ids a resend would count twice: batch files must name their records
     table = flat_to_table(flat, registered.spec, require_ids=True)
     outcome = telemetry.ingest(state.sessions, state.engine, registered, table, sampling_rate)
@@ -159,9 +161,7 @@ async def post_labels(name: str, request: Request, state: StateDep) -> LabelsOut
 
 
 def _reference_format(request: Request, fmt: str | None) -> str:
-    if fmt is not None:
-        if fmt not in FORMATS:
-            raise HTTPException(422, f"format must be one of {sorted(FORMATS)}")
+    if fmt is not None:  # json, csv or parquet: the query parameter's type checked it
         return fmt
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type in _CONTENT_TYPES:
@@ -184,16 +184,17 @@ def _store_reference(
             for i, record in enumerate(body.records):
                 record.id = record.id or f"ref-{i}"
             table = records_to_table(body.records, registered.spec)
-        elif fmt == "csv":
-            # empty cells are missing values, not empty strings
-            options = pa_csv.ConvertOptions(strings_can_be_null=True)
-            table = flat_to_table(pa_csv.read_csv(spool, convert_options=options), registered.spec)
-        else:
-            table = flat_to_table(pq.read_table(spool), registered.spec)
+        else:  # block by block: a wrong file is refused after its first block
+            table = read_reference(spool, fmt, registered.spec)
     except (pa.ArrowInvalid, OSError) as exc:
-        raise HTTPException(422, f"could not read the {fmt} file: {exc}") from None
+        raise invalid("body", f"could not read the {fmt} file: {exc}", "unreadable") from None
     if table.num_rows == 0:
-        raise HTTPException(422, "the reference holds no rows")
+        raise invalid("body", "the reference holds no rows", "empty")
+    need, who = reference_minimum(registered.spec)
+    if table.num_rows < need:
+        raise HTTPException(
+            422, f"the reference holds {table.num_rows} rows; {who} needs at least {need}"
+        )
     with state.sessions() as session:
         row = save_reference(session, registered, table)
         return ReferenceOut(
@@ -224,7 +225,9 @@ async def post_reference(
     name: str,
     request: Request,
     state: StateDep,
-    format: str | None = Query(default=None, description="json, csv or parquet"),
+    format: Literal["json", "csv", "parquet"] | None = Query(
+        default=None, description="json, csv or parquet (default: from the Content-Type)"
+    ),
     version: str | None = Query(default=None, description="default: the current version"),
 ) -> ReferenceOut:
     """Reference data for one version of the model: JSON records, CSV or Parquet.

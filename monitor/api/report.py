@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, Query, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse
 
-from monitor.alerting.report_links import valid_token
-from monitor.api.deps import ServiceState, SessionDep, StateDep, authorize, model_or_404
+from monitor.alerting.report_links import link_problem
+from monitor.api.deps import ServiceState, StateDep, id_query, in_thread, model_or_404, require
 from monitor.db.models import get_model
 from monitor.db.tables import DetectionRun, ModelVersion
 from monitor.reporting.report import CSP, load_report_input, render_report
@@ -42,6 +41,7 @@ def report_page(state: ServiceState, name: str, run_id: int) -> str:
     response_class=HTMLResponse,
     responses={
         200: {"content": {"text/html": {}}, "description": "the report page"},
+        401: {"description": "no key and no valid link (expired, altered or for another run)"},
         404: {"description": "unknown model, or no such run of this model"},
         422: {"description": "the run has no window (it saw no records)"},
     },
@@ -50,8 +50,10 @@ async def get_report(
     name: str,
     request: Request,
     state: StateDep,
-    session: SessionDep,
-    run_id: int = Query(alias="run", description="the detection run's id"),
+    run_id: int = id_query("the detection run's id", alias="run", default=...),
+    expires: int | None = Query(
+        default=None, description="a signed link's expiry (unix seconds), signed with it"
+    ),
     token: str | None = Query(default=None, description="a signed link's token, instead of a key"),
 ) -> HTMLResponse:
     """The drift report of one run as a standalone HTML page that works offline.
@@ -60,11 +62,21 @@ async def get_report(
     of the most drifted numeric features, then Evidently's data drift and data summary presets
     on the run's window against the version's reference.
 
-    Needs a ``read`` key, or the ``token`` of a signed link (alert e-mails carry those, since a
-    mail client sends no key): it opens this one run's report and nothing else.
+    Needs a ``read`` key, or the ``expires`` and ``token`` of a signed link (alert e-mails carry
+    those, since a mail client sends no key): it opens this one run's report and nothing else,
+    until it expires (``report_link_ttl_seconds`` after the mail). An expired, altered or
+    foreign link answers 401 and says which, like a bad key: the link stands in for a key, and
+    this API keeps 403 for a valid key that lacks the scope.
     """
     secret = state.settings.report_link_secret
-    if not (token and secret and valid_token(secret, name, run_id, token)):
-        authorize(session, request, "read")
-    page = await run_in_threadpool(report_page, state, name, run_id)
+    problem = link_problem(secret, name, run_id, expires, token) if token and secret else None
+    if not (token and secret and problem is None):
+        try:  # a key still opens it, whatever the link (checked off the event loop)
+            await require("read")(request, state)
+        except HTTPException as refused:
+            if refused.status_code != 401 or problem is None:
+                raise
+            # the reader came from a link: tell them what is wrong with it, not about keys
+            raise HTTPException(401, problem, refused.headers) from None
+    page = await in_thread(report_page, state, name, run_id)
     return HTMLResponse(page, headers={"Content-Security-Policy": CSP})

@@ -9,7 +9,6 @@ regression), ``proba_<class>`` for each class, ``area_<class>`` for segmentation
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime
 
 import numpy as np
@@ -88,11 +87,14 @@ def _matrix(
     return np.nan_to_num(matrix).astype(np.float32), missing
 
 
-def flat_to_table(table: pa.Table, spec: ModelSpec, *, require_ids: bool = False) -> pa.Table:
+def flat_to_table(
+    table: pa.Table, spec: ModelSpec, *, require_ids: bool = False, row_offset: int = 0
+) -> pa.Table:
     """Validate a flat table against ``spec``; raises :class:`SchemaError` naming the column.
 
     ``require_ids`` (telemetry): every row needs an id, checked as in JSON records (length,
-    characters, unique within the file); a reference may leave them out.
+    characters, unique within the file); a reference may leave them out, and its rows are then
+    named ``ref-<row>`` (``row_offset``: the first row's number, for files read in blocks).
     """
     n = table.num_rows
     if "id" in table.column_names:
@@ -101,8 +103,9 @@ def flat_to_table(table: pa.Table, spec: ModelSpec, *, require_ids: bool = False
             checks.check_ids(ids.to_pylist(), _where("id"))
     elif require_ids:
         raise SchemaError("column 'id'", "a telemetry file needs an 'id' column")
-    else:
-        ids = pa.array([uuid.uuid4().hex for _ in range(n)], type=pa.string())
+    else:  # cheap: no Python object per row (references run to millions of rows)
+        numbers = pc.cast(pa.array(np.arange(row_offset, row_offset + n)), pa.string())
+        ids = pc.binary_join_element_wise(pa.scalar("ref"), numbers, "-")
     if "timestamp" in table.column_names:
         ts = _cast(table, "timestamp", TS_TYPE, "times (ISO 8601, with a zone or in UTC)")
         if pa.types.is_boolean(table.column("timestamp").type):

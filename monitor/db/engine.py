@@ -41,6 +41,7 @@ def make_engine(
     ``tidewatch serve`` sizes it from the settings (see ``request_threads``); a command line
     run needs few connections and takes the defaults.
     """
+    database = make_url(url).database
     url = normalize_url(url)
     pool: dict[str, Any] = {
         "pool_size": pool_size,
@@ -48,7 +49,7 @@ def make_engine(
         "pool_timeout": pool_timeout,
     }
     if url.startswith("sqlite"):
-        if ":memory:" in url or url in ("sqlite://", "sqlite+pysqlite://"):
+        if database in (None, "", ":memory:"):
             pool = {}  # one in-memory database per connection: SQLAlchemy picks its own pool
         engine = create_engine(url, echo=echo, connect_args={"check_same_thread": False}, **pool)
         event.listen(engine, "connect", _sqlite_pragmas)

@@ -3,4 +3,5 @@
 ``service`` holds this process's counters and histograms (ingest, detection runs, scheduler,
 alert deliveries); ``results`` is a collector that reads the latest results from the database
 at scrape time. ``registry`` puts both behind one ``collect()`` for ``/metrics``.
+``access_log`` keeps credentials (report-link tokens) out of uvicorn's access log.
 """

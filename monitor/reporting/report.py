@@ -5,8 +5,10 @@ performance, and reference-vs-current histograms of the most drifted numeric fea
 Evidently's data drift and data summary presets below, computed on the run's window and the
 version's reference. Evidently's page is a whole document with its JavaScript bundled inline,
 so it is embedded as a sandboxed ``srcdoc`` iframe: nothing is downloaded when the page is
-opened, and the telemetry values Evidently writes into its page as script data can't run with
-the report's origin. The page works offline.
+opened, and nothing in it runs with the report's origin. Telemetry values (category values,
+class names) are written into Evidently's page as inline script data, so they are neutralized
+before Evidently sees them (``neutralize``): none can close a script element or add markup.
+The page works offline.
 """
 
 from __future__ import annotations
@@ -153,14 +155,57 @@ def to_frame(table: pa.Table, columns: Columns) -> pd.DataFrame:
     return frame
 
 
+# Look-alikes (fullwidth forms) for the characters that make markup. Evidently writes values
+# unescaped into JSON inside inline <script> elements (and Plotly reads a few tags in labels),
+# so "</script><script>..." in a category value would end its data and run as script in the
+# frame. Replacing the characters in the values themselves, before Evidently sees them, is the
+# guarantee: without a "<" no value can close a script, open an HTML comment (which hides the
+# real </script>) or start a tag, wherever Evidently puts it. Escaping "</" in Evidently's
+# output instead would mean parsing its page to tell its own tags from data, and break with its
+# next template. The values stay legible; the cost is that "a<b" and "a\uff1cb" become one
+# category in Evidently's section (never in the monitor's own results).
+_LOOK_ALIKES = str.maketrans({"<": "\uff1c", ">": "\uff1e", "&": "\uff06"})
+
+
+def neutralize(value: object) -> object:
+    """A string with look-alikes for ``<``, ``>`` and ``&``; anything else unchanged.
+
+    >>> neutralize("</script>"), neutralize(1.5), neutralize(None)
+    ('\uff1c/script\uff1e', 1.5, None)
+    """
+    return value.translate(_LOOK_ALIKES) if isinstance(value, str) else value
+
+
+def neutralized(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame with every non-numeric cell, and every column name, through ``neutralize``.
+
+    Column names are feature names, which the spec already limits to ``[A-Za-z0-9_.-]``; they
+    go through it anyway so that the guarantee does not depend on that rule.
+    """
+    import pandas as pd
+
+    safe = frame.rename(columns=lambda name: str(neutralize(str(name))))
+    for name in safe.columns:
+        if not pd.api.types.is_numeric_dtype(safe[name]):
+            safe[name] = safe[name].astype("object").map(neutralize)
+    return safe
+
+
 def evidently_html(current: pd.DataFrame, reference: pd.DataFrame, columns: Columns) -> str:
-    """Evidently's data drift and data summary presets, as one standalone HTML document."""
+    """Evidently's data drift and data summary presets, as one standalone HTML document.
+
+    Every value and column name given to Evidently is ``neutralize``d first (here, not in the
+    callers: no path to Evidently can skip it).
+    """
     from evidently import DataDefinition, Dataset, Report
     from evidently.presets import DataDriftPreset, DataSummaryPreset
 
+    current, reference = neutralized(current), neutralized(reference)
     definition = DataDefinition(
-        numerical_columns=[c for c in columns.numerical if c in current],
-        categorical_columns=[c for c in columns.categorical if c in current],
+        numerical_columns=[n for c in columns.numerical if (n := str(neutralize(c))) in current],
+        categorical_columns=[
+            n for c in columns.categorical if (n := str(neutralize(c))) in current
+        ],
     )
     snapshot = Report([DataDriftPreset(), DataSummaryPreset()]).run(
         current_data=Dataset.from_pandas(current, data_definition=definition),

@@ -274,6 +274,21 @@ class ModelSpec(BaseModel):
         return next((f for f in self.features if f.name == name), None)
 
 
+def reference_minimum(spec: ModelSpec) -> tuple[int, str]:
+    """The fewest reference rows every detector of the model's monitors can fit on, and which
+    detector needs that many (a reference below it is refused at upload, not at 3 a.m.)."""
+    kinds = {f.kind for f in spec.features}
+    need, who = 1, "every detector"
+    for monitor in spec.monitors:
+        for kind in sorted(kinds & set(monitor.detectors)):
+            choice = monitor.detector(kind)
+            detector = detector_registry.build(choice.name, choice.params, device="cpu")
+            rows = int(detector.min_reference_rows())
+            if rows > need:
+                need, who = rows, f"monitor {monitor.name!r} ({choice.name} on {kind} features)"
+    return need, who
+
+
 def prediction_columns(output: OutputSpec) -> list[str]:
     """Names under which prediction drift is reported (they share the feature namespace)."""
     return {

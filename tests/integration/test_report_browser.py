@@ -58,9 +58,8 @@ def driver() -> Iterator[Any]:
         browser.quit()
 
 
-@pytest.fixture
-def page(tmp_path: Path) -> Iterator[Path]:
-    """The report of a drifted run, fetched from the real service and saved to a file."""
+def served_report(tmp_path: Path, spec: dict[str, Any], window: list[dict[str, Any]]) -> Path:
+    """The report of a drifted run of ``window``, fetched from the real service and saved."""
     settings = Settings(
         database_url=f"sqlite:///{tmp_path}/r.db", port=0, scheduler=False, device="cpu"
     )
@@ -75,11 +74,10 @@ def page(tmp_path: Path) -> Iterator[Path]:
             headers={"Authorization": f"Bearer {key}"},
             timeout=60,
         ) as http:
-            http.post("/models", json=SPEC).raise_for_status()
+            http.post("/models", json=spec).raise_for_status()
             http.post(
                 "/models/plankton/reference", json={"records": rows(400, shift=0, seed=1)}
             ).raise_for_status()
-            window = rows(300, shift=1.5, seed=4, site_b=0.9, start=300)
             http.post("/models/plankton/telemetry", json={"records": window}).raise_for_status()
             run = http.post("/models/plankton/detect").json()[0]
             assert run["status"] == "drift"
@@ -88,7 +86,42 @@ def page(tmp_path: Path) -> Iterator[Path]:
             assert "default-src 'none'" in answer.headers["content-security-policy"]
     path = tmp_path / "report.html"
     path.write_text(answer.text, encoding="utf-8")
-    yield path
+    return path
+
+
+@pytest.fixture
+def page(tmp_path: Path) -> Path:
+    """The report of a drifted run."""
+    return served_report(tmp_path, SPEC, rows(300, shift=1.5, seed=4, site_b=0.9, start=300))
+
+
+# Sets a variable and the title wherever it runs, and tries the parent's (cross-origin from
+# the sandboxed frame, so that part throws).
+PAYLOAD = (
+    "</script><script>window.tidewatchPwned=1;document.title='pwned';"
+    "parent.document.title='pwned'</script>"
+)
+
+
+@pytest.fixture
+def hostile_page(tmp_path: Path) -> Path:
+    """The report of a run whose category values and a class name are script payloads."""
+    spec = {**SPEC, "output": {**SPEC["output"], "classes": ["copepod", PAYLOAD]}}
+    window = rows(300, shift=1.5, seed=4, site_b=0.9, start=300)
+    for i, record in enumerate(window[::5]):
+        record["features"]["site"] = PAYLOAD
+        if i % 2:
+            record["prediction"] = {"label": PAYLOAD, "probabilities": [0.3, 0.7]}
+    return served_report(tmp_path, spec, window)
+
+
+def browser_problems(driver: Any) -> list[str]:
+    """Errors and Content-Security-Policy reports in the browser's console."""
+    return [
+        entry["message"]
+        for entry in driver.get_log("browser")
+        if entry["level"] == "SEVERE" or "Content Security Policy" in entry["message"]
+    ]
 
 
 def test_report_renders_offline_in_chromium(driver: Any, page: Path) -> None:
@@ -123,9 +156,35 @@ def test_report_renders_offline_in_chromium(driver: Any, page: Path) -> None:
     colours = screenshot.getcolors(maxcolors=1 << 24)
     assert colours is not None and len(colours) > 50
 
-    problems = [
-        entry["message"]
-        for entry in driver.get_log("browser")
-        if entry["level"] == "SEVERE" or "Content Security Policy" in entry["message"]
-    ]
+    problems = browser_problems(driver)
+    assert not problems, problems
+
+
+def test_hostile_values_run_no_script_and_evidently_still_renders(
+    driver: Any, hostile_page: Path
+) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    check = "return [window.tidewatchPwned === undefined, document.title]"
+    driver.get(hostile_page.as_uri())
+    frame = driver.find_element(By.ID, "evidently")
+    driver.switch_to.frame(frame)
+    WebDriverWait(driver, 20).until(
+        lambda d: d.execute_script("return document.readyState") == "complete"
+    )
+    # every inline script, an injected one included, has run once the document is loaded
+    untouched, title = driver.execute_script(check)
+    assert untouched and title != "pwned", "a telemetry value ran as script in the frame"
+    WebDriverWait(driver, 20).until(
+        lambda d: "Drifted Columns" in d.find_element(By.TAG_NAME, "body").text
+    )
+    inside = driver.find_element(By.TAG_NAME, "body").text
+    assert "brightness" in inside and "site" in inside
+    # the values are shown, with look-alikes for the characters of markup
+    assert "\uff1c/script\uff1e\uff1cscript\uff1ewindow.tidewatchPwned" in driver.page_source
+    driver.switch_to.default_content()
+    untouched, title = driver.execute_script(check)
+    assert untouched and title.startswith("Tidewatch: plankton"), "script ran in the page"
+    problems = browser_problems(driver)
     assert not problems, problems

@@ -6,6 +6,7 @@ acknowledging stops re-notifications and silencing stops all."""
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ from sqlalchemy import delete, select
 from alerts.webhook import verify
 from monitor.alerting.delivery import channels_from, deliver_due, refresh_alertmanager
 from monitor.alerting.lifecycle import Alerting
+from monitor.alerting.report_links import link_problem
 from monitor.db.models import upsert_model
 from monitor.db.tables import Alert, AlertEvent, OutboxMessage, TelemetryBatch, TelemetryRecord
 from monitor.runs.monitoring import run_due
@@ -87,6 +89,8 @@ def test_one_email_while_firing_and_one_when_resolved(db_url: str, smtp: tuple[i
         smtp_sender="tidewatch@example.org",
         grafana_url="http://grafana.example.org",
         public_url="http://tidewatch.example.org",
+        report_link_secret="link-secret",
+        report_link_ttl_seconds=3600,
     )
     alerting = Alerting(settings, db.sessions)
     sent_after = []
@@ -106,6 +110,15 @@ def test_one_email_while_firing_and_one_when_resolved(db_url: str, smtp: tuple[i
     html_text = html.get_content()
     assert "x" in text.get_content() and "http://grafana.example.org/d/tidewatch-model" in html_text
     assert "http://tidewatch.example.org/api/v1/models/plankton/report?run=" in html_text
+    # signed, and open for report_link_ttl_seconds from the alerting clock's minute 3
+    found = re.search(r"report\?run=(\d+)&(?:amp;)?expires=(\d+)&(?:amp;)?token=(\w+)", html_text)
+    assert found is not None, html_text
+    run_id, expires, signed = int(found[1]), int(found[2]), found[3]
+    fired = (T0 + timedelta(minutes=3)).timestamp()
+    assert expires == int(fired) + 3600
+    assert link_problem("link-secret", "plankton", run_id, expires, signed, now=fired) is None
+    late = link_problem("link-secret", "plankton", run_id, expires, signed, now=expires)
+    assert late is not None and "expired" in late
     images = [p for p in firing.walk() if p.get_content_type() == "image/png"]
     assert images, "the most drifted feature is plotted"
     for image in images:
