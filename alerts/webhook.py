@@ -35,20 +35,32 @@ least once: deduplicate on ``(alert_id, state)``.
 
 Signature
 ---------
-Two headers::
+Four headers::
 
-    X-Tidewatch-Timestamp: 1714543200                      (unix seconds, when it was sent)
+    X-Tidewatch-Timestamp: 1714543200           (unix seconds, when it was sent)
+    X-Tidewatch-Delivery: 8c0f...-...           (a new UUID for every attempt, retries included)
+    X-Tidewatch-Delivery-Signature: sha256=<hex HMAC-SHA256(secret,
+                                    f"{timestamp}.{delivery}.".encode() + body)>
     X-Tidewatch-Signature: sha256=<hex HMAC-SHA256(secret, f"{timestamp}.".encode() + body)>
 
 The timestamp is signed with the body so a captured request cannot be replayed later: reject
-timestamps more than a few minutes away from your clock. Compare in constant time, and verify
-the raw body bytes before parsing them. A receiver in Python (any framework)::
+timestamps more than a few minutes away from your clock. Within those minutes a captured
+request could still be sent again; the delivery id closes that gap. It is signed too, so it
+cannot be swapped for a fresh one: remember the ids you accepted (for twice the tolerance, 10
+minutes by default, since older timestamps are refused anyway) and refuse one you have seen.
+``X-Tidewatch-Signature`` leaves the delivery id out, for receivers written before it existed.
 
-    from alerts.webhook import verify   # or copy its ten lines
+Compare in constant time, and verify the raw body bytes before parsing them. A receiver in
+Python (any framework)::
+
+    from alerts.webhook import verify   # or copy its lines
+
+    SEEN: set[str] = set()   # several receivers: a callable on a shared store (see verify)
 
     def handle(headers, body: bytes):
         if not verify(SECRET, headers["X-Tidewatch-Timestamp"], body,
-                      headers["X-Tidewatch-Signature"]):
+                      headers["X-Tidewatch-Delivery-Signature"],
+                      delivery=headers.get("X-Tidewatch-Delivery"), seen=SEEN):
             return 401
         event = json.loads(body)
         if event["state"] == "firing" and event["kind"] == "drift":
@@ -62,7 +74,11 @@ import hashlib
 import hmac
 import json
 import math
+import re
+import threading
 import time
+import uuid
+from collections.abc import Callable, MutableSet
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -74,6 +90,12 @@ EVENT = "tidewatch.alert"
 SCHEMA = 1
 TIMESTAMP_HEADER = "X-Tidewatch-Timestamp"
 SIGNATURE_HEADER = "X-Tidewatch-Signature"
+DELIVERY_HEADER = "X-Tidewatch-Delivery"
+DELIVERY_SIGNATURE_HEADER = "X-Tidewatch-Delivery-Signature"
+# No dot and never a "{": so "<timestamp>.<delivery>." + body cannot be read as
+# "<timestamp>." + another body (a JSON body starts with "{"), nor the other way round.
+_DELIVERY_ID = re.compile(r"[A-Za-z0-9-]{1,128}")
+_SEEN_LOCK = threading.Lock()  # check-and-add on a plain set is two steps
 
 
 def _finite(value: float | None) -> float | None:
@@ -134,10 +156,17 @@ def _key(secret: str | bytes) -> bytes:
     return secret.encode() if isinstance(secret, str) else secret
 
 
-def sign(secret: str | bytes, timestamp: int | str, body: bytes) -> str:
-    """The signature header value: ``sha256=`` and the hex HMAC of ``"{timestamp}." + body``."""
-    digest = hmac.new(_key(secret), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+def sign(
+    secret: str | bytes, timestamp: int | str, body: bytes, delivery: str | None = None
+) -> str:
+    """A signature header value: ``sha256=`` and the hex HMAC of ``"{timestamp}." + body``, or
+    of ``"{timestamp}.{delivery}." + body`` with a delivery id."""
+    prefix = f"{timestamp}." if delivery is None else f"{timestamp}.{delivery}."
+    digest = hmac.new(_key(secret), prefix.encode() + body, hashlib.sha256).hexdigest()
     return f"sha256={digest}"
+
+
+Seen = MutableSet[str] | Callable[[str], bool]
 
 
 def verify(
@@ -147,12 +176,40 @@ def verify(
     signature: str,
     tolerance: float = 300,
     now: float | None = None,
+    *,
+    delivery: str | None = None,
+    seen: Seen | None = None,
 ) -> bool:
     """For receivers: True when ``signature`` signs ``body`` at a ``timestamp`` near ``now``.
 
     Refuses timestamps more than ``tolerance`` seconds in the past or future (replays, badly
     skewed clocks), and compares in constant time.
+
+    ``delivery``: the ``X-Tidewatch-Delivery`` header; ``signature`` is then the
+    ``X-Tidewatch-Delivery-Signature`` header, which signs the id too. ``seen``: the delivery ids
+    accepted before, to refuse a replay within the tolerance; a set (a new id is added), or a
+    callable that records an id and returns True only when it was new (atomically, for a store
+    shared by several receivers, e.g. Redis ``SET id 1 NX EX 600``). With ``seen``, a request
+    without a delivery id is refused. Ids are recorded only once the signature is valid.
     """
+    if seen is not None and delivery is None:
+        return False
+    if delivery is not None and not _DELIVERY_ID.fullmatch(delivery):
+        return False
+    if not _signed(secret, timestamp, body, signature, tolerance, now, delivery):
+        return False
+    return seen is None or delivery is None or _first_time(seen, delivery)
+
+
+def _signed(
+    secret: str | bytes,
+    timestamp: int | str,
+    body: bytes,
+    signature: str,
+    tolerance: float,
+    now: float | None,
+    delivery: str | None,
+) -> bool:
     try:
         sent = int(str(timestamp).strip())
     except ValueError:
@@ -160,8 +217,19 @@ def verify(
     current = time.time() if now is None else now
     if abs(current - sent) > tolerance:
         return False
-    expected = sign(secret, sent, body).encode()
+    expected = sign(secret, sent, body, delivery).encode()
     return hmac.compare_digest(expected, signature.strip().encode("utf-8", "replace"))
+
+
+def _first_time(seen: Seen, delivery: str) -> bool:
+    """Record ``delivery``; False when it was seen before."""
+    if not isinstance(seen, MutableSet):
+        return bool(seen(delivery))
+    with _SEEN_LOCK:
+        if delivery in seen:
+            return False
+        seen.add(delivery)
+        return True
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -181,8 +249,13 @@ class WebhookChannel:
     def send(self, notification: Notification) -> None:
         body = encode(notification)
         timestamp = int(time.time())
+        # new for every attempt: a receiver that records ids before it has handled the request
+        # would refuse an outbox retry carrying the same id for good (a 401 is not retried)
+        delivery = str(uuid.uuid4())
         headers = {
             TIMESTAMP_HEADER: str(timestamp),
+            DELIVERY_HEADER: delivery,
+            DELIVERY_SIGNATURE_HEADER: sign(self.secret, timestamp, body, delivery),
             SIGNATURE_HEADER: sign(self.secret, timestamp, body),
             "User-Agent": "tidewatch-webhook",
         }

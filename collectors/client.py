@@ -11,6 +11,11 @@ Memory is bounded: at most ``max_queue`` records wait in the queue and ``batch_s
 sampling rate in the batches being filled; beyond that ``log()`` drops the record and counts it.
 The client is safe to share between threads, and after ``fork`` (DEEPaaS runs predictions in a
 process pool) the child starts its own empty queue, thread and connections.
+
+``flush()`` and ``close()`` answer True only when every record logged so far reached Tidewatch
+(sent, found to be a duplicate, or refused for good with a 4xx): records waiting in the spool,
+or lost (dropped, failed, pushed out of a full spool), make them answer False. An overloaded
+Tidewatch answers 503 with ``Retry-After``: the client waits that long before trying again.
 """
 
 from __future__ import annotations
@@ -28,43 +33,15 @@ from collections import deque
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 import httpx
 
-from collectors.spool import Spool
+from collectors.sampling import Reservoir, Sampler
+from collectors.spool import Spool, default_spool_dir
+from collectors.transport import retry_after, to_json
 
 log = logging.getLogger("tidewatch.collectors")
-
-
-class Sampler(Protocol):
-    """Decides in the caller's thread whether a record is sent (see :mod:`collectors.sampling`):
-    None drops it; a float keeps it with that inclusion probability."""
-
-    def keep(self, record: Mapping[str, Any]) -> float | None: ...
-
-
-class Reservoir(Protocol):
-    """Holds records until its window ends (:class:`collectors.sampling.ReservoirSampler`)."""
-
-    def offer(self, record: Mapping[str, Any]) -> None: ...
-
-    def drain(self, now: float | None = None) -> list[tuple[Mapping[str, Any], float]]: ...
-
-
-def _to_json(value: Any) -> Any:
-    """numpy scalars and arrays (and anything with ``tolist``) become plain JSON values."""
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    if isinstance(value, datetime):
-        return value.isoformat()
-    raise TypeError(f"cannot send a {type(value).__name__} as telemetry")
-
-
-def default_spool_dir(model: str) -> Path:
-    """``$TIDEWATCH_SPOOL_DIR/<model>``, else ``~/.cache/tidewatch/spool/<model>``."""
-    base = os.environ.get("TIDEWATCH_SPOOL_DIR") or Path.home() / ".cache" / "tidewatch" / "spool"
-    return Path(base) / model
 
 
 COUNTERS = (
@@ -78,6 +55,8 @@ COUNTERS = (
     "rejected",  # refused by Tidewatch (4xx): bad data, not retried
     "failed",  # given up after retries with no spool to keep them
 )
+# outcomes of records that never reached Tidewatch and never will
+LOST = ("dropped", "failed", "spool_dropped")
 
 
 class TelemetryClient:
@@ -155,7 +134,12 @@ class TelemetryClient:
         self._idle = threading.Condition(self._lock)
         self._pending = 0
         self._wake = threading.Event()
-        self._flush_now = False
+        # flush() takes a ticket; the sender serves every ticket taken before a round in which
+        # it sent the buffer, the batches and the spool (a bare flag could be cleared by a round
+        # that started before the flush() asked)
+        self._flush_asked = 0
+        self._flush_done = 0
+        self._stopped = False  # the sender has ended: nothing will change any more
         # record ids: a random per-process prefix and a counter (uuid4 costs a 16-byte
         # getrandom call per record); a forked child draws its own prefix
         self._ids = itertools.count()
@@ -242,37 +226,65 @@ class TelemetryClient:
         return float(kept)
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Wait until every queued record was sent, spooled or given up; False on timeout or
-        when records were given up."""
+        """Send what was logged so far, then try the spool once (even while backing off).
+
+        True only when every record logged so far reached Tidewatch; False when some are still
+        queued or spooled (Tidewatch down, or ``timeout`` passed) or were lost (see ``LOST``).
+        Without a timeout it waits for one round of sending, never for Tidewatch to come back.
+        """
         deadline = None if timeout is None else time.monotonic() + timeout
-        self._flush_now = True  # partial batches go now, not at the end of the interval
-        self._wake.set()
         with self._idle:
-            while self._pending:
+            self._flush_asked += 1
+            ticket = self._flush_asked
+        self._wake.set()  # partial batches go now, not at the end of the interval
+        with self._idle:
+            while not self._stopped and (self._pending or self._flush_done < ticket):
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return False
                 self._idle.wait(remaining)
-        return self._stats["failed"] == 0
+        return self._all_arrived()
+
+    def _all_arrived(self) -> bool:
+        """Nothing logged so far waits in memory or in the spool, and nothing was lost."""
+        with self._lock:
+            if self._pending or any(self._stats[outcome] for outcome in LOST):
+                return False
+        return self._spool is None or self._spool.records() == 0
 
     def close(self, timeout: float | None = 30.0) -> bool:
         """Flush (up to ``timeout``), stop the background thread, close the connection pool.
 
         Records still unsent when the timeout passes go to the spool, or are counted as
-        dropped without one.
+        dropped without one. True only when every record reached Tidewatch (as for
+        :meth:`flush`); what is left in the spool is logged and counted in ``stats``.
         """
         with self._lock:
-            if self._closed:
-                return self._stats["failed"] == 0
-            self._closed = True
+            closed_before, self._closed = self._closed, True
+        if closed_before:
+            return self._all_arrived()
         self._drain_reservoir(final=True)  # the window in progress ends with the client
-        done = self.flush(timeout)
+        self.flush(timeout)
         self._stop.set()
         self._wake.set()
         self._thread.join(timeout=10)
         self._http.close()
         atexit.unregister(self.close)
-        return done
+        self._warn_if_spooled()
+        return self._all_arrived()
+
+    def _warn_if_spooled(self) -> None:
+        # the owner of the process should know that its telemetry is not at Tidewatch yet, and
+        # where it waits (the next client of this model with the same folder sends it)
+        waiting = self._spool.records() if self._spool is not None else 0
+        if waiting and self._spool is not None:
+            log.warning(
+                "closed with %d telemetry records waiting in the spool at %s: a client of "
+                "model %r using that folder sends them once Tidewatch answers",
+                waiting,
+                self._spool.folder,
+                self.model,
+            )
 
     def count_dropped(self, n: int = 1) -> None:
         """Count records that an integration had to leave out before ``log()`` (for example
@@ -312,19 +324,38 @@ class TelemetryClient:
         while not self._stop.is_set():
             self._wake.wait(max(0.0, deadline - time.monotonic()))
             self._wake.clear()
-            while self._buffer and not self._stop.is_set():
-                rate, record = self._buffer.popleft()
-                batches.setdefault(rate, []).append(record)
-                if len(batches[rate]) >= self.batch_size:
-                    self._deliver(batches.pop(rate), rate)
-            if self._flush_now or time.monotonic() >= deadline:
-                self._flush_now = False
+            # read before taking the buffer: what was logged before that flush() is in it
+            asked = self._flush_asked
+            self._fill(batches)
+            forced = asked > self._flush_done
+            if forced or time.monotonic() >= deadline:
                 self._drain_reservoir()
+                self._fill(batches)  # what the reservoir released
                 for rate in list(batches):
                     self._deliver(batches.pop(rate), rate)
-                self._drain_spool()
+                self._drain_spool(force=forced)
+                self._served(asked)
                 deadline = time.monotonic() + self.flush_interval
-        # stopped: what close() could not flush in time goes to the spool, or is given up
+        self._spool_the_rest(batches)
+        with self._idle:
+            self._stopped = True
+            self._idle.notify_all()  # no flush() waits for a round that will not come
+
+    def _fill(self, batches: dict[float, list[Mapping[str, Any]]]) -> None:
+        """Move the buffer into the batches, sending each batch that is full."""
+        while self._buffer and not self._stop.is_set():
+            rate, record = self._buffer.popleft()
+            batches.setdefault(rate, []).append(record)
+            if len(batches[rate]) >= self.batch_size:
+                self._deliver(batches.pop(rate), rate)
+
+    def _served(self, asked: int) -> None:
+        with self._idle:
+            self._flush_done = max(self._flush_done, asked)
+            self._idle.notify_all()
+
+    def _spool_the_rest(self, batches: dict[float, list[Mapping[str, Any]]]) -> None:
+        """Stopped: what close() could not flush in time goes to the spool, or is given up."""
         while self._buffer:
             rate, record = self._buffer.popleft()
             batches.setdefault(rate, []).append(record)
@@ -349,7 +380,7 @@ class TelemetryClient:
 
     @staticmethod
     def _body(records: list[Mapping[str, Any]], rate: float) -> bytes:
-        return json.dumps({"records": records, "sampling_rate": rate}, default=_to_json).encode()
+        return json.dumps({"records": records, "sampling_rate": rate}, default=to_json).encode()
 
     def _deliver(self, records: list[Mapping[str, Any]], rate: float) -> None:
         body, n = self._body(records, rate), len(records)
@@ -383,9 +414,10 @@ class TelemetryClient:
             self._count(dropped, "spool_dropped")
         self._settle(n, "spooled")
 
-    def _drain_spool(self) -> None:
-        """Send spooled batches, oldest first, while Tidewatch answers."""
-        if self._spool is None or time.monotonic() < self._retry_at:
+    def _drain_spool(self, force: bool = False) -> None:
+        """Send spooled batches, oldest first, while Tidewatch answers; ``force``: even while
+        backing off (a flush() asks whether Tidewatch is back now)."""
+        if self._spool is None or (time.monotonic() < self._retry_at and not force):
             return
         while not self._stop.is_set():
             item = self._spool.claim()
@@ -432,6 +464,12 @@ class TelemetryClient:
                     )
                     return "rejected", 0
                 problem = f"HTTP {response.status_code}"
+                # an overloaded Tidewatch says when to come back (503/429 with Retry-After)
+                after = retry_after(response)
+                if after is not None:
+                    if attempt < retries and self._stop.wait(min(after, self.max_backoff)):
+                        break
+                    continue
             # full jitter; a stop request (close) interrupts the wait
             if attempt < retries and self._stop.wait(random.uniform(0, self.backoff * 2**attempt)):
                 break

@@ -16,7 +16,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 Clock = Callable[[], float]
 
@@ -33,6 +33,21 @@ class KeepAll:
 
     def keep(self, record: Mapping[str, Any]) -> float | None:
         return 1.0
+
+
+class Sampler(Protocol):
+    """Decides in the caller's thread whether a record is sent (see :mod:`collectors.sampling`):
+    None drops it; a float keeps it with that inclusion probability."""
+
+    def keep(self, record: Mapping[str, Any]) -> float | None: ...
+
+
+class Reservoir(Protocol):
+    """Holds records until its window ends (:class:`collectors.sampling.ReservoirSampler`)."""
+
+    def offer(self, record: Mapping[str, Any]) -> None: ...
+
+    def drain(self, now: float | None = None) -> list[tuple[Mapping[str, Any], float]]: ...
 
 
 class RateSampler:

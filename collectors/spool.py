@@ -145,3 +145,9 @@ class Spool:
         """Sending failed: put the batch back, at its place in the order."""
         with contextlib.suppress(OSError):
             item.path.rename(item.path.with_name(item.path.name.split(_SENDING)[0]))
+
+
+def default_spool_dir(model: str) -> Path:
+    """``$TIDEWATCH_SPOOL_DIR/<model>``, else ``~/.cache/tidewatch/spool/<model>``."""
+    base = os.environ.get("TIDEWATCH_SPOOL_DIR") or Path.home() / ".cache" / "tidewatch" / "spool"
+    return Path(base) / model

@@ -50,19 +50,43 @@ def model_status(run_status: str) -> ModelStatus:
     return RunStatus(run_status).model_status
 
 
+def _create_state(
+    sessions: sessionmaker[Session], registered: RegisteredModel, monitor: str
+) -> None:
+    """Create the monitor's state row, in a short transaction of its own.
+
+    Not inside the run's transaction: on SQLite the first write of a transaction takes the
+    database's write lock until its commit, and the run computes for seconds after this.
+    """
+    with sessions() as session:
+        if _state_query(session, registered, monitor, lock=False) is not None:
+            return
+        _insert_state(session, registered, monitor)
+        session.commit()
+
+
+def _state_query(
+    session: Session, registered: RegisteredModel, monitor: str, *, lock: bool
+) -> MonitorState | None:
+    query = select(MonitorState).where(
+        MonitorState.model_version_id == registered.version.id,
+        MonitorState.monitor == monitor,
+    )
+    return session.scalar(query.with_for_update() if lock else query)
+
+
 def _state(session: Session, registered: RegisteredModel, monitor: str) -> MonitorState:
     """The monitor's state row, locked for this transaction on PostgreSQL (created if new)."""
-    query = (
-        select(MonitorState)
-        .where(
-            MonitorState.model_version_id == registered.version.id,
-            MonitorState.monitor == monitor,
-        )
-        .with_for_update()
-    )
-    state = session.scalar(query)
+    state = _state_query(session, registered, monitor, lock=True)
     if state is not None:
         return state
+    _insert_state(session, registered, monitor)
+    state = _state_query(session, registered, monitor, lock=True)
+    assert state is not None
+    return state
+
+
+def _insert_state(session: Session, registered: RegisteredModel, monitor: str) -> None:
     insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     # a concurrent first run may create it too: whoever loses just locks the winner's row
     session.execute(
@@ -76,9 +100,6 @@ def _state(session: Session, registered: RegisteredModel, monitor: str) -> Monit
         )
         .on_conflict_do_nothing()
     )
-    state = session.scalar(query)
-    assert state is not None
-    return state
 
 
 def _stream(state: MonitorState, monitor: MonitorConfig) -> StreamingDriftDetector | None:
@@ -212,6 +233,7 @@ def run_due(
     """Compute what is due for one monitor at ``now``: its sliding window once, or every
     tumbling window that has closed since the last one, oldest first."""
     now = now or datetime.now(UTC)
+    _create_state(sessions, registered, monitor.name)
     if monitor.window.type == "sliding":
         with sessions() as session:
             state = _state(session, registered, monitor.name)

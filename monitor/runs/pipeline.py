@@ -11,6 +11,7 @@ import os
 import socket
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -124,10 +125,26 @@ class ReferenceCache:
         return fitted
 
 
-def _finish(session: Session, run: DetectionRun, status: RunStatus, message: str) -> DetectionRun:
+def _finish(
+    session: Session,
+    run: DetectionRun,
+    status: RunStatus,
+    message: str,
+    rows: Sequence[Any] = (),
+) -> DetectionRun:
+    """Write the run and its result rows: the first write of the window's transaction.
+
+    Everything before is reads and computing. On SQLite the first write takes the database's
+    write lock until the commit, so writing last keeps ingest from waiting behind a detection
+    run's computation (it waited seconds when the run was inserted first).
+    """
     run.status, run.message = status, message
     run.finished_at = datetime.now(UTC)
     session.add(run)
+    session.flush()  # gives the run its id for the result rows
+    for row in rows:
+        row.run_id = run.id
+    session.add_all(rows)
     session.flush()
     return run
 
@@ -195,8 +212,7 @@ def evaluate(
     elif current is not None and n_current:
         ts = current.column("ts")
         run.window_start, run.window_end = ts[0].as_py(), ts[-1].as_py()
-    session.add(run)
-    session.flush()  # gives the run its id for the result rows
+    rows: list[Any] = []  # result rows, written with the run at the end (see _finish)
     statuses: list[RunStatus] = []
     messages: list[str] = []
     if monitor.detectors or monitor.quality:
@@ -211,26 +227,26 @@ def evaluate(
                 messages.append(f"{n_current} records in the window, {monitor.min_samples} needed")
             else:
                 status, message = _drift_step(
-                    session, registered, monitor, cache, run, current, reference, device
+                    registered, monitor, cache, run, current, reference, device, rows
                 )
                 statuses.append(status)
                 messages.append(message)
     if current is not None and n_current:
         for name, value in window_stats(current, registered.spec).items():
-            session.add(WindowStat(run_id=run.id, name=name, value=value))
+            rows.append(WindowStat(name=name, value=value))
     if monitor.performance is not None:
         status, message = _performance_step(
-            session, registered, monitor.performance, run, current, stream, device
+            session, registered, monitor.performance, run, current, stream, device, rows
         )
         statuses.append(status)
         messages.append(message)
     if not statuses:
         statuses, messages = [RunStatus.INSUFFICIENT_DATA], ["this monitor checks nothing"]
-    return _finish(session, run, max(statuses, key=lambda s: s.severity), "; ".join(messages))
+    worst = max(statuses, key=lambda s: s.severity)
+    return _finish(session, run, worst, "; ".join(messages), rows)
 
 
 def _drift_step(
-    session: Session,
     registered: RegisteredModel,
     monitor: MonitorConfig,
     cache: ReferenceCache,
@@ -238,6 +254,7 @@ def _drift_step(
     current: pa.Table,
     reference: ReferenceSet,
     device: str,
+    rows: list[Any],
 ) -> tuple[RunStatus, str]:
     key = (reference.id, reference.sha256, monitor.model_dump_json(), device)
     ref_data = reference.data
@@ -262,9 +279,8 @@ def _drift_step(
     for res in results:
         for j, feature in enumerate(res.features):
             k = offset + j
-            session.add(
+            rows.append(
                 DetectionResult(
-                    run_id=run.id,
                     feature=feature,
                     method=res.method,
                     statistic=_num(res.statistic[j]),
@@ -281,7 +297,7 @@ def _drift_step(
     if fitted.quality is not None:
         for row in score_quality(fitted.quality, current_columns, registered.spec):
             problems += int(row.problem)
-            session.add(QualityResult(run_id=run.id, **row.__dict__))
+            rows.append(QualityResult(**row.__dict__))
     tested = int((~np.isnan(statistic)).sum())
     drifted = int(drift.sum())
     run.drifted_share = drifted / tested if tested else None
@@ -307,19 +323,19 @@ def _performance_step(
     current: pa.Table | None,
     stream: StreamingDriftDetector | None,
     device: str,
+    rows: list[Any],
 ) -> tuple[RunStatus, str]:
     if current is None or current.num_rows == 0:
         return RunStatus.INSUFFICIENT_DATA, "no labelled records"
     outcome = score_performance(session, registered, spec, current, stream, device)
-    rows = list(outcome.rows)
+    metrics = list(outcome.rows)
     estimated = ""
     if spec.estimate and run.window_start is not None:
         estimates, estimated = estimate_performance(
             session, registered, spec, current, run.window_start, device
         )
-        rows += estimates
-    for row in rows:
-        session.add(PerformanceResult(run_id=run.id, **row.__dict__))
+        metrics += estimates
+    rows += [PerformanceResult(**metric.__dict__) for metric in metrics]
     if outcome.n_labels < spec.min_labels:
         message = f"{outcome.n_labels} labelled records, {spec.min_labels} needed for metrics"
         status = RunStatus.INSUFFICIENT_DATA

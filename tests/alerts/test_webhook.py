@@ -10,11 +10,20 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import httpx
 import pytest
 
 from alerts.channel import Channel, DeliveryError
 from alerts.notification import FeatureDrift, Notification
-from alerts.webhook import WebhookChannel, encode, payload, sign, verify
+from alerts.webhook import (
+    DELIVERY_HEADER,
+    DELIVERY_SIGNATURE_HEADER,
+    WebhookChannel,
+    encode,
+    payload,
+    sign,
+    verify,
+)
 from tests.alerts.conftest import DASHBOARD, REPORT, free_port
 
 SECRET = "retrain-me"
@@ -27,8 +36,10 @@ class Receiver:
     url: str
     statuses: list[int] = field(default_factory=lambda: [200])
     bodies: list[bytes] = field(default_factory=list)
-    verified: list[bool] = field(default_factory=list)
+    verified: list[bool] = field(default_factory=list)  # as a receiver without delivery ids
+    accepted: list[bool] = field(default_factory=list)  # delivery id checked against seen
     headers: list[dict[str, str]] = field(default_factory=list)
+    seen: set[str] = field(default_factory=set)
 
 
 @pytest.fixture
@@ -38,14 +49,19 @@ def receiver() -> Iterator[Receiver]:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers["Content-Length"]))
+            timestamp = self.headers.get("X-Tidewatch-Timestamp", "")
+            legacy = verify(SECRET, timestamp, body, self.headers.get("X-Tidewatch-Signature", ""))
             ok = verify(
                 SECRET,
-                self.headers.get("X-Tidewatch-Timestamp", ""),
+                timestamp,
                 body,
-                self.headers.get("X-Tidewatch-Signature", ""),
+                self.headers.get(DELIVERY_SIGNATURE_HEADER, ""),
+                delivery=self.headers.get(DELIVERY_HEADER),
+                seen=state.seen,
             )
             state.bodies.append(body)
-            state.verified.append(ok)
+            state.verified.append(legacy)
+            state.accepted.append(ok)
             state.headers.append(dict(self.headers))
             status = state.statuses.pop(0) if len(state.statuses) > 1 else state.statuses[0]
             self.send_response(status if ok else 401)
@@ -75,6 +91,9 @@ def test_retried_until_accepted(receiver: Receiver, firing: Notification) -> Non
         assert info.value.retryable is True
     channel.send(firing)
     assert receiver.verified == [True, True, True]
+    assert receiver.accepted == [True, True, True]
+    # every attempt has its own id: a retry is not taken for a replay
+    assert len({h[DELIVERY_HEADER] for h in receiver.headers}) == 3
     assert receiver.headers[0]["Content-Type"] == "application/json"
     event = json.loads(receiver.bodies[-1])
     assert event == payload(firing)
@@ -150,3 +169,63 @@ def test_payload_resolved_and_non_finite(resolved: Notification, firing: Notific
 def test_secret_required() -> None:
     with pytest.raises(ValueError):
         WebhookChannel(url="http://127.0.0.1/", secret="")
+
+
+def test_a_replayed_delivery_is_refused(receiver: Receiver, firing: Notification) -> None:
+    WebhookChannel(url=receiver.url, secret=SECRET, timeout=5).send(firing)
+    captured = receiver.headers[0]
+    replay = {
+        name: captured[name]
+        for name in (
+            "Content-Type",
+            "X-Tidewatch-Timestamp",
+            "X-Tidewatch-Signature",
+            DELIVERY_HEADER,
+            DELIVERY_SIGNATURE_HEADER,
+        )
+    }
+    answer = httpx.post(receiver.url, content=receiver.bodies[0], headers=replay, timeout=5)
+    assert answer.status_code == 401  # within the 300 s tolerance, yet refused
+    assert receiver.verified == [True, True]  # the timestamp check alone let it through
+    assert receiver.accepted == [True, False]
+
+
+def test_verify_delivery_ids(resolved: Notification) -> None:
+    body = encode(resolved)
+    now = int(time.time())
+    first, second = "8c0f3f9e-0000-4000-8000-000000000001", "8c0f3f9e-0000-4000-8000-000000000002"
+    signed_first = sign(SECRET, now, body, first)
+    assert signed_first != sign(SECRET, now, body)  # the id is part of the signed material
+    seen: set[str] = set()
+    assert verify(SECRET, now, body, signed_first, delivery=first, seen=seen)
+    assert not verify(SECRET, now, body, signed_first, delivery=first, seen=seen)  # replayed
+    assert seen == {first}
+    signed_second = sign(SECRET, now, body, second)
+    assert verify(SECRET, now, body, signed_second, delivery=second, seen=seen)  # another one
+    # an id swapped for a fresh one breaks the signature, and is not recorded
+    fresh = "8c0f3f9e-0000-4000-8000-000000000003"
+    assert not verify(SECRET, now, body, signed_first, delivery=fresh, seen=seen)
+    assert fresh not in seen
+    assert not verify(SECRET, now, body, signed_first, delivery=fresh)  # without seen too
+    # the signature without the id does not stand in for the one with it
+    assert not verify(SECRET, now, body, sign(SECRET, now, body), delivery=fresh, seen=seen)
+    assert not verify(SECRET, now, body, sign(SECRET, now, body), seen=seen)  # id required
+    assert not verify(SECRET, now, body, sign(SECRET, now, body, "a.b"), delivery="a.b")
+    assert verify(SECRET, now, body, signed_first, delivery=first)  # no seen: no memory
+
+
+def test_verify_with_a_callable_store(resolved: Notification) -> None:
+    body = encode(resolved)
+    now = int(time.time())
+    store: dict[str, int] = {}
+
+    def remember(delivery: str) -> bool:  # as SET NX on a shared store would
+        if delivery in store:
+            return False
+        store[delivery] = now
+        return True
+
+    signature = sign(SECRET, now, body, "d-1")
+    assert verify(SECRET, now, body, signature, delivery="d-1", seen=remember)
+    assert not verify(SECRET, now, body, signature, delivery="d-1", seen=remember)
+    assert list(store) == ["d-1"]

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import logging
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -132,3 +136,132 @@ def test_full_queue_drops_instead_of_blocking() -> None:
     assert not client._thread.is_alive()  # close interrupted the backoff and the thread ended
     final = client.stats
     assert final["dropped"] + final["failed"] + final["sent"] == 1000
+
+
+class Switch:
+    """A fake Tidewatch behind httpx.MockTransport: refuses connections while down."""
+
+    def __init__(self, up: bool) -> None:
+        self.up = up
+        self.received = 0
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        if not self.up:
+            raise httpx.ConnectError("connection refused", request=request)
+        self.received += len(json.loads(request.content)["records"])
+        return httpx.Response(200, json={"accepted": 1, "duplicates": 0})
+
+
+def switched_client(switch: Switch, spool: Path, **options: Any) -> TelemetryClient:
+    return TelemetryClient(
+        "http://tidewatch.invalid",
+        "plankton",
+        "tw_x",
+        flush_interval=0.01,
+        max_retries=0,
+        spool_dir=spool,
+        transport=httpx.MockTransport(switch),
+        **options,
+    )
+
+
+def test_spooled_records_make_flush_and_close_false(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    switch = Switch(up=False)
+    client = switched_client(switch, tmp_path / "spool")
+    for _ in range(5):
+        client.log(FEATURES, PREDICTION)
+    assert client.flush(timeout=10) is False  # on disk is not at Tidewatch
+    assert client.stats["spooled"] == 5 and client.stats["spool_waiting"] == 5
+    with caplog.at_level(logging.WARNING, logger="tidewatch.collectors"):
+        assert client.close(timeout=10) is False
+    assert client.stats["spool_waiting"] == 5  # still told after close
+    assert client.close() is False  # and asked again
+    warning = [r.getMessage() for r in caplog.records if "spool" in r.getMessage()]
+    assert len(warning) == 1
+    assert "5 telemetry records" in warning[0] and str(tmp_path / "spool") in warning[0]
+    assert switch.received == 0
+
+
+def test_flush_sends_the_spool_as_soon_as_tidewatch_is_back(tmp_path: Path) -> None:
+    switch = Switch(up=False)
+    # after a failure the client would wait up to 1,000 s before trying the spool again
+    client = switched_client(switch, tmp_path / "spool", backoff=1000, max_backoff=1000)
+    for _ in range(5):
+        client.log(FEATURES, PREDICTION)
+    assert client.flush(timeout=10) is False
+    switch.up = True
+    for _ in range(3):
+        client.log(FEATURES, PREDICTION)
+    assert client.flush(timeout=10) is True  # tried the spool now, despite the backoff
+    stats = client.stats
+    assert stats["sent"] == 8 and stats["spool_waiting"] == 0 and switch.received == 8
+    assert client.close(timeout=10) is True
+
+
+def test_flush_and_close_true_when_everything_arrived(tmp_path: Path) -> None:
+    switch = Switch(up=True)
+    client = switched_client(switch, tmp_path / "spool")
+    for _ in range(7):
+        client.log(FEATURES, PREDICTION)
+    assert client.flush(timeout=10) is True
+    client.log(FEATURES, PREDICTION)
+    assert client.close(timeout=10) is True
+    assert client.stats["sent"] == 8 and client.stats["spool_waiting"] == 0
+    assert switch.received == 8
+
+
+def test_lost_records_make_flush_false(tmp_path: Path) -> None:
+    client = switched_client(Switch(up=True), tmp_path / "spool")
+    client.log(FEATURES, PREDICTION)
+    assert client.flush(timeout=10) is True
+    client.count_dropped()  # an integration could not log one: it never reaches Tidewatch
+    assert client.flush(timeout=10) is False
+    assert client.close(timeout=10) is False
+
+
+def test_flush_after_close_returns_at_once(tmp_path: Path) -> None:
+    client = switched_client(Switch(up=True), tmp_path / "spool")
+    client.log(FEATURES, PREDICTION)
+    assert client.close(timeout=10) is True
+    started = time.monotonic()
+    assert client.flush() is True  # no sender any more: nothing to wait for, no hang
+    assert time.monotonic() - started < 5
+
+
+def test_an_overloaded_tidewatch_is_retried_after_its_retry_after(tmp_path: Path) -> None:
+    """A 503 with Retry-After (admission control) is waited out, then the batch goes through."""
+    answers = [503, 503, 200]
+    seen: list[str] = []
+
+    def overloaded(request: httpx.Request) -> httpx.Response:
+        seen.append(request.url.path)
+        status = answers.pop(0)
+        if status == 503:
+            return httpx.Response(503, headers={"Retry-After": "0.25"}, json={"detail": "busy"})
+        return httpx.Response(200, json={"accepted": 2, "duplicates": 0})
+
+    client = TelemetryClient(
+        "http://tidewatch",
+        "plankton",
+        "tw_key",
+        flush_interval=0.05,
+        backoff=30.0,  # jittered backoff would wait up to a minute: the header must win
+        spool_dir=tmp_path / "spool",
+        transport=httpx.MockTransport(overloaded),
+    )
+    waits: list[float | None] = []
+    wait = client._stop.wait
+
+    def recorded(timeout: float | None = None) -> bool:
+        waits.append(timeout)
+        return wait(timeout)
+
+    client._stop.wait = recorded  # type: ignore[method-assign]
+    client.log({"x": 1.0}, id="a")
+    client.log({"x": 2.0}, id="b")
+    assert client.flush(timeout=10)
+    assert len(seen) == 3 and client.stats["sent"] == 2
+    assert waits.count(0.25) == 2  # waited exactly what the server asked, twice
+    client.close()

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
+from typer.testing import CliRunner
 
-from monitor.settings import Settings, load_settings
+from monitor.cli import app
+from monitor.settings import NOT_SETTINGS, Settings, load_settings
 
 
 def test_defaults() -> None:
@@ -67,3 +70,88 @@ def test_alert_channel_settings_that_cannot_work_are_refused() -> None:
     with pytest.raises(ValidationError, match="not both"):
         Settings(smtp_host="mail", smtp_ssl=True, smtp_starttls=True)
     assert Settings(webhook_url="http://x/hook", webhook_secret="s").webhook_secret == "s"
+
+
+def test_unknown_environment_variable_is_refused_with_the_close_match(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TIDEWATCH_SMTP_PASSWRD", "hunter2")
+    with pytest.raises(ValidationError) as info:
+        load_settings()
+    message = str(info.value)
+    assert "unknown setting TIDEWATCH_SMTP_PASSWRD (did you mean TIDEWATCH_SMTP_PASSWORD?)" in (
+        message
+    )
+    assert "hunter2" not in message  # the value may be a secret
+    with pytest.raises(ValidationError, match="TIDEWATCH_SMTP_PASSWRD"):
+        Settings()  # built directly, as the app's callers do, it is refused too
+
+
+def test_unknown_variable_without_a_close_match_and_in_lower_case(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TIDEWATCH_ZEBRA_CROSSING", "1")
+    monkeypatch.setenv("tidewatch_prot", "9000")  # pydantic-settings reads any case
+    with pytest.raises(ValidationError) as info:
+        load_settings()
+    message = str(info.value)
+    assert "unknown setting TIDEWATCH_ZEBRA_CROSSING [type=unknown_setting]" in message
+    assert "unknown setting tidewatch_prot (did you mean TIDEWATCH_PORT?)" in message
+    assert info.value.error_count() == 2
+
+
+@pytest.mark.parametrize("name", sorted(NOT_SETTINGS))
+def test_variables_read_elsewhere_are_allowed(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert name.removeprefix("TIDEWATCH_").lower() not in Settings.model_fields
+    if name == "TIDEWATCH_CONFIG":
+        monkeypatch.delenv(name, raising=False)  # a value would name a TOML file to read
+    else:
+        monkeypatch.setenv(name, "x")
+    assert load_settings().port == 8000
+
+
+def test_a_correct_variable_still_sets_its_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TIDEWATCH_SMTP_PASSWORD", "s3cret")
+    monkeypatch.setenv("TIDEWATCH_SPOOL_DIR", "/tmp/spool")  # read by collectors, not a setting
+    assert load_settings().smtp_password == "s3cret"
+
+
+# how the code reads a TIDEWATCH_* variable outside Settings: os.environ, typer's envvar=, or
+# compose's ${NAME} interpolation
+READ_ELSEWHERE = re.compile(
+    r"""(?:environ(?:\.get\(|\[)\s*["']|envvar=["']|\$\{)(TIDEWATCH_[A-Z0-9_]+)"""
+)
+
+
+def test_every_variable_the_code_reads_is_a_setting_or_allowed() -> None:
+    """A variable newly read with os.environ elsewhere would stop the service's start: it must
+    join NOT_SETTINGS."""
+    root = Path(__file__).resolve().parents[2]
+    folders = ["monitor", "collectors", "alerts", "dashboards", "benchmarks", "tests", "deploy"]
+    found: set[str] = set()
+    for folder in folders:
+        for path in (root / folder).rglob("*"):
+            if path.suffix in (".py", ".yaml", ".yml") and path.is_file():
+                found.update(READ_ELSEWHERE.findall(path.read_text(encoding="utf-8")))
+    assert {"TIDEWATCH_URL", "TIDEWATCH_SPOOL_DIR", "TIDEWATCH_TEST_PG"} <= found  # it looks
+    fields = {f"TIDEWATCH_{name.upper()}" for name in Settings.model_fields}
+    assert found - fields - NOT_SETTINGS == set()
+
+
+def test_cli_reports_an_unknown_variable_and_exits_2(tmp_path: Path) -> None:
+    config = tmp_path / "tidewatch.toml"
+    config.write_text(f'database_url = "sqlite:///{tmp_path / "t.db"}"\n')
+    result = CliRunner().invoke(
+        app, ["status", "-c", str(config)], env={"TIDEWATCH_SMTP_PASSWRD": "x"}
+    )
+    assert result.exit_code == 2, result.output
+    output = " ".join(result.output.split())  # rich wraps long lines at the terminal's width
+    assert "invalid settings" in output
+    assert "unknown setting TIDEWATCH_SMTP_PASSWRD (did you mean TIDEWATCH_SMTP_PASSWORD?)" in (
+        output
+    )
+    assert not (tmp_path / "t.db").exists()  # refused before touching the database
+    ok = CliRunner().invoke(
+        app, ["status", "-c", str(config)], env={"TIDEWATCH_SMTP_PASSWORD": "x"}
+    )
+    assert ok.exit_code == 0, ok.output
