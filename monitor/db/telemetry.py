@@ -52,7 +52,7 @@ _PG_CLAIM = text(
     "INSERT INTO telemetry_records (model_id, record_id, batch_id, ts) "
     "SELECT :model, u.rid, :batch, TIMESTAMPTZ 'epoch' + u.us * INTERVAL '1 microsecond' "
     "FROM unnest(CAST(:ids AS text[]), CAST(:us AS bigint[])) AS u(rid, us) "
-    "ON CONFLICT DO NOTHING RETURNING record_id"
+    "ON CONFLICT DO NOTHING"
 )
 
 
@@ -67,7 +67,15 @@ def _claim_ids(session: Session, model_id: int, batch_id: int, table: pa.Table) 
     if _is_postgres(session):
         micros = pc.cast(ts, pa.int64()).to_pylist()
         params = {"model": model_id, "batch": batch_id, "ids": ids, "us": micros}
-        return set(session.scalars(_PG_CLAIM, params))
+        inserted = session.execute(_PG_CLAIM, params).rowcount  # type: ignore[attr-defined]
+        if inserted == len(ids):  # the usual case: all new, nothing to send back
+            return set(ids)
+        # a resend: ours are the ids now pointing at this batch
+        return set(
+            session.scalars(
+                select(TelemetryRecord.record_id).where(TelemetryRecord.batch_id == batch_id)
+            )
+        )
     stmt = (
         sqlite.insert(TelemetryRecord).on_conflict_do_nothing().returning(TelemetryRecord.record_id)
     )
