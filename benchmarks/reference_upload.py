@@ -114,9 +114,8 @@ def upload(path: Path, megabytes: float) -> None:
                 seconds = time.perf_counter() - began
                 size = file.stat().st_size / 2**20
                 what = f"{answer.status_code} {answer.text[:60]}"
-                print(
-                    f"| {label} | {size:,.0f} | {what} | {seconds:,.1f} | {peak_mb(proc.pid):,.0f} |"
-                )
+                peak = peak_mb(proc.pid)
+                print(f"| {label} | {size:,.0f} | {what} | {seconds:,.1f} | {peak:,.0f} |")
         finally:
             proc.terminate()
             proc.wait(timeout=60)
