@@ -35,6 +35,7 @@ class AdmissionControl:
             return
         if self.in_flight >= self.max_in_flight:
             self.shed += 1
+            await _drain(receive)
             await self._overloaded(send)
             return
         self.in_flight += 1
@@ -57,3 +58,21 @@ class AdmissionControl:
         ]
         await send({"type": "http.response.start", "status": 503, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+
+# a refused body is read (and dropped) up to this much; a larger one gets its answer mid-body
+DRAIN_LIMIT = 32 * 2**20
+
+
+async def _drain(receive: Receive) -> None:
+    """Read the refused request's body before answering.
+
+    A server that answers and closes while the client is still sending makes the client see a
+    connection reset instead of the 503 and its Retry-After. Chunks are discarded as they come.
+    """
+    drained = 0
+    while drained <= DRAIN_LIMIT:
+        message = await receive()
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            return
+        drained += len(message.get("body", b""))
