@@ -21,6 +21,7 @@ from monitor.api.deps import (
     require,
 )
 from monitor.db.tables import Alert, AlertEvent, Model, OutboxMessage
+from monitor.spec.model import NAME_PATTERN
 
 router = APIRouter(prefix="/api/v1", tags=["alerts"])
 
@@ -66,7 +67,11 @@ class SilenceIn(BaseModel):
 
 class AckIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    by: str = Field(default="", max_length=256, description="who acknowledges")
+    # stored as text and shown in the alert's history: no NUL (PostgreSQL refuses it), no
+    # control characters
+    by: str = Field(
+        default="", max_length=256, pattern=r"^[^\x00-\x1f\x7f]*$", description="who acknowledges"
+    )
 
 
 def alert_out(session: Session, alert: Alert, *, full: bool = False) -> AlertOut:
@@ -116,7 +121,7 @@ def alert_out(session: Session, alert: Alert, *, full: bool = False) -> AlertOut
 def get_alerts(
     session: SessionDep,
     state: Literal["firing", "resolved"] | None = None,
-    model: str | None = None,
+    model: str | None = Query(default=None, pattern=NAME_PATTERN),
     limit: int = Query(default=100, ge=1, le=1000),
 ) -> list[AlertOut]:
     """Alerts, newest first; ``?state=firing`` for the ones firing now."""

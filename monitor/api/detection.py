@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 from fastapi import APIRouter, Depends, HTTPException, Query
 from sqlalchemy.orm import Session
@@ -18,11 +18,13 @@ from monitor.api.deps import (
     model_or_404,
     require,
 )
+from monitor.api.errors import invalid
 from monitor.api.schemas import RunOut, RunsPage
 from monitor.cycle import UnknownMonitor, monitors_named, run_and_alert
 from monitor.db.models import RegisteredModel, get_model
 from monitor.db.results import list_runs, run_performance, run_quality, run_results
 from monitor.db.tables import DetectionRun, ModelVersion
+from monitor.spec.model import NAME_PATTERN
 
 router = APIRouter(prefix="/api/v1", tags=["detection"])
 
@@ -75,14 +77,27 @@ async def post_detect(
     return await in_thread(detect, state, registered, monitor)
 
 
+def _in_utc(moment: datetime | None, loc: str) -> datetime | None:
+    """``moment`` in UTC (naive means UTC); 422 for one with no UTC time, such as
+    0001-01-01T00:00+01:00 (the database layer would fail converting it: a 500)."""
+    if moment is None or moment.tzinfo is None:
+        return moment
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise invalid(loc, "a time out of range once in UTC", "datetime_range") from None
+
+
 @router.get(
     "/models/{name}/results", response_model=RunsPage, dependencies=[Depends(require("read"))]
 )
 def get_results(
     name: str,
     session: SessionDep,
-    version: str | None = None,
-    monitor: str | None = Query(default=None, description="only this monitor's runs"),
+    version: str | None = Query(default=None, pattern=NAME_PATTERN),
+    monitor: str | None = Query(
+        default=None, pattern=NAME_PATTERN, description="only this monitor's runs"
+    ),
     since: datetime | None = Query(default=None, description="windows ending at or after"),
     until: datetime | None = Query(default=None, description="windows ending before"),
     limit: int = Query(default=20, ge=1, le=500),
@@ -100,8 +115,8 @@ def get_results(
         limit=limit,
         before_id=before,
         monitor=monitor,
-        since=since,
-        until=until,
+        since=_in_utc(since, "query.since"),
+        until=_in_utc(until, "query.until"),
     )
     return RunsPage(
         runs=[run_out(session, registered, r) for r in runs],

@@ -30,7 +30,7 @@ from monitor.db import telemetry
 from monitor.db.models import RegisteredModel, get_model
 from monitor.db.references import save_reference
 from monitor.observability.service import DUPLICATES, INGESTED
-from monitor.spec.model import reference_minimum
+from monitor.spec.model import NAME_PATTERN, reference_minimum
 
 router = APIRouter(prefix="/api/v1", tags=["ingest"])
 
@@ -192,9 +192,8 @@ def _store_reference(
         raise invalid("body", "the reference holds no rows", "empty")
     need, who = reference_minimum(registered.spec)
     if table.num_rows < need:
-        raise HTTPException(
-            422, f"the reference holds {table.num_rows} rows; {who} needs at least {need}"
-        )
+        msg = f"the reference holds {table.num_rows} rows; {who} needs at least {need}"
+        raise invalid("body", msg, "too_short")
     with state.sessions() as session:
         row = save_reference(session, registered, table)
         return ReferenceOut(
@@ -228,7 +227,9 @@ async def post_reference(
     format: Literal["json", "csv", "parquet"] | None = Query(
         default=None, description="json, csv or parquet (default: from the Content-Type)"
     ),
-    version: str | None = Query(default=None, description="default: the current version"),
+    version: str | None = Query(
+        default=None, pattern=NAME_PATTERN, description="default: the current version"
+    ),
 ) -> ReferenceOut:
     """Reference data for one version of the model: JSON records, CSV or Parquet.
 

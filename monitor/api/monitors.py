@@ -17,6 +17,7 @@ from monitor.api.deps import (
     read_body,
     require,
 )
+from monitor.api.errors import invalid, invalid_body
 from monitor.api.schemas import (
     ModelStatusOut,
     MonitorStatusOut,
@@ -65,7 +66,8 @@ async def put_monitors(name: str, request: Request, state: StateDep) -> list[Mon
             }
         )
     except ValidationError as exc:
-        raise HTTPException(422, exc.errors(include_url=False, include_context=False)) from None
+        # the body is the list of monitors itself: the spec's monitors[0] is its [0]
+        raise invalid_body(exc, {"monitors": ()}) from None
     updated = await in_thread(_save, state, spec)
     return updated.spec.monitors
 
@@ -133,19 +135,17 @@ def _promote_in(session: Session, registered: RegisteredModel, body: PromoteIn) 
         try:
             start, end = window_span(run)
         except ValueError:
-            raise HTTPException(
-                422, f"run {body.run} has no window (it found no records)"
-            ) from None
+            raise invalid("run", f"run {body.run} has no window (it found no records)") from None
     elif body.start is not None and body.end is not None:
         start, end = body.start, body.end
     else:
-        raise HTTPException(422, "send {'run': ID} or {'from': T1, 'to': T2}")
+        raise invalid("body", "send {'run': ID} or {'from': T1, 'to': T2}", "missing")
     if start >= end:
-        raise HTTPException(422, "'from' must be before 'to'")
+        raise invalid("from", "'from' must be before 'to'")
     try:
         row = promote_window(session, registered, start, end)
-    except ValueError as exc:
-        raise HTTPException(422, str(exc)) from None
+    except ValueError as exc:  # no records in the span
+        raise invalid("body", str(exc), "empty") from None
     return ReferenceOut(
         model=registered.spec.name,
         version=registered.spec.version,
@@ -190,6 +190,8 @@ async def put_alert_rules(name: str, request: Request, state: StateDep) -> Alert
     try:
         spec = ModelSpec.model_validate(payload)
     except ValidationError as exc:
-        raise HTTPException(422, exc.errors(include_url=False, include_context=False)) from None
+        raise invalid_body(
+            exc, {"alerts": ("rules",), "alert_recipients": ("recipients",)}
+        ) from None
     updated = await in_thread(_save, state, spec)
     return AlertsIn(rules=updated.spec.alerts, recipients=updated.spec.alert_recipients)

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from monitor.api.deps import MAX_ID
+from monitor.data.checks import check_timestamp
+from monitor.data.errors import SchemaError
 from monitor.db.tables import DetectionResult, DetectionRun, PerformanceResult, QualityResult
 from monitor.spec.model import ModelSpec
+
+
+class ReadyOut(BaseModel):
+    """``/readyz``: 200 when the database answers, 503 otherwise."""
+
+    status: Literal["ready", "unavailable"]
 
 
 class ModelOut(BaseModel):
@@ -183,13 +193,33 @@ class StatusOut(BaseModel):
 class PromoteIn(BaseModel):
     """A window of production data to become the reference: a run's window, or a span."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-    run: int | None = None
+    model_config = ConfigDict(
+        extra="forbid",
+        populate_by_name=True,
+        # one of the two forms (the route refuses anything else); "run" wins when both come
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["run"], "properties": {"run": {"type": "integer"}}},
+                {
+                    "required": ["from", "to"],
+                    "properties": {"from": {"type": "string"}, "to": {"type": "string"}},
+                },
+            ]
+        },
+    )
+    # a database id: beyond it the driver would fail (a 500), not find nothing
+    run: int | None = Field(default=None, ge=1, le=MAX_ID)
     start: datetime | None = Field(default=None, alias="from")
     end: datetime | None = Field(default=None, alias="to")
 
     @field_validator("start", "end")
     @classmethod
-    def _utc(cls, value: datetime | None) -> datetime | None:
-        # a time without a zone means UTC, as everywhere in Tidewatch
-        return value.replace(tzinfo=UTC) if value and value.tzinfo is None else value
+    def _utc(cls, value: datetime | None, info: ValidationInfo) -> datetime | None:
+        # a time without a zone means UTC, as everywhere in Tidewatch; telemetry lies between
+        # 1970 and 2200, and 0001-01-01T00:00+01:00 has no UTC time at all
+        if value is None:
+            return None
+        try:
+            return check_timestamp(value, info.field_name or "")
+        except SchemaError as exc:  # pydantic names the field ("from" or "to") itself
+            raise ValueError(exc.message) from None

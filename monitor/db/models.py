@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -9,7 +10,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from monitor.db.tables import Model, ModelVersion
-from monitor.spec.model import ModelSpec
+from monitor.spec.model import NAME_PATTERN, ModelSpec
+
+_NAME = re.compile(NAME_PATTERN)
 
 
 class SchemaConflict(ValueError):
@@ -69,6 +72,13 @@ def _upsert(session: Session, spec: ModelSpec) -> tuple[RegisteredModel, bool]:
 
 
 def get_model(session: Session, name: str, version: str | None = None) -> RegisteredModel | None:
+    """The model ``name`` at ``version`` (default: its current one); None when there is none.
+
+    A name or version no spec can have (see NAME_PATTERN) names no model: it is answered
+    without a query, since it may hold what a driver refuses (PostgreSQL text has no NUL).
+    """
+    if not _NAME.fullmatch(name) or (version is not None and not _NAME.fullmatch(version)):
+        return None
     model = session.scalar(select(Model).where(Model.name == name))
     if model is None:
         return None

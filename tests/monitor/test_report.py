@@ -85,7 +85,7 @@ def test_refusals(client: TestClient, admin: dict[str, str], model: dict[str, An
     assert empty["window_start"] is None
     answer = client.get(REPORT, params={"run": empty["id"]}, headers=reader)
     assert answer.status_code == 422
-    assert "has no window" in answer.json()["detail"]
+    assert "has no window" in answer.json()["detail"][0]["msg"]
 
     other = {**SPEC, "name": "other"}
     assert client.post("/api/v1/models", json=other, headers=admin).status_code == 200
