@@ -7,6 +7,7 @@ from fastapi.responses import HTMLResponse
 
 from monitor.alerting.report_links import link_problem
 from monitor.api.deps import ServiceState, StateDep, id_query, in_thread, model_or_404, require
+from monitor.api.errors import invalid
 from monitor.db.models import get_model
 from monitor.db.tables import DetectionRun, ModelVersion
 from monitor.reporting.report import CSP, load_report_input, render_report
@@ -25,8 +26,8 @@ def report_page(state: ServiceState, name: str, run_id: int) -> str:
         if version is None or version.model_id != model.id:
             raise HTTPException(404, f"run {run_id} is not a run of {name!r}")
         if run.window_start is None or run.window_end is None:
-            raise HTTPException(
-                422,
+            raise invalid(
+                "query.run",
                 f"run {run_id} has no window (status {run.status!r}: {run.message or 'no records'})"
                 ": there are no records to report on",
             )
