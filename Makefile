@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint dist bench-ingest bench-detectors bench-cycle clean
+.PHONY: demo test lint dist bench-ingest bench-load bench-detectors bench-cycle clean
 
 $(BIN)/tidewatch: pyproject.toml collectors/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,9 @@ test: lint
 
 bench-ingest: $(BIN)/tidewatch
 	$(BIN)/python benchmarks/ingest.py
+
+bench-load: $(BIN)/tidewatch
+	DO_NOT_TRACK=1 $(BIN)/python benchmarks/load.py
 
 bench-detectors: $(BIN)/tidewatch
 	DO_NOT_TRACK=1 $(BIN)/python benchmarks/detectors.py
