@@ -22,6 +22,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from monitor.alerting.lifecycle import Alerting
+from monitor.api.errors import invalid
 from monitor.db import keys
 from monitor.db.models import RegisteredModel, get_model
 from monitor.observability.registry import Exposition
@@ -116,8 +117,22 @@ def require(needed: str) -> Callable[[Request, ServiceState], Awaitable[None]]:
     async def check(request: Request, state: StateDep) -> None:
         scope = needed.format(**request.path_params)
         await in_thread(_check_key_alone, state, _bearer(request), scope)
+        _refuse_repeated_parameters(request)
 
     return check
+
+
+def _refuse_repeated_parameters(request: Request) -> None:
+    """Every query parameter here holds one value: ``?until=a&until=b`` is ambiguous (FastAPI
+    would silently take the last), so it is refused, after the key check."""
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    declared = {p.alias for p in dependant.query_params} if dependant is not None else set()
+    query = request.query_params
+    # only the route's own parameters: unknown ones are ignored, repeated or not
+    repeated = sorted({name for name in declared if len(query.getlist(name)) > 1})
+    if repeated:
+        raise invalid(f"query.{repeated[0]}", "given more than once: send it once")
 
 
 def model_or_404(session: Session, name: str) -> RegisteredModel:

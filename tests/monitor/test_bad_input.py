@@ -230,3 +230,13 @@ def test_a_wrong_method_is_told_every_method_of_the_path(client: TestClient) -> 
     assert answer.status_code == 405
     assert answer.headers["allow"] == "GET, POST"
     assert answer.json() == {"detail": "Method Not Allowed"}
+
+
+def test_a_query_parameter_given_twice_is_refused(
+    client: TestClient, admin: dict[str, str], model: dict[str, Any]
+) -> None:
+    """FastAPI would silently take the last of ``?until=x&until=4``; ambiguity is a 422."""
+    answer = client.get("/api/v1/models/plankton/results?until=x&until=4", headers=admin)
+    assert answer.status_code == 422
+    assert answer.json()["detail"][0]["loc"] == "query.until"
+    assert client.get("/api/v1/models/plankton/results?limit=5", headers=admin).status_code == 200
