@@ -33,6 +33,7 @@ from typing import Any
 import httpx
 import numpy as np
 import psycopg
+from serve_process import tidewatch_serve
 
 BIN = Path(sys.executable).parent
 PG_ADMIN = os.environ.get("TIDEWATCH_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -69,36 +70,6 @@ def _database(backend: str) -> Iterator[str]:
     finally:
         with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-@contextmanager
-def _serve(url: str) -> Iterator[tuple[str, subprocess.Popen[bytes], dict[str, str]]]:
-    port = 18000 + os.getpid() % 1000
-    env = {
-        **os.environ,
-        "TIDEWATCH_DATABASE_URL": url,
-        "TIDEWATCH_PORT": str(port),
-        "TIDEWATCH_SCHEDULER": "false",
-        "DO_NOT_TRACK": "1",
-    }
-    proc = subprocess.Popen(
-        [str(BIN / "tidewatch"), "serve"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(600):
-            try:
-                if httpx.get(f"{base}/readyz").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        yield base, proc, env
-    finally:
-        proc.terminate()
-        proc.wait(timeout=60)
 
 
 def _template(size: int) -> bytes:
@@ -197,14 +168,9 @@ async def _level(base: str, key: str, clients: int, size: int, seconds: float) -
 
 def run(backend: str, levels: list[int], size: int, seconds: float) -> list[str]:
     rows = []
-    with _database(backend) as url, _serve(url) as (base, proc, env):
-        key = subprocess.run(
-            [str(BIN / "tidewatch"), "keys", "create", "--scope", "admin"],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
+    port = 18000 + os.getpid() % 1000
+    with _database(backend) as url, tidewatch_serve(url, port) as served:
+        base, proc, key = served.url, served.proc, served.key
         created = httpx.post(
             f"{base}/api/v1/models", json=SPEC, headers={"Authorization": f"Bearer {key}"}
         )

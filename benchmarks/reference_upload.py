@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+from serve_process import tidewatch_serve
 
 BIN = Path(sys.executable).parent
 DIM = 16
@@ -64,61 +64,33 @@ def peak_mb(pid: int) -> float:
 
 
 def upload(path: Path, megabytes: float) -> None:
-    with tempfile.TemporaryDirectory() as folder:
-        port = 19000 + os.getpid() % 1000
-        env = {
-            **os.environ,
-            "TIDEWATCH_DATABASE_URL": f"sqlite:///{folder}/tidewatch.db",
-            "TIDEWATCH_PORT": str(port),
-            "TIDEWATCH_SCHEDULER": "false",
-            "DO_NOT_TRACK": "1",
-        }
-        proc = subprocess.Popen(
-            [str(BIN / "tidewatch"), "serve"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        base = f"http://127.0.0.1:{port}"
-        try:
-            for _ in range(600):
-                try:
-                    if httpx.get(f"{base}/readyz").status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    time.sleep(0.1)
-            key = subprocess.run(
-                [str(BIN / "tidewatch"), "keys", "create", "--scope", "admin"],
-                env=env,
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout.strip()
-            headers = {"Authorization": f"Bearer {key}", "Content-Type": "text/csv"}
-            httpx.post(f"{base}/api/v1/models", json=SPEC, headers=headers).raise_for_status()
-            idle = peak_mb(proc.pid)
-            print(f"server idle: {idle:,.0f} MB resident (peak so far)\n")
-            print("| upload | file MB | answer | seconds | server peak RSS MB |")
-            print("|---|---:|---|---:|---:|")
-            wrong = path.with_name("wrong.csv")
-            write_csv(wrong, megabytes, first_column="weight")
-            for label, file in (("wrong column name", wrong), ("valid reference", path)):
-                began = time.perf_counter()
-                with file.open("rb") as body:
-                    answer = httpx.post(
-                        f"{base}/api/v1/models/plankton/reference",
-                        content=body,
-                        headers=headers,
-                        timeout=None,
-                    )
-                seconds = time.perf_counter() - began
-                size = file.stat().st_size / 2**20
-                what = f"{answer.status_code} {answer.text[:60]}"
-                peak = peak_mb(proc.pid)
-                print(f"| {label} | {size:,.0f} | {what} | {seconds:,.1f} | {peak:,.0f} |")
-        finally:
-            proc.terminate()
-            proc.wait(timeout=60)
+    with (
+        tempfile.TemporaryDirectory() as folder,
+        tidewatch_serve(f"sqlite:///{folder}/tidewatch.db", 19000 + os.getpid() % 1000) as served,
+    ):
+        proc, base, key = served.proc, served.url, served.key
+        headers = {"Authorization": f"Bearer {key}", "Content-Type": "text/csv"}
+        httpx.post(f"{base}/api/v1/models", json=SPEC, headers=headers).raise_for_status()
+        idle = peak_mb(proc.pid)
+        print(f"server idle: {idle:,.0f} MB resident (peak so far)\n")
+        print("| upload | file MB | answer | seconds | server peak RSS MB |")
+        print("|---|---:|---|---:|---:|")
+        wrong = path.with_name("wrong.csv")
+        write_csv(wrong, megabytes, first_column="weight")
+        for label, file in (("wrong column name", wrong), ("valid reference", path)):
+            began = time.perf_counter()
+            with file.open("rb") as body:
+                answer = httpx.post(
+                    f"{base}/api/v1/models/plankton/reference",
+                    content=body,
+                    headers=headers,
+                    timeout=None,
+                )
+            seconds = time.perf_counter() - began
+            size = file.stat().st_size / 2**20
+            what = f"{answer.status_code} {answer.text[:60]}"
+            peak = peak_mb(proc.pid)
+            print(f"| {label} | {size:,.0f} | {what} | {seconds:,.1f} | {peak:,.0f} |")
 
 
 def main() -> None:
