@@ -14,6 +14,7 @@ from monitor.alerting.lifecycle import Alerting
 from monitor.api import alerts, detection, health, ingest, metrics, models, monitors, report
 from monitor.api.admission import AdmissionControl
 from monitor.api.deps import ServiceState
+from monitor.api.docs import install_docs
 from monitor.api.errors import install_error_handlers
 from monitor.api.openapi import install_openapi
 from monitor.db.engine import make_engine, make_sessionmaker
@@ -88,10 +89,13 @@ def create_app(settings: Settings) -> FastAPI:
         version=__version__,
         description="Monitoring for machine-learning models in production.",
         lifespan=lifespan,
+        docs_url=None,  # FastAPI's pages load from a CDN: install_docs serves local assets
+        redoc_url=None,
     )
     app.state.tidewatch = state
     install_error_handlers(app)
     install_openapi(app)
+    install_docs(app)
     # here, not in monitor/server.py: whatever runs the app under uvicorn logs no tokens
     redact_access_log()
     app.add_middleware(IngestMetrics)
