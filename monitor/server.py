@@ -33,8 +33,9 @@ def serve(settings: Settings) -> None:
         app,
         host=settings.host,
         port=settings.port,
-        log_level=settings.log_level,
+        log_config=None,  # uvicorn logs through Tidewatch's handler (observability.logs)
         timeout_graceful_shutdown=30,
+        timeout_keep_alive=settings.keep_alive_seconds,
     )
 
 
@@ -50,7 +51,13 @@ class BackgroundServer:
         self.settings = settings
         self.app = create_app(settings)
         config = uvicorn.Config(
-            self.app, host=settings.host, port=settings.port, log_level="warning", lifespan="on"
+            self.app,
+            host=settings.host,
+            port=settings.port,
+            log_config=None,
+            log_level="warning",
+            lifespan="on",
+            timeout_keep_alive=settings.keep_alive_seconds,
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(

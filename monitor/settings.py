@@ -58,8 +58,16 @@ class Settings(BaseSettings):
     db_pool_timeout: float = Field(
         default=30.0, gt=0, description="seconds to wait for a free connection"
     )
+    # Requests waiting for a thread hold a socket and, once read, their body: 512 batches of
+    # 1,000 records are ~70 MB. Only authenticated callers get as far as sending a body.
     max_in_flight: int = Field(
-        default=128, ge=1, description="requests handled at once; beyond, 503 and Retry-After"
+        default=512, ge=1, description="requests handled at once; beyond, 503 and Retry-After"
+    )
+    # Longer than clients keep idle connections (httpx: 5 s), so the client closes an idle
+    # connection first: with equal timeouts a request sent just as the server closed the
+    # connection is reset (seen as httpx ReadError under load).
+    keep_alive_seconds: int = Field(
+        default=30, ge=1, description="how long an idle HTTP connection is kept open"
     )
     retention_days: float = Field(
         default=30.0, gt=0, description="telemetry older than this is purged"
