@@ -92,7 +92,8 @@ def _bearer(request: Request) -> str:
 
 
 def authorize(session: Session, request: Request, needed: str) -> None:
-    """401 for a missing or unknown key, 403 for a key without the ``needed`` scope."""
+    """401 for a missing, unknown, revoked or expired key, 403 for a key without the ``needed``
+    scope."""
     _check_key(session, _bearer(request), needed)
 
 
@@ -100,8 +101,16 @@ def _check_key(session: Session, key: str, needed: str) -> None:
     row = keys.lookup(session, key)
     if row is None:
         raise HTTPException(401, "invalid or revoked API key", {"WWW-Authenticate": "Bearer"})
+    if keys.has_expired(row):
+        raise HTTPException(
+            401,
+            f"this API key expired on {row.expires_at:%Y-%m-%d %H:%M} UTC: "
+            "ask an administrator for a new one (`tidewatch keys create`)",
+            {"WWW-Authenticate": 'Bearer error="invalid_token"'},
+        )
     if not keys.allows(row.scopes, needed):
         raise HTTPException(403, f"this key lacks the {needed!r} scope")
+    keys.mark_used(session, row)
 
 
 def _check_key_alone(state: ServiceState, key: str, needed: str) -> None:

@@ -79,7 +79,7 @@ ANSWERS: dict[tuple[str, str], tuple[int, ...]] = {
 }
 _DESCRIPTIONS = {
     400: "malformed JSON",
-    401: "no API key, or an unknown or revoked one",
+    401: "no API key, or an unknown, revoked or expired one",
     403: "the key lacks the scope this route needs",
     404: "not found: the model, version, monitor, run or alert named does not exist",
     409: "conflict with the stored state",

@@ -78,11 +78,12 @@ def run_demo(
         console.print(f"service up at {server.url} (SQLite, {settings.device} detectors)")
         with server.app.state.tidewatch.sessions() as session:
             admin = keys.create_key(session, ["admin"], "demo admin")
-            ingest_key = keys.create_key(session, [f"ingest:{SPEC['name']}"], "demo module")
         http = httpx.Client(
             base_url=server.url, headers={"Authorization": f"Bearer {admin}"}, timeout=120
         )
         http.post("/api/v1/models", json=SPEC).raise_for_status()
+        with server.app.state.tidewatch.sessions() as session:  # once the model exists
+            ingest_key = keys.create_key(session, [f"ingest:{SPEC['name']}"], "demo module")
         ref = http.post(
             f"/api/v1/models/{SPEC['name']}/reference",
             content=reference_csv().encode(),

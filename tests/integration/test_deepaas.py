@@ -52,10 +52,10 @@ def deepaas_run() -> str:
 def tidewatch(tmp_path: Path) -> Iterator[tuple[ServeProcess, str, str]]:
     with tidewatch_serve(f"sqlite:///{tmp_path}/d.db", tmp_path / "serve.log") as server:
         admin = server.cli("keys", "create", "--scope", "admin")
-        ingest = server.cli("keys", "create", "--scope", "ingest:plankton")
         httpx.post(
             f"{server.url}/api/v1/models", json=SPEC, headers={"Authorization": f"Bearer {admin}"}
         ).raise_for_status()
+        ingest = server.cli("keys", "create", "--scope", "ingest:plankton")
         yield server, admin, ingest
 
 

@@ -95,7 +95,9 @@ def test_invalid_specs_are_refused_when_created(
     assert client.get("/api/v1/models", headers=admin).json() == []
 
 
-def test_only_admin_registers_and_read_scope_reads(client: TestClient) -> None:
+def test_only_admin_registers_and_read_scope_reads(
+    client: TestClient, model: dict[str, Any]
+) -> None:
     reader = make_key(client, "read")
     ingest = make_key(client, "ingest:plankton")
     assert client.post("/api/v1/models", json=SPEC, headers=reader).status_code == 403

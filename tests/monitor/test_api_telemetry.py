@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.conftest import make_key, record
+from tests.conftest import SPEC, make_key, record
 
 URL = "/api/v1/models/plankton/telemetry"
 
@@ -58,6 +58,8 @@ def test_ingest_key_is_scoped_to_its_model(
     client: TestClient, admin: dict[str, str], model: dict[str, Any]
 ) -> None:
     own = make_key(client, "ingest:plankton")
+    coral = {**SPEC, "name": "coral"}
+    assert client.post("/api/v1/models", json=coral, headers=admin).status_code == 200
     other = make_key(client, "ingest:coral")
     reader = make_key(client, "read")
     batch = {"records": [record(1)]}
