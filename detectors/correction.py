@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 Correction = Literal["none", "bonferroni", "bh"]
+# the names alone, without numpy: a monitor's configuration is checked against them by commands
+# that compute nothing
 CORRECTIONS: tuple[str, ...] = ("none", "bonferroni", "bh")
 
 
@@ -17,9 +20,12 @@ def adjust(p_values: np.ndarray, method: str) -> np.ndarray:
     ``scipy.stats.false_discovery_control(p, method="bh")``. NaN p-values (a feature that could
     not be tested) stay NaN and do not count towards the number of tests.
 
+    >>> import numpy as np
     >>> adjust(np.array([0.01, 0.04, 0.03]), "bh").round(3).tolist()
     [0.03, 0.04, 0.04]
     """
+    import numpy as np
+
     p = np.asarray(p_values, dtype=np.float64)
     out = np.full_like(p, np.nan)
     valid = ~np.isnan(p)

@@ -7,26 +7,18 @@ against this table when the monitor is created, not when a job runs at 3 a.m.:
 Univariate detectors test each column of their kind (``numeric``, ``categorical``); multivariate
 ones give one verdict per ``vector`` feature (an embedding), run by
 :class:`~detectors.multivariate.per_vector.PerVector`.
+
+The table names each class by its module: a class (and torch, scipy, scikit-learn with it) is
+imported only when a detector is built or its parameters are checked, so reading or validating
+a configuration without parameters stays light.
 """
 
 from __future__ import annotations
 
+import importlib
 import inspect
 from dataclasses import dataclass
 from typing import Any
-
-from detectors.categorical.chisquare import ChiSquareTest
-from detectors.categorical.distances import CategoricalJensenShannon, CategoricalPSI, TotalVariation
-from detectors.multivariate.classifier import ClassifierTest
-from detectors.multivariate.energy import EnergyDistance
-from detectors.multivariate.mmd import MMD, LinearMMD
-from detectors.multivariate.per_vector import PerVector
-from detectors.multivariate.projected_ks import ProjectedKSTest
-from detectors.univariate.anderson import AndersonDarlingTest
-from detectors.univariate.binned import PSI, Hellinger, JensenShannon, KLDivergence
-from detectors.univariate.cvm import CVMTest
-from detectors.univariate.ks import KSTest
-from detectors.univariate.wasserstein import WassersteinDistance
 
 # set by the monitor itself (device from the settings, alpha and correction from the monitor)
 _MANAGED = frozenset({"device", "alpha", "correction"})
@@ -35,10 +27,17 @@ _MANAGED = frozenset({"device", "alpha", "correction"})
 @dataclass(frozen=True)
 class DetectorSpec:
     name: str
-    cls: type
+    path: str  # "module:Class"
     kinds: frozenset[str]
     description: str
     multivariate: bool = False
+
+    @property
+    def cls(self) -> type:
+        """The detector's class, imported now: torch and scipy load with the first one."""
+        module, name = self.path.split(":")
+        found: type = getattr(importlib.import_module(module), name)
+        return found
 
     def parameters(self) -> dict[str, inspect.Parameter]:
         """The keyword-only constructor parameters a configuration may set."""
@@ -51,42 +50,110 @@ class DetectorSpec:
 
 
 def _spec(
-    name: str, cls: type, kinds: str, description: str, multivariate: bool = False
+    name: str, path: str, kinds: str, description: str, multivariate: bool = False
 ) -> DetectorSpec:
-    return DetectorSpec(name, cls, frozenset(kinds.split()), description, multivariate)
+    return DetectorSpec(
+        name, f"detectors.{path}", frozenset(kinds.split()), description, multivariate
+    )
 
 
 REGISTRY: dict[str, DetectorSpec] = {
     s.name: s
     for s in [
-        _spec("ks", KSTest, "numeric", "two-sample Kolmogorov-Smirnov (exact up to 10,000 rows)"),
-        _spec("cvm", CVMTest, "numeric", "two-sample Cramér-von Mises"),
-        _spec("anderson", AndersonDarlingTest, "numeric", "k-sample Anderson-Darling"),
-        _spec("wasserstein", WassersteinDistance, "numeric", "Wasserstein distance / ref. std"),
-        _spec("psi", PSI, "numeric", "population stability index on reference quantile bins"),
-        _spec("jensen_shannon", JensenShannon, "numeric", "Jensen-Shannon distance on bins"),
-        _spec("hellinger", Hellinger, "numeric", "Hellinger distance on bins"),
-        _spec("kl_divergence", KLDivergence, "numeric", "KL divergence on bins"),
-        _spec("chi2", ChiSquareTest, "categorical", "chi-squared test of homogeneity"),
-        _spec("psi_categorical", CategoricalPSI, "categorical", "PSI over categories"),
+        _spec(
+            "ks",
+            "univariate.ks:KSTest",
+            "numeric",
+            "two-sample Kolmogorov-Smirnov (exact up to 10,000 rows)",
+        ),
+        _spec("cvm", "univariate.cvm:CVMTest", "numeric", "two-sample Cramér-von Mises"),
+        _spec(
+            "anderson",
+            "univariate.anderson:AndersonDarlingTest",
+            "numeric",
+            "k-sample Anderson-Darling",
+        ),
+        _spec(
+            "wasserstein",
+            "univariate.wasserstein:WassersteinDistance",
+            "numeric",
+            "Wasserstein distance / ref. std",
+        ),
+        _spec(
+            "psi",
+            "univariate.binned:PSI",
+            "numeric",
+            "population stability index on reference quantile bins",
+        ),
+        _spec(
+            "jensen_shannon",
+            "univariate.binned:JensenShannon",
+            "numeric",
+            "Jensen-Shannon distance on bins",
+        ),
+        _spec("hellinger", "univariate.binned:Hellinger", "numeric", "Hellinger distance on bins"),
+        _spec(
+            "kl_divergence", "univariate.binned:KLDivergence", "numeric", "KL divergence on bins"
+        ),
+        _spec(
+            "chi2",
+            "categorical.chisquare:ChiSquareTest",
+            "categorical",
+            "chi-squared test of homogeneity",
+        ),
+        _spec(
+            "psi_categorical",
+            "categorical.distances:CategoricalPSI",
+            "categorical",
+            "PSI over categories",
+        ),
         _spec(
             "jensen_shannon_categorical",
-            CategoricalJensenShannon,
+            "categorical.distances:CategoricalJensenShannon",
             "categorical",
             "Jensen-Shannon distance over categories",
         ),
-        _spec("tvd", TotalVariation, "categorical", "total variation distance over categories"),
+        _spec(
+            "tvd",
+            "categorical.distances:TotalVariation",
+            "categorical",
+            "total variation distance over categories",
+        ),
         _spec(
             "ks_pca",
-            ProjectedKSTest,
+            "multivariate.projected_ks:ProjectedKSTest",
             "vector",
             "KS on the reference's top principal components (Bonferroni-combined)",
             multivariate=True,
         ),
-        _spec("mmd", MMD, "vector", "RBF-kernel MMD, permutation p-value", multivariate=True),
-        _spec("linear_mmd", LinearMMD, "vector", "linear-time MMD for large windows", True),
-        _spec("energy", EnergyDistance, "vector", "energy distance, permutation p-value", True),
-        _spec("classifier", ClassifierTest, "vector", "classifier two-sample test (CV AUC)", True),
+        _spec(
+            "mmd",
+            "multivariate.mmd:MMD",
+            "vector",
+            "RBF-kernel MMD, permutation p-value",
+            multivariate=True,
+        ),
+        _spec(
+            "linear_mmd",
+            "multivariate.mmd:LinearMMD",
+            "vector",
+            "linear-time MMD for large windows",
+            True,
+        ),
+        _spec(
+            "energy",
+            "multivariate.energy:EnergyDistance",
+            "vector",
+            "energy distance, permutation p-value",
+            True,
+        ),
+        _spec(
+            "classifier",
+            "multivariate.classifier:ClassifierTest",
+            "vector",
+            "classifier two-sample test (CV AUC)",
+            True,
+        ),
     ]
 }
 
@@ -115,7 +182,8 @@ def check(
         raise ValueError(
             f"detector {name!r} does not accept {kind!r} columns (it takes {sorted(spec.kinds)})"
         )
-    params = params or {}
+    if not params:  # the defaults are valid: no need to import the class (torch, scipy)
+        return spec
     allowed = spec.parameters()
     unknown = sorted(set(params) - set(allowed))
     if unknown:
@@ -144,5 +212,7 @@ def build(
     if "correction" in accepted:
         kwargs["correction"] = "none"  # the monitor corrects across all its features together
     if spec.multivariate:
+        from detectors.multivariate.per_vector import PerVector
+
         return PerVector(lambda: spec.cls(**kwargs), alpha=alpha)
     return spec.cls(**kwargs)

@@ -16,9 +16,8 @@ from monitor.api.deps import (
     require,
 )
 from monitor.api.schemas import ModelOut
-from monitor.db.models import RegisteredModel, list_models, upsert_model
+from monitor.db.models import RegisteredModel, count_records, list_models, upsert_model
 from monitor.db.references import get_reference
-from monitor.db.telemetry import count_records
 from monitor.spec.model import ModelSpec
 
 router = APIRouter(prefix="/api/v1", tags=["models"])

@@ -51,12 +51,24 @@ def settings_of(config: Path | None, **overrides: Any) -> Settings:
         raise typer.Exit(2) from None
 
 
-def engine_of(settings: Settings) -> Any:
+def engine_of(settings: Settings, *, migrate: bool = False) -> Any:
+    """The database's engine. Only ``db upgrade`` and ``worker`` migrate (``serve`` does at
+    start); any other command stops with a message when the schema is not the newest."""
     from monitor.db.engine import make_engine
-    from monitor.db.migrate import upgrade
+    from monitor.db.revision import SchemaNotCurrent, require_current
 
     engine = make_engine(settings.database_url)
-    upgrade(engine)
+    if migrate:
+        from monitor.db.migrate import upgrade
+
+        upgrade(engine)
+        return engine
+    try:
+        require_current(engine)
+    except SchemaNotCurrent as exc:
+        engine.dispose()
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(1) from None
     return engine
 
 

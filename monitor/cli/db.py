@@ -19,7 +19,7 @@ def db_upgrade(config: ConfigOption = None) -> None:
     """Bring the database schema up to date (safe to run from several processes at once)."""
     from monitor.db.migrate import current_revision
 
-    engine = engine_of(settings_of(config))
+    engine = engine_of(settings_of(config), migrate=True)
     console.print(f"database at revision {current_revision(engine)}")
 
 

@@ -55,9 +55,8 @@ def models_create(
 def models_list(config: ConfigOption = None) -> None:
     """The registered models with their current version and data volume."""
     from monitor.db.engine import make_sessionmaker
-    from monitor.db.models import list_models
+    from monitor.db.models import count_records, list_models
     from monitor.db.references import get_reference
-    from monitor.db.telemetry import count_records
 
     table = Table("model", "version", "task", "features", "reference rows", "records")
     with make_sessionmaker(engine_of(settings_of(config)))() as session:

@@ -41,7 +41,7 @@ def worker(config: ConfigOption = None) -> None:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s"
     )
-    engine = engine_of(settings)
+    engine = engine_of(settings, migrate=True)
     sessions = make_sessionmaker(engine)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

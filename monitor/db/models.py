@@ -5,12 +5,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from monitor.db.tables import Model, ModelVersion
-from monitor.spec.model import NAME_PATTERN, ModelSpec
+from monitor.db.tables import Model, ModelVersion, TelemetryBatch
+from monitor.spec.model import NAME_PATTERN, STORED, ModelSpec
 
 _NAME = re.compile(NAME_PATTERN)
 
@@ -59,7 +59,7 @@ def _upsert(session: Session, spec: ModelSpec) -> tuple[RegisteredModel, bool]:
         session.add(version)
         created = True
     else:
-        old = ModelSpec.model_validate(version.spec)
+        old = ModelSpec.model_validate(version.spec, context=STORED)
         if old.features != spec.features or old.output != spec.output:
             raise SchemaConflict(
                 f"model {spec.name!r} version {spec.version!r} already has a different schema; "
@@ -90,10 +90,21 @@ def get_model(session: Session, name: str, version: str | None = None) -> Regist
     )
     if row is None:
         return None
-    return RegisteredModel(model, row, ModelSpec.model_validate(row.spec))
+    return RegisteredModel(model, row, ModelSpec.model_validate(row.spec, context=STORED))
 
 
 def list_models(session: Session) -> list[RegisteredModel]:
     names = session.scalars(select(Model.name).order_by(Model.name)).all()
     found = (get_model(session, name) for name in names)
     return [m for m in found if m is not None]
+
+
+def count_records(session: Session, registered: RegisteredModel) -> int:
+    """Telemetry records stored for the model's version (here, not beside the telemetry code,
+    so that listing models loads no Arrow)."""
+    total = session.scalar(
+        select(func.coalesce(func.sum(TelemetryBatch.n_records), 0)).where(
+            TelemetryBatch.model_version_id == registered.version.id
+        )
+    )
+    return int(total or 0)

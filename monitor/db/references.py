@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime
+from typing import TYPE_CHECKING
 
-import pyarrow as pa
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from monitor.data.layout import to_bytes
 from monitor.db.models import RegisteredModel
 from monitor.db.tables import ReferenceSet
+
+if TYPE_CHECKING:  # Arrow loads when a reference is saved, not when one is counted
+    import pyarrow as pa
 
 
 def save_reference(session: Session, registered: RegisteredModel, table: pa.Table) -> ReferenceSet:
     """Store (or replace) the reference of the model's version."""
+    from monitor.data.layout import to_bytes
+
     blob = to_bytes(table)
     row = session.scalar(
         select(ReferenceSet).where(ReferenceSet.model_version_id == registered.version.id)

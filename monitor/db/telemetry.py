@@ -243,17 +243,6 @@ def load_window(
     return table.slice(max(0, table.num_rows - window.size))
 
 
-def count_records(session: Session, registered: RegisteredModel) -> int:
-    from sqlalchemy import func
-
-    total = session.scalar(
-        select(func.coalesce(func.sum(TelemetryBatch.n_records), 0)).where(
-            TelemetryBatch.model_version_id == registered.version.id
-        )
-    )
-    return int(total or 0)
-
-
 # Retention deletes in chunks, each its own short transaction (see `purge`). A chunk of 200
 # batches of 1,000 records (200,000 rows and their index entries) took 0.3 s on PostgreSQL on
 # the 2-core reference machine with ingest running (benchmarks/ingest_during_purge.py): that

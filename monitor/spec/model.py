@@ -8,12 +8,28 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from alerts.rules import AlertRule
 from detectors import CORRECTIONS
 from detectors import registry as detector_registry
-from detectors.streaming import STREAMING_DETECTORS, make_streaming
+
+# The validation context of a spec read back from the database: it was checked in full when it
+# was stored, so the checks that need a detector's class (torch, scipy, frouros) are skipped and
+# listing models or reading a status stays light: ModelSpec.model_validate(row, context=STORED).
+STORED = {"stored": True}
+
+
+def _stored(info: ValidationInfo) -> bool:
+    return bool(info.context and info.context.get("stored"))
+
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$"
 Name = Annotated[str, Field(pattern=NAME_PATTERN)]
@@ -116,7 +132,11 @@ class StreamingChoice(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
-    def _buildable(self) -> Self:
+    def _buildable(self, info: ValidationInfo) -> Self:
+        if _stored(info):
+            return self
+        from detectors.streaming import STREAMING_DETECTORS, make_streaming
+
         if self.name not in STREAMING_DETECTORS:
             raise ValueError(
                 f"unknown streaming detector {self.name!r}; choose one of "
@@ -213,14 +233,15 @@ class MonitorConfig(BaseModel):
         }
 
     @model_validator(mode="after")
-    def _known_detectors(self) -> Self:
+    def _known_detectors(self, info: ValidationInfo) -> Self:
         if self.correction not in CORRECTIONS:
             raise ValueError(f"unknown correction {self.correction!r}; choose one of {CORRECTIONS}")
         for kind in self.detectors:
             if kind not in COLUMN_KINDS:
                 raise ValueError(f"unknown column kind {kind!r}; choose from {COLUMN_KINDS}")
             choice = self.detector(kind)
-            detector_registry.check(choice.name, choice.params, kind=kind)
+            params = None if _stored(info) else choice.params
+            detector_registry.check(choice.name, params, kind=kind)
         if self.performance and self.performance.streaming and self.window.type != "tumbling":
             raise ValueError(
                 "a streaming detector sees every labelled prediction once, in order: "
@@ -251,7 +272,7 @@ class ModelSpec(BaseModel):
     )
 
     @model_validator(mode="after")
-    def _consistent(self) -> Self:
+    def _consistent(self, info: ValidationInfo) -> Self:
         names = [f.name for f in self.features]
         if len(set(names)) != len(names):
             raise ValueError("feature names must be unique")
@@ -266,7 +287,9 @@ class ModelSpec(BaseModel):
                     f"monitor {monitor.name!r} names unknown features {sorted(unknown)}"
                 )
             if monitor.performance is not None:
-                _check_performance(monitor.name, monitor.performance, self.output.task)
+                _check_performance(
+                    monitor.name, monitor.performance, self.output.task, _stored(info)
+                )
         _check_alerts(self, known)
         return self
 
@@ -310,7 +333,7 @@ def performance_metrics(spec: PerformanceSpec, task: str) -> list[str]:
     return spec.metrics if spec.metrics is not None else list(PERFORMANCE_METRICS[task])
 
 
-def _check_performance(monitor: str, spec: PerformanceSpec, task: str) -> None:
+def _check_performance(monitor: str, spec: PerformanceSpec, task: str, stored: bool) -> None:
     known = PERFORMANCE_METRICS.get(task)
     if known is None:
         raise ValueError(
@@ -333,7 +356,9 @@ def _check_performance(monitor: str, spec: PerformanceSpec, task: str) -> None:
         raise ValueError(
             f"monitor {monitor!r}: 'estimate' (CBPE) applies to classification models only"
         )
-    if spec.streaming is not None:
+    if spec.streaming is not None and not stored:
+        from detectors.streaming import STREAMING_DETECTORS
+
         values = STREAMING_DETECTORS[spec.streaming.name].spec.values
         if task == "regression" and values in ("binary", "unit"):
             raise ValueError(

@@ -69,6 +69,7 @@ def test_cli_errors_are_clear(config: Path, tmp_path: Path) -> None:
     assert result.exit_code == 2 and "invalid model spec" in result.output
     result = runner.invoke(app, ["keys", "create", "--scope", "root", "--config", str(config)])
     assert result.exit_code == 2 and "invalid scope" in result.output
+    invoke("db", "upgrade", "--config", str(config))
     result = runner.invoke(app, ["detect", "ghost", "--config", str(config)])
     assert result.exit_code == 1 and "unknown model" in result.output
     broken = tmp_path / "broken.toml"

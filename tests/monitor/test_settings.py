@@ -152,6 +152,6 @@ def test_cli_reports_an_unknown_variable_and_exits_2(tmp_path: Path) -> None:
     )
     assert not (tmp_path / "t.db").exists()  # refused before touching the database
     ok = CliRunner().invoke(
-        app, ["status", "-c", str(config)], env={"TIDEWATCH_SMTP_PASSWORD": "x"}
+        app, ["db", "upgrade", "-c", str(config)], env={"TIDEWATCH_SMTP_PASSWORD": "x"}
     )
     assert ok.exit_code == 0, ok.output
