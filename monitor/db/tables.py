@@ -147,6 +147,14 @@ class DetectionRun(Base):
         UniqueConstraint(
             "model_version_id", "monitor", "window_key", name="uq_detection_runs_window"
         ),
+        # the status lists the runs with late records: few, so a partial index keeps it cheap
+        Index(
+            "ix_detection_runs_late",
+            "model_version_id",
+            "monitor",
+            postgresql_where=text("late_records > 0"),
+            sqlite_where=text("late_records > 0"),
+        ),
     )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     model_version_id: Mapped[int] = mapped_column(
@@ -169,6 +177,8 @@ class DetectionRun(Base):
     window_key: Mapped[str | None] = mapped_column(String(64), nullable=True)
     trigger: Mapped[str] = mapped_column(String(16), default="manual")  # or schedule, backfill
     runner: Mapped[str | None] = mapped_column(String(256), nullable=True)  # host:pid
+    # records of this window that arrived after the run was computed (monitor.runs.late)
+    late_records: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class DetectionResult(Base):
@@ -238,6 +248,8 @@ class MonitorState(Base):
     last_run_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     last_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    # the last telemetry batch checked for late records (monitor.runs.late)
+    late_checked_batch: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class SchedulerLeader(Base):
