@@ -14,7 +14,7 @@ import difflib
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
@@ -120,7 +120,13 @@ class Settings(BaseSettings):
     alert_delivery_seconds: float = Field(default=5.0, gt=0, description="outbox poll interval")
     alert_retry_seconds: float = Field(default=10.0, gt=0, description="first retry delay")
     alert_max_attempts: int = Field(default=8, ge=1, description="then a delivery has failed")
-    log_level: str = Field(default="info")
+    # `serve` and `worker` log at log_level; other commands only warn unless --log-level says
+    log_level: Literal["debug", "info", "warning", "error", "critical"] = Field(
+        default="info", description="Tidewatch's own log lines; libraries log only warnings"
+    )
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="json: one JSON object per line, for log shippers"
+    )
     config_file: Path | None = Field(default=None, description="TOML file the settings came from")
 
     @field_validator("database_url")
@@ -147,6 +153,11 @@ class Settings(BaseSettings):
         if self.smtp_ssl and self.smtp_starttls:
             raise ValueError("choose smtp_ssl (TLS from the start) or smtp_starttls, not both")
         return self
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _any_case_level(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value  # INFO as Python writes it
 
     @field_validator("device")
     @classmethod

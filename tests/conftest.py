@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import logging
 import os
 import shutil
 import subprocess
@@ -24,6 +25,7 @@ from fastapi.testclient import TestClient
 
 from monitor.app import create_app
 from monitor.db import keys
+from monitor.observability.logs import NEVER_CHATTY, OWN, StderrHandler
 from monitor.server import free_port
 from monitor.settings import Settings
 
@@ -44,6 +46,21 @@ def service_missing(what: str, why: object) -> None:
 def _spool_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Telemetry clients made by tests spool under the test's folder, never in ~/.cache."""
     monkeypatch.setenv("TIDEWATCH_SPOOL_DIR", str(tmp_path / "spool"))
+
+
+@pytest.fixture(autouse=True)
+def _logging_restored() -> Iterator[None]:
+    """A command run in a test sets up its process's logging (monitor.observability.logs);
+    the next test starts with the levels and handlers as they were."""
+    root = logging.getLogger()
+    levels = {name: logging.getLogger(name).level for name in ("", *OWN, *NEVER_CHATTY)}
+    before = set(root.handlers)
+    yield
+    for handler in list(root.handlers):
+        if isinstance(handler, StderrHandler) and handler not in before:
+            root.removeHandler(handler)
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)
 
 
 @pytest.fixture

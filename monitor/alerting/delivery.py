@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session, aliased, sessionmaker
 from alerts.channel import Channel, DeliveryError
 from alerts.notification import Notification
 from monitor.db.tables import OutboxMessage
+from monitor.observability.logs import fields
 from monitor.observability.service import ALERT_DELIVERIES
 from monitor.settings import Settings
 
@@ -115,9 +116,10 @@ def _deliver_channel(
                 return sent
             last = message.id
             message.attempts += 1
-            retry = False
+            retry, note = False, None
             try:
-                channel.send(Notification.from_json(message.payload))
+                note = Notification.from_json(message.payload)
+                channel.send(note)
             except Exception as exc:
                 retryable = exc.retryable if isinstance(exc, DeliveryError) else True
                 message.last_error = f"{type(exc).__name__}: {exc}"[:2000]
@@ -126,22 +128,37 @@ def _deliver_channel(
                         message.attempts - 1
                     )
                     message.next_attempt_at = now + min(delay, MAX_DELAY)
-                    ALERT_DELIVERIES.labels(name, "retried").inc()
-                    log.warning("%s delivery %d failed, retrying: %s", name, message.id, exc)
                     retry = True
                 else:
                     message.state = "failed"
-                    ALERT_DELIVERIES.labels(name, "failed").inc()
-                    log.error("%s delivery %d failed for good: %s", name, message.id, exc)
             else:
                 message.state, message.sent_at = "sent", datetime.now(UTC)
                 message.last_error = None
-                ALERT_DELIVERIES.labels(name, "sent").inc()
                 sent += 1
             session.commit()  # each outcome is kept before the next message is tried
+            _outcome(name, message, "retried" if retry else message.state, note)
         if retry:
             break
     return sent
+
+
+def _outcome(channel: str, message: OutboxMessage, outcome: str, note: Notification | None) -> None:
+    """Count and log one attempt: ``delivery sent`` (INFO), ``retried`` (WARNING) or
+    ``failed`` (ERROR), with the channel, the alert and its model, the message, the error."""
+    ALERT_DELIVERIES.labels(channel, outcome).inc()
+    level = {"sent": logging.INFO, "retried": logging.WARNING}.get(outcome, logging.ERROR)
+    facts = fields(
+        channel=channel,
+        alert=message.alert_id,
+        model=note and note.model,
+        rule=note and note.rule,
+        state=note and note.state,
+        delivery=message.id,
+        outcome=outcome,
+        attempts=message.attempts,
+        error=message.last_error,
+    )
+    log.log(level, "delivery %s", outcome, extra=facts)
 
 
 def deliver_due(

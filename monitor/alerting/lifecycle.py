@@ -35,11 +35,13 @@ from monitor.db.tables import (
     AlertEvent,
     DetectionResult,
     DetectionRun,
+    Model,
     OutboxMessage,
     PerformanceResult,
     QualityResult,
     TelemetryBatch,
 )
+from monitor.observability.logs import fields
 from monitor.runs.windows import load_span, window_span
 from monitor.settings import Settings
 from monitor.vocabulary import NO_VERDICT, ResultKey
@@ -114,7 +116,20 @@ def run_facts(session: Session, version_id: int, monitor: str, limit: int) -> li
 
 
 def _event(session: Session, alert: Alert, event: str, detail: str = "") -> None:
+    """Keep what happened to ``alert`` in its history, and log it as ``alert <event>``."""
     session.add(AlertEvent(alert_id=alert.id, event=event, detail=detail, at=datetime.now(UTC)))
+    model = session.get(Model, alert.model_id)
+    # an alert that reaches nobody is a setup problem worth a warning
+    level = logging.WARNING if event == "undelivered" else logging.INFO
+    facts = fields(
+        alert=alert.id,
+        model=model and model.name,
+        rule=alert.rule,
+        severity=alert.severity,
+        state=alert.state,
+        detail=detail,
+    )
+    log.log(level, "alert %s", event, extra=facts)
 
 
 class NotFiring(ValueError):

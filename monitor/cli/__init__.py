@@ -18,6 +18,7 @@ from monitor.cli import (
     db,
     detection,
     keys,
+    logging_options,
     models,
     monitors,
     reference,
@@ -25,6 +26,7 @@ from monitor.cli import (
 )
 
 app = typer.Typer(help="Tidewatch: monitoring for ML models in production.", no_args_is_help=True)
+app.callback()(logging_options.options)  # --log-level and --log-format, before the command
 for command in (*service.COMMANDS, *collect.COMMANDS, *detection.COMMANDS):
     app.command()(command)
 app.add_typer(db.group, name="db")

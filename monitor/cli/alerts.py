@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from monitor.cli.common import (
     ConfigOption,
@@ -15,6 +14,7 @@ from monitor.cli.common import (
     settings_of,
     show_time,
 )
+from monitor.cli.tables import Column, WideOption, fitted
 
 group = typer.Typer(help="Alerts: list, acknowledge, silence.", no_args_is_help=True)
 
@@ -23,6 +23,7 @@ group = typer.Typer(help="Alerts: list, acknowledge, silence.", no_args_is_help=
 def alerts_list(
     state: Annotated[str | None, typer.Option(help="firing or resolved")] = None,
     model: Annotated[str | None, typer.Option(help="only this model")] = None,
+    wide: WideOption = False,
     config: ConfigOption = None,
 ) -> None:
     """Alerts, newest first."""
@@ -31,7 +32,7 @@ def alerts_list(
     from monitor.db.engine import make_sessionmaker
     from monitor.db.tables import Alert, Model
 
-    table = Table("id", "model", "rule", "severity", "state", "since", "summary", "ack / silence")
+    rows = []
     with make_sessionmaker(engine_of(settings_of(config)))() as session:
         query = (
             select(Alert, Model.name)
@@ -50,17 +51,32 @@ def alerts_list(
                 notes.append(f"acked by {alert.acknowledged_by or '?'}")
             if alert.silenced_until:
                 notes.append(f"silenced until {show_time(alert.silenced_until)}")
-            table.add_row(
-                str(alert.id),
-                name,
-                alert.rule,
-                alert.severity,
-                f"[{style}]{alert.state}[/]",
-                show_time(alert.started_at),
-                alert.summary,
-                ", ".join(notes),
+            rows.append(
+                [
+                    str(alert.id),
+                    name,
+                    alert.rule,
+                    alert.severity,
+                    f"[{style}]{alert.state}[/]",
+                    show_time(alert.started_at),
+                    alert.summary,
+                    ", ".join(notes),
+                ]
             )
-    console.print(table)
+    console.print(fitted(console, ALERT_COLUMNS, rows, wide=wide))
+
+
+# at 80 columns the id, model, rule and state are shown whole; the rest as room allows
+ALERT_COLUMNS = [
+    Column("id", justify="right"),
+    Column("model"),
+    Column("rule"),
+    Column("severity", drop=3),
+    Column("state"),
+    Column("since", drop=2),
+    Column("summary", drop=1, wrap=True),
+    Column("ack / silence", drop=4, wrap=True),
+]
 
 
 def _alert_action(alert_id: int, config: Path | None, action: str, **kwargs: Any) -> None:

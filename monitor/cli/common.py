@@ -12,8 +12,10 @@ import httpx
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 
 from monitor.settings import Settings, load_settings
+from monitor.spec.errors import describe
 
 console = Console()
 
@@ -47,7 +49,8 @@ def settings_of(config: Path | None, **overrides: Any) -> Settings:
     try:
         return load_settings(config, **{k: v for k, v in overrides.items() if v is not None})
     except (ValidationError, FileNotFoundError, tomllib.TOMLDecodeError) as exc:
-        console.print(f"[red]invalid settings:[/] {exc}")
+        reason = describe(exc) if isinstance(exc, ValidationError) else str(exc)
+        console.print("[red]invalid settings:[/]", escape(reason))
         raise typer.Exit(2) from None
 
 

@@ -19,6 +19,7 @@ from monitor.cli.common import (
     show_number,
     show_time,
 )
+from monitor.cli.tables import Column, WideOption, fitted
 from monitor.settings import Settings
 from monitor.vocabulary import ModelStatus as Status
 
@@ -47,6 +48,7 @@ def monitors_of(settings: Settings, model: str, monitor: str | None) -> tuple[An
 def detect(
     model: str,
     monitor: Annotated[str | None, typer.Option(help="run only this monitor")] = None,
+    wide: WideOption = False,
     config: ConfigOption = None,
 ) -> None:
     """Run MODEL's monitors now against the database and print the results.
@@ -68,26 +70,30 @@ def detect(
         if not runs:
             console.print(f"{model} / {config_.name}: no window is due")
         for run in runs:
-            table = Table(
-                "feature",
-                "test",
-                "statistic",
-                "p-value",
-                "adjusted",
-                "drift",
-                title=f"{model} / {config_.name}: {run.status} ({run.message})",
-            )
             with sessions() as session:
-                for r in run_results(session, run.id):
-                    table.add_row(
+                rows = [
+                    [
                         r.feature,
                         r.method,
                         show_number(r.statistic),
                         show_number(r.p_value),
                         show_number(r.p_adjusted),
                         "DRIFT" if r.drift else "ok",
-                    )
-            console.print(table)
+                    ]
+                    for r in run_results(session, run.id)
+                ]
+            title = f"{model} / {config_.name}: {run.status} ({run.message})"
+            console.print(fitted(console, RESULT_COLUMNS, rows, wide=wide, title=title))
+
+
+RESULT_COLUMNS = [
+    Column("feature"),
+    Column("test", drop=2),
+    Column("statistic", drop=3, justify="right"),
+    Column("p-value", drop=4, justify="right"),
+    Column("adjusted", drop=1, justify="right"),
+    Column("drift"),
+]
 
 
 def backfill(
@@ -167,12 +173,21 @@ _STATUS_STYLE = {
     Status.DRIFT: "bold red",
     Status.NO_DATA: "dim",
 }
+STATUS_COLUMNS = [
+    Column("model"),
+    Column("version", drop=2),
+    Column("status"),
+    Column("since", drop=3),
+    Column("monitors", drop=1, wrap=True),
+    Column("last run", drop=4),
+]
 # the columns of the backfill summary, in this order
 COUNTED = (Status.OK, Status.WARNING, Status.DRIFT, Status.NO_DATA)
 
 
 def status(
     model: Annotated[str | None, typer.Argument(help="only this model")] = None,
+    wide: WideOption = False,
     config: ConfigOption = None,
 ) -> None:
     """Each model's status (ok, warning, drift, no data), since when, and who schedules."""
@@ -185,18 +200,18 @@ def status(
     if model is not None and not statuses:
         console.print(f"[red]unknown model {model!r}[/]")
         raise typer.Exit(1)
-    table = Table("model", "version", "status", "since", "monitors", "last run")
-    for s in statuses:
-        style = _STATUS_STYLE[s.status]
-        table.add_row(
+    rows = [
+        [
             s.model,
             s.version,
-            f"[{style}]{s.status.label}[/]",
+            f"[{_STATUS_STYLE[s.status]}]{s.status.label}[/]",
             show_time(s.since),
             ", ".join(f"{m.monitor}: {m.status.label}" for m in s.monitors),
             show_time(s.last_run_at),
-        )
-    console.print(table)
+        ]
+        for s in statuses
+    ]
+    console.print(fitted(console, STATUS_COLUMNS, rows, wide=wide))
     if holder is None:
         console.print("scheduler: no leader has run yet")
     else:

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 from pydantic import ValidationError
-from rich.table import Table
+from rich.markup import escape
 
 from monitor.cli.common import (
     ConfigOption,
@@ -17,6 +17,8 @@ from monitor.cli.common import (
     engine_of,
     settings_of,
 )
+from monitor.cli.tables import Column, WideOption, fitted
+from monitor.spec.errors import describe
 
 group = typer.Typer(help="Register and list models.", no_args_is_help=True)
 
@@ -40,7 +42,8 @@ def models_create(
     try:
         spec = ModelSpec.model_validate(_read_spec(spec_file))
     except (ValidationError, ValueError) as exc:
-        console.print(f"[red]invalid model spec:[/] {exc}")
+        reason = describe(exc) if isinstance(exc, ValidationError) else str(exc)
+        console.print("[red]invalid model spec:[/]", escape(reason))
         raise typer.Exit(2) from None
     with make_sessionmaker(engine_of(settings_of(config)))() as session:
         try:
@@ -52,22 +55,34 @@ def models_create(
 
 
 @group.command("list")
-def models_list(config: ConfigOption = None) -> None:
+def models_list(wide: WideOption = False, config: ConfigOption = None) -> None:
     """The registered models with their current version and data volume."""
     from monitor.db.engine import make_sessionmaker
     from monitor.db.models import count_records, list_models
     from monitor.db.references import get_reference
 
-    table = Table("model", "version", "task", "features", "reference rows", "records")
+    rows = []
     with make_sessionmaker(engine_of(settings_of(config)))() as session:
         for m in list_models(session):
             ref = get_reference(session, m)
-            table.add_row(
-                m.spec.name,
-                m.spec.version,
-                m.spec.output.task,
-                str(len(m.spec.features)),
-                "-" if ref is None else str(ref.n_rows),
-                str(count_records(session, m)),
+            rows.append(
+                [
+                    m.spec.name,
+                    m.spec.version,
+                    m.spec.output.task,
+                    str(len(m.spec.features)),
+                    "-" if ref is None else str(ref.n_rows),
+                    str(count_records(session, m)),
+                ]
             )
-    console.print(table)
+    console.print(fitted(console, MODEL_COLUMNS, rows, wide=wide))
+
+
+MODEL_COLUMNS = [
+    Column("model"),
+    Column("version"),
+    Column("task", drop=2),
+    Column("features", drop=3, justify="right"),
+    Column("reference rows", drop=1, justify="right"),
+    Column("records", drop=1, justify="right"),
+]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
@@ -15,6 +14,7 @@ from monitor.cli.common import (
     engine_of,
     settings_of,
 )
+from monitor.cli.logging_options import service_logging
 
 
 def serve(
@@ -25,7 +25,9 @@ def serve(
     """Run the HTTP service (migrations run at start unless migrate_on_start is false)."""
     from monitor.server import serve as run
 
-    run(settings_of(config, host=host, port=port))
+    settings = settings_of(config, host=host, port=port)
+    service_logging(settings)
+    run(settings)
 
 
 def worker(config: ConfigOption = None) -> None:
@@ -38,9 +40,7 @@ def worker(config: ConfigOption = None) -> None:
     from monitor.scheduling.scheduler import Worker
 
     settings = settings_of(config)
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s"
-    )
+    service_logging(settings)
     engine = engine_of(settings, migrate=True)
     sessions = make_sessionmaker(engine)
     stop = threading.Event()

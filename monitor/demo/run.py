@@ -16,9 +16,9 @@ from typing import Any
 import httpx
 from rich.console import Console
 from rich.progress import Progress
-from rich.table import Table
 
 from collectors import TelemetryClient
+from monitor.cli.tables import Column, fitted
 from monitor.db import keys
 from monitor.demo.data import SPEC, generate, reference_csv, true_labels
 from monitor.server import BackgroundServer
@@ -35,25 +35,32 @@ class DemoOutcome:
     client_stats: dict[str, int]
 
 
+# at 80 columns the p-value gives way first, so that feature names are shown whole
+COLUMNS = [
+    Column("feature"),
+    Column("test", drop=2),
+    Column("statistic", drop=3, justify="right"),
+    Column("p-value", drop=4, justify="right"),
+    Column("adjusted (BH)", drop=1, justify="right"),
+    Column("verdict"),
+]
+
+
 def _summary(console: Console, run: dict[str, Any]) -> None:
-    table = Table(
-        title=f"Drift on the last {run['n_current']} records vs {run['n_reference']} reference rows"
-    )
-    for column in ("feature", "test", "statistic", "p-value", "adjusted (BH)", "verdict"):
-        table.add_column(
-            column, justify="left" if column in ("feature", "test", "verdict") else "right"
-        )
     results = sorted(run["results"], key=lambda r: (not r["drift"], r["p_adjusted"] or 1.0))
-    for r in results:
-        table.add_row(
+    rows = [
+        [
             r["feature"],
             r["method"],
             f"{r['statistic']:.3f}",
             f"{r['p_value']:.2e}",
             f"{r['p_adjusted']:.2e}",
             "[bold red]DRIFT[/]" if r["drift"] else "[green]ok[/]",
-        )
-    console.print(table)
+        ]
+        for r in results
+    ]
+    title = f"Drift on the last {run['n_current']} records vs {run['n_reference']} reference rows"
+    console.print(fitted(console, COLUMNS, rows, title=title))
 
 
 def _performance(console: Console, run: dict[str, Any]) -> None:

@@ -27,6 +27,7 @@ from monitor.db.tables import DetectionRun, MonitorState, TelemetryBatch
 from monitor.db.telemetry import load_window
 from monitor.observability.service import RUN_SECONDS, RUNS
 from monitor.runs.pipeline import ReferenceCache, evaluate, new_run
+from monitor.runs.run_log import log_run
 from monitor.runs.windows import (
     Window,
     align,
@@ -247,7 +248,7 @@ def run_due(
                 state, run = _failed(session, registered, monitor, trigger, None, current, exc)
             _record(state, run, None, monitor)
             session.commit()
-            _count(registered, monitor, run)
+            _count(sessions, registered, run)
             return [run]
     runs: list[DetectionRun] = []
     for _ in range(2 * limit):  # windows already stored elsewhere are passed, not computed
@@ -269,18 +270,19 @@ def run_due(
             )
             break
         if computed is not None:
-            _count(registered, monitor, computed)
+            _count(sessions, registered, computed)
             runs.append(computed)
         if not progressed:
             break
     return runs
 
 
-def _count(registered: RegisteredModel, monitor: MonitorConfig, run: DetectionRun) -> None:
-    RUNS.labels(registered.spec.name, monitor.name, run.status).inc()
+def _count(sessions: sessionmaker[Session], registered: RegisteredModel, run: DetectionRun) -> None:
+    log_run(sessions, registered, run)
+    RUNS.labels(registered.spec.name, run.monitor, run.status).inc()
     if run.finished_at is not None and run.started_at is not None:
         seconds = (run.finished_at - run.started_at).total_seconds()
-        RUN_SECONDS.labels(registered.spec.name, monitor.name).observe(max(seconds, 0.0))
+        RUN_SECONDS.labels(registered.spec.name, run.monitor).observe(max(seconds, 0.0))
 
 
 def _failed(
@@ -468,6 +470,7 @@ def backfill(
             )
             session.commit()
             runs.append(run)
+        log_run(sessions, registered, run)
         if progress is not None:
             progress(0 if table is None else table.num_rows)
 

@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 
 from alerts.rules import AlertRule
 from monitor.db.models import get_model, upsert_model
+from monitor.spec.errors import describe
 from monitor.spec.model import ModelSpec, MonitorConfig, Name
 
 
@@ -53,7 +54,9 @@ def read_monitor_file(path: Path) -> MonitorFile:
     try:
         data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
         return MonitorFile.model_validate(data)
-    except (ValidationError, ValueError) as exc:
+    except ValidationError as exc:
+        raise ValueError(f"{path}: {describe(exc)}") from None
+    except ValueError as exc:  # malformed JSON or TOML
         raise ValueError(f"{path}: {exc}") from None
 
 
@@ -75,7 +78,7 @@ def apply_monitor_file(session: Session, config: MonitorFile) -> list[str]:
         try:
             specs.append(ModelSpec.model_validate(payload))
         except ValidationError as exc:
-            raise ValueError(f"model {entry.name!r}: {exc}") from None
+            raise ValueError(f"model {entry.name!r}: {describe(exc)}") from None
     for spec in specs:
         upsert_model(session, spec)
     return [spec.name for spec in specs]
