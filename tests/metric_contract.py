@@ -34,6 +34,7 @@ COUNTERS = frozenset(
     {
         "tidewatch_ingested_records",
         "tidewatch_duplicate_records",
+        "tidewatch_ignored_feature_values",
         "tidewatch_rejected_requests",
         "tidewatch_detection_runs",
         "tidewatch_alert_deliveries",

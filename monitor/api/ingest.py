@@ -22,6 +22,7 @@ from monitor.api.deps import (
 )
 from monitor.api.errors import invalid
 from monitor.api.schemas import IngestOut, LabelsOut, ReferenceOut
+from monitor.data import undeclared
 from monitor.data.errors import SchemaError
 from monitor.data.from_flat import flat_to_table
 from monitor.data.from_records import records_to_table
@@ -29,7 +30,7 @@ from monitor.data.reference_files import read_reference
 from monitor.db import telemetry
 from monitor.db.models import RegisteredModel, get_model
 from monitor.db.references import save_reference
-from monitor.observability.service import DUPLICATES, INGESTED
+from monitor.observability.service import DUPLICATES, INGESTED, count_ignored
 from monitor.spec.model import NAME_PATTERN, reference_minimum
 
 router = APIRouter(prefix="/api/v1", tags=["ingest"])
@@ -65,15 +66,24 @@ def _store_telemetry(state: ServiceState, registered: RegisteredModel, body: byt
     limit = state.settings.max_batch_records
     if len(batch.records) > limit:
         raise HTTPException(413, f"{len(batch.records)} records in one batch; the limit is {limit}")
+    ignored = undeclared.in_records(batch.records, registered.spec)
     table = records_to_table(batch.records, registered.spec)
-    outcome = telemetry.ingest(state.sessions, state.engine, registered, table, batch.sampling_rate)
-    return _counted(registered, outcome)
+    outcome = telemetry.ingest(
+        state.sessions, state.engine, registered, table, batch.sampling_rate, ignored
+    )
+    return _counted(registered, outcome, ignored)
 
 
-def _counted(registered: RegisteredModel, outcome: telemetry.IngestOutcome) -> IngestOut:
-    INGESTED.labels(registered.spec.name).inc(outcome.accepted)
-    DUPLICATES.labels(registered.spec.name).inc(outcome.duplicates)
-    return IngestOut(accepted=outcome.accepted, duplicates=outcome.duplicates)
+def _counted(
+    registered: RegisteredModel, outcome: telemetry.IngestOutcome, ignored: dict[str, int]
+) -> IngestOut:
+    name = registered.spec.name
+    INGESTED.labels(name).inc(outcome.accepted)
+    DUPLICATES.labels(name).inc(outcome.duplicates)
+    count_ignored(name, ignored)
+    return IngestOut(
+        accepted=outcome.accepted, duplicates=outcome.duplicates, ignored_features=ignored
+    )
 
 
 def _store_flat_telemetry(
@@ -97,9 +107,12 @@ def _store_flat_telemetry(
     if flat.num_rows == 0:
         raise invalid("body", "the batch holds no rows", "empty")
     # without ids a resend would count twice: batch files must name their records
-    table = flat_to_table(flat, registered.spec, require_ids=True)
-    outcome = telemetry.ingest(state.sessions, state.engine, registered, table, sampling_rate)
-    return _counted(registered, outcome)
+    ignored = undeclared.in_flat(flat, registered.spec)
+    table = flat_to_table(flat, registered.spec, require_ids=True, absent_as_missing=True)
+    outcome = telemetry.ingest(
+        state.sessions, state.engine, registered, table, sampling_rate, ignored
+    )
+    return _counted(registered, outcome, ignored)
 
 
 @router.post(
@@ -181,6 +194,7 @@ def _store_reference(
     try:
         if fmt == "json":
             body = _REFERENCE.validate_json(spool.read())
+            undeclared.in_records(body.records, registered.spec)  # refused, or left out
             for i, record in enumerate(body.records):
                 record.id = record.id or f"ref-{i}"
             table = records_to_table(body.records, registered.spec)

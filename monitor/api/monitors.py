@@ -80,6 +80,7 @@ def _status_out(status: ModelStatus) -> ModelStatusOut:
         since=status.since,
         last_run_at=status.last_run_at,
         monitors=[MonitorStatusOut(**m.__dict__) for m in status.monitors],
+        ignored_features=status.ignored_features,
     )
 
 

@@ -32,6 +32,10 @@ class ModelOut(BaseModel):
 class IngestOut(BaseModel):
     accepted: int
     duplicates: int
+    ignored_features: dict[str, int] = Field(
+        default_factory=dict,
+        description="features the model does not declare, left out: name -> records with it",
+    )
 
 
 class LabelsOut(BaseModel):
@@ -182,6 +186,11 @@ class ModelStatusOut(BaseModel):
     since: datetime | None
     last_run_at: datetime | None
     monitors: list[MonitorStatusOut]
+    ignored_features: dict[str, int] = Field(
+        default_factory=dict,
+        description="undeclared features left out of the latest telemetry (the last 20 "
+        "batches that left any out, within 24 hours): name -> records",
+    )
 
 
 class StatusOut(BaseModel):

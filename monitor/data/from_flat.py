@@ -87,16 +87,30 @@ def _matrix(
     return np.nan_to_num(matrix).astype(np.float32), missing
 
 
+def _absent(table: pa.Table, name: str, dim: int | None) -> bool:
+    names = set(table.column_names)
+    parts = {f"{name}_{j}" for j in range(dim or 0)}
+    return name not in names and not parts & names
+
+
 def flat_to_table(
-    table: pa.Table, spec: ModelSpec, *, require_ids: bool = False, row_offset: int = 0
+    table: pa.Table,
+    spec: ModelSpec,
+    *,
+    require_ids: bool = False,
+    row_offset: int = 0,
+    absent_as_missing: bool = False,
 ) -> pa.Table:
     """Validate a flat table against ``spec``; raises :class:`SchemaError` naming the column.
 
     ``require_ids`` (telemetry): every row needs an id, checked as in JSON records (length,
     characters, unique within the file); a reference may leave them out, and its rows are then
     named ``ref-<row>`` (``row_offset``: the first row's number, for files read in blocks).
+    ``absent_as_missing`` (telemetry): a declared feature without a column is missing in every
+    row, as in JSON records, where the feature allows it; a reference must hold every feature.
     """
     n = table.num_rows
+    schema = arrow_schema(spec)
     if "id" in table.column_names:
         ids = _cast(table, "id", pa.string(), "text ids")
         if require_ids:
@@ -115,6 +129,9 @@ def flat_to_table(
         ts = pa.array(np.full(n, datetime.now(UTC)), type=TS_TYPE)
     columns: dict[str, pa.Array | pa.ChunkedArray] = {"id": ids, "ts": ts}
     for f in spec.features:
+        if absent_as_missing and f.allow_missing and _absent(table, f.name, f.dim):
+            columns[f"f.{f.name}"] = pa.nulls(n, schema.field(f"f.{f.name}").type)
+            continue
         if f.kind == "vector":
             assert f.dim is not None
             matrix, missing, first = _vector(table, f.name, f.dim)
@@ -174,5 +191,5 @@ def flat_to_table(
             pa.array(matrix.reshape(-1), type=pa.float32()), len(classes), mask=pa.array(missing)
         )
     else:
-        columns["p.boxes"] = pa.nulls(n, arrow_schema(spec).field("p.boxes").type)
-    return pa.table(columns, schema=arrow_schema(spec))
+        columns["p.boxes"] = pa.nulls(n, schema.field("p.boxes").type)
+    return pa.table(columns, schema=schema)

@@ -194,18 +194,14 @@ def records_to_table(
     now: datetime | None = None,
     path: str = "records",
 ) -> pa.Table:
-    """Validate records against ``spec`` and build one Arrow table; raises :class:`SchemaError`."""
+    """Validate records against ``spec`` and build one Arrow table; raises :class:`SchemaError`.
+
+    Only declared features are read: undeclared ones are the caller's to count or refuse
+    (:mod:`monitor.data.undeclared`); a declared feature a record lacks is a missing value.
+    """
     now = now or datetime.now(UTC)
     ids = [r.id for r in records]
     checks.check_ids(ids, lambda i: f"{path}[{i}].id")
-    declared = {f.name for f in spec.features}
-    for i, r in enumerate(records):
-        unknown = r.features.keys() - declared
-        if unknown:
-            raise SchemaError(
-                f"{path}[{i}].features.{sorted(unknown)[0]}",
-                f"unknown feature; the model declares {sorted(declared)}",
-            )
     columns: dict[str, pa.Array] = {
         "id": pa.array(ids, type=pa.string()),
         "ts": pa.array(

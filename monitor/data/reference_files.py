@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
+from monitor.data import undeclared
 from monitor.data.errors import SchemaError
 from monitor.data.from_flat import flat_to_table
 from monitor.data.layout import arrow_schema
@@ -84,6 +85,8 @@ def read_reference(spool: IO[bytes], fmt: str, spec: ModelSpec) -> pa.Table:
     rows = 0
     for flat in blocks:
         try:
+            if not rows:
+                undeclared.in_flat(flat, spec)  # refused, or left out
             parts.append(flat_to_table(flat, spec, row_offset=rows))
         except SchemaError as exc:
             if not rows:

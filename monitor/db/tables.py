@@ -102,7 +102,16 @@ class ReferenceSet(Base):
 
 class TelemetryBatch(Base):
     __tablename__ = "telemetry_batches"
-    __table_args__ = (Index("ix_telemetry_batches_version_last_ts", "model_version_id", "last_ts"),)
+    __table_args__ = (
+        Index("ix_telemetry_batches_version_last_ts", "model_version_id", "last_ts"),
+        Index(
+            "ix_telemetry_batches_ignored",
+            "model_version_id",
+            "received_at",
+            postgresql_where=text("ignored_features IS NOT NULL"),
+            sqlite_where=text("ignored_features IS NOT NULL"),
+        ),
+    )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     model_version_id: Mapped[int] = mapped_column(
         ForeignKey("model_versions.id", ondelete="CASCADE")
@@ -113,6 +122,8 @@ class TelemetryBatch(Base):
     n_records: Mapped[int] = mapped_column(Integer)
     sampling_rate: Mapped[float] = mapped_column(Float, default=1.0)
     data: Mapped[bytes] = mapped_column(LargeBinary)
+    # undeclared feature name -> records of this batch that carried it (None: none left out)
+    ignored_features: Mapped[dict[str, int] | None] = mapped_column(JSON, nullable=True)
 
 
 class TelemetryRecord(Base):

@@ -110,11 +110,19 @@ def _describe(batch: TelemetryBatch, table: pa.Table) -> None:
 
 
 def _write_batch(
-    session: Session, registered: RegisteredModel, table: pa.Table, sampling_rate: float
+    session: Session,
+    registered: RegisteredModel,
+    table: pa.Table,
+    sampling_rate: float,
+    ignored: dict[str, int] | None,
 ) -> IngestOutcome:
     # Optimistic: store the whole batch, then claim its ids. Only a retried batch (some ids
     # stored before) pays for rewriting the blob with the records it really added.
-    batch = TelemetryBatch(model_version_id=registered.version.id, sampling_rate=sampling_rate)
+    batch = TelemetryBatch(
+        model_version_id=registered.version.id,
+        sampling_rate=sampling_rate,
+        ignored_features=ignored or None,
+    )
     _describe(batch, table)
     session.add(batch)
     session.flush()
@@ -153,12 +161,17 @@ def ingest(
     registered: RegisteredModel,
     table: pa.Table,
     sampling_rate: float = 1.0,
+    ignored: dict[str, int] | None = None,
 ) -> IngestOutcome:
-    """Store a validated batch durably (committed) and say how many records were new."""
+    """Store a validated batch durably (committed) and say how many records were new.
+
+    ``ignored``: the undeclared features left out of the batch (name -> records), kept with it
+    so that the model's status can name them.
+    """
 
     def attempt() -> IngestOutcome:
         with session_factory() as session:
-            return _write_batch(session, registered, table, sampling_rate)
+            return _write_batch(session, registered, table, sampling_rate, ignored)
 
     outcome: IngestOutcome = _with_retries(engine, attempt)
     return outcome

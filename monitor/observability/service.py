@@ -7,6 +7,8 @@ models (a request for an unknown model counts under ``model=""``), never record 
 
 from __future__ import annotations
 
+import threading
+
 from prometheus_client import (
     GC_COLLECTOR,
     PLATFORM_COLLECTOR,
@@ -33,6 +35,30 @@ DUPLICATES = Counter(
     ["model"],
     registry=REGISTRY,
 )
+IGNORED_FEATURES = Counter(
+    "tidewatch_ignored_feature_values",
+    "Values of features the model does not declare, left out of the stored records.",
+    ["model", "feature"],
+    registry=REGISTRY,
+)
+# feature names come from the senders: past this many per model they count as "(other)"
+MAX_IGNORED_NAMES = 50
+_ignored_names: dict[str, set[str]] = {}
+_ignored_lock = threading.Lock()
+
+
+def count_ignored(model: str, ignored: dict[str, int]) -> None:
+    """Count undeclared feature values by name, with the names per model bounded."""
+    with _ignored_lock:
+        names = _ignored_names.setdefault(model, set())
+        for feature, n in ignored.items():
+            if feature not in names and len(names) >= MAX_IGNORED_NAMES:
+                feature = "(other)"
+            else:
+                names.add(feature)
+            IGNORED_FEATURES.labels(model, feature).inc(n)
+
+
 REJECTED = Counter(
     "tidewatch_rejected_requests",
     "Telemetry and label requests answered with a 4xx, by status code.",

@@ -6,14 +6,15 @@ models, whatever the length of their history.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from monitor.db.models import RegisteredModel, list_models
-from monitor.db.tables import MonitorState
+from monitor.db.tables import MonitorState, TelemetryBatch
 from monitor.scheduling.leader import current_leader
 from monitor.vocabulary import ModelStatus as Status
 from monitor.vocabulary import worst as worst_of
@@ -36,9 +37,37 @@ class ModelStatus:
     since: datetime | None
     last_run_at: datetime | None
     monitors: list[MonitorStatus] = field(default_factory=list)
+    # undeclared features left out of recent telemetry: name -> records (see ignored_features)
+    ignored_features: dict[str, int] = field(default_factory=dict)
 
 
-def _combine(registered: RegisteredModel, states: dict[str, MonitorState]) -> ModelStatus:
+# what "recent" means for the undeclared features a status names
+IGNORED_LOOKBACK = timedelta(hours=24)
+IGNORED_BATCHES = 20
+
+
+def ignored_features(session: Session, version_id: int, now: datetime) -> dict[str, int]:
+    """Undeclared features left out of the version's latest batches that left any out (at most
+    IGNORED_BATCHES of them, received within IGNORED_LOOKBACK): name -> records."""
+    rows = session.scalars(
+        select(TelemetryBatch.ignored_features)
+        .where(
+            TelemetryBatch.model_version_id == version_id,
+            TelemetryBatch.ignored_features.is_not(None),
+            TelemetryBatch.received_at >= now - IGNORED_LOOKBACK,
+        )
+        .order_by(TelemetryBatch.received_at.desc())
+        .limit(IGNORED_BATCHES)
+    )
+    total: Counter[str] = Counter()
+    for found in rows:
+        total.update(found or {})
+    return dict(sorted(total.items()))
+
+
+def _combine(
+    registered: RegisteredModel, states: dict[str, MonitorState], ignored: dict[str, int]
+) -> ModelStatus:
     monitors = []
     for config in registered.spec.monitors:
         state = states.get(config.name)
@@ -64,6 +93,7 @@ def _combine(registered: RegisteredModel, states: dict[str, MonitorState]) -> Mo
         since=min(sinces) if sinces else None,
         last_run_at=max(last) if last else None,
         monitors=monitors,
+        ignored_features=ignored,
     )
 
 
@@ -74,7 +104,13 @@ def model_statuses(session: Session, name: str | None = None) -> list[ModelStatu
     by_version: dict[int, dict[str, MonitorState]] = {}
     for row in rows:
         by_version.setdefault(row.model_version_id, {})[row.monitor] = row
-    return [_combine(m, by_version.get(m.version.id, {})) for m in models]
+    now = datetime.now(UTC)
+    return [
+        _combine(
+            m, by_version.get(m.version.id, {}), ignored_features(session, m.version.id, now)
+        )
+        for m in models
+    ]
 
 
 def leader(session: Session) -> tuple[str | None, datetime | None]:

@@ -270,6 +270,9 @@ class ModelSpec(BaseModel):
     alert_recipients: list[Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+$")]] = Field(
         default_factory=list
     )
+    # Features a batch carries that are not declared: dropped, counted and named in the answer
+    # (whylogs' and Evidently's users expect extra columns to be ignored), or the batch refused.
+    undeclared_features: Literal["ignore", "refuse"] = "ignore"
 
     @model_validator(mode="after")
     def _consistent(self, info: ValidationInfo) -> Self:

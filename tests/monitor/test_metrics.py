@@ -77,6 +77,8 @@ def test_results_on_metrics_match_the_stored_run(
         "tidewatch_scheduler_lag_seconds_created",
         "tidewatch_duplicate_records_total",
         "tidewatch_duplicate_records_created",
+        "tidewatch_ignored_feature_values_total",
+        "tidewatch_ignored_feature_values_created",
         "tidewatch_rejected_requests_total",
         "tidewatch_rejected_requests_created",
         "tidewatch_results_read_errors_total",
