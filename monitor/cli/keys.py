@@ -15,6 +15,7 @@ from monitor.cli.common import (
     parse_when,
     settings_of,
 )
+from monitor.cli.tables import Column, WideOption, fitted
 
 group = typer.Typer(help="API keys.", no_args_is_help=True)
 
@@ -83,16 +84,14 @@ def keys_create(
 @group.command("list")
 def keys_list(
     show_all: Annotated[bool, typer.Option("--all", help="revoked keys too")] = False,
+    wide: WideOption = False,
     config: ConfigOption = None,
 ) -> None:
     """The keys: prefix, scopes, description and times (UTC). Never the key nor its hash."""
-    from rich.table import Table
-
     from monitor.db import keys
     from monitor.db.engine import make_sessionmaker
 
-    columns = ["id", "prefix", "scopes", "description", "created", "last used", "expires"]
-    table = Table(*columns, *(["revoked"] if show_all else []), title="API keys (UTC)")
+    rows = []
     now = datetime.now(UTC)
     with make_sessionmaker(engine_of(settings_of(config)))() as session:
         for row in keys.list_keys(session, include_revoked=show_all):
@@ -101,8 +100,22 @@ def keys_list(
                 expires = f"[red]{expires} (expired)[/]"
             cells = [str(row.id), row.prefix, row.scopes, row.description or "-"]
             cells += [_when(row.created_at), _when(row.last_used_at), expires]
-            table.add_row(*cells, *([_when(row.revoked_at)] if show_all else []))
-    console.print(table)
+            rows.append([*cells, *([_when(row.revoked_at)] if show_all else [])])
+    columns = KEY_COLUMNS if show_all else KEY_COLUMNS[:-1]
+    console.print(fitted(console, columns, rows, wide=wide, title="API keys (UTC)"))
+
+
+# at 80 columns what a key is and may do comes first, then when it expires
+KEY_COLUMNS = [
+    Column("id", justify="right"),
+    Column("prefix"),
+    Column("scopes", wrap=True),
+    Column("description", drop=3, wrap=True),
+    Column("created", drop=4),
+    Column("last used", drop=2),
+    Column("expires", drop=1),
+    Column("revoked", drop=2),
+]
 
 
 @group.command("revoke")

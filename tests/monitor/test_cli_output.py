@@ -17,8 +17,10 @@ from typer.testing import CliRunner
 from monitor.cli import app
 from monitor.cli.alerts import ALERT_COLUMNS
 from monitor.cli.detection import RESULT_COLUMNS, STATUS_COLUMNS
+from monitor.cli.keys import KEY_COLUMNS
 from monitor.cli.models import MODEL_COLUMNS
 from monitor.cli.tables import Column
+from monitor.db import keys
 from monitor.db.tables import Alert
 from monitor.spec.model import ModelSpec
 from tests.monitor.monitoring_helpers import CLASSES, T0, make_db, records
@@ -85,6 +87,10 @@ def populated(tmp_path: Path) -> Path:
                 )
             )
         session.commit()
+        description = "the phytoplankton imaging module on the research vessel"
+        keys.create_key(
+            session, [f"ingest:{LONG_MODEL}"], description, expires_at=now + timedelta(days=30)
+        )
     config = tmp_path / "tidewatch.toml"
     config.write_text(f'database_url = "{url}"\ndevice = "cpu"\n')
     return config
@@ -108,8 +114,10 @@ def _headers(table: str) -> list[str]:
         (["models", "list"], MODEL_COLUMNS),
         (["status"], STATUS_COLUMNS),
         (["detect", LONG_MODEL], RESULT_COLUMNS),
+        (["keys", "list"], KEY_COLUMNS[:-1]),
+        (["keys", "list", "--all"], KEY_COLUMNS),
     ],
-    ids=["alerts list", "models list", "status", "detect"],
+    ids=["alerts list", "models list", "status", "detect", "keys list", "keys list --all"],
 )
 def test_tables_fit_80_columns_and_wide_shows_every_column(
     populated: Path, command: list[str], columns: list[Column]
