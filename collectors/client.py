@@ -1,11 +1,12 @@
 """The telemetry client that deployed modules embed.
 
 ``log()`` only samples the record and puts it on a bounded queue: it never blocks and never
-raises because of Tidewatch. A background thread batches records by size and time and posts
-them with httpx. A 4xx (bad data) is not retried: it is logged with the server's message and
-counted. While Tidewatch is unreachable or answers 5xx, batches go to a bounded on-disk spool
-(:mod:`collectors.spool`) and are sent, oldest first, once it answers again; record ids make a
-resend after a lost answer harmless.
+raises because of Tidewatch. ``log_labels()`` queues delayed true labels the same way (never
+sampled). A background thread batches records by size and time and posts them with httpx
+(:mod:`collectors.outbox`). A 4xx (bad data) is not retried: it is logged with the server's
+message and counted. While Tidewatch is unreachable or answers 5xx, batches go to a bounded
+on-disk spool (:mod:`collectors.spool`) and are sent, oldest first, once it answers again;
+record ids make a resend after a lost answer harmless.
 
 Memory is bounded: at most ``max_queue`` records wait in the queue and ``batch_size`` more per
 sampling rate in the batches being filled; beyond that ``log()`` drops the record and counts it.
@@ -14,8 +15,11 @@ process pool) the child starts its own empty queue, thread and connections.
 
 ``flush()`` and ``close()`` answer True only when every record logged so far reached Tidewatch
 (sent, found to be a duplicate, or refused for good with a 4xx): records waiting in the spool,
-or lost (dropped, failed, pushed out of a full spool), make them answer False. An overloaded
-Tidewatch answers 503 with ``Retry-After``: the client waits that long before trying again.
+or lost (dropped, failed, pushed out of a full spool), make them answer False. ``close()`` (and
+so the end of a ``with`` block and the interpreter's exit) keeps trying the spool for
+``drain_timeout`` seconds, then logs a WARNING naming what is left, where, and the command that
+sends it later (``tidewatch collect MODEL --drain DIR``). An overloaded Tidewatch answers 503
+with ``Retry-After``: the client waits that long before trying again.
 """
 
 from __future__ import annotations
@@ -25,21 +29,22 @@ import itertools
 import json
 import logging
 import os
-import random
 import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Union
 
 import httpx
 
-from collectors.sampling import Reservoir, Sampler
-from collectors.spool import Spool, default_spool_dir
-from collectors.transport import retry_after, to_json
+from collectors.environment import read_config
+from collectors.outbox import Outbox
+from collectors.sampling import Reservoir, Sampler, make_sampler
+from collectors.spool import LABELS, TELEMETRY, Spool, default_spool_dir
+from collectors.transport import to_json
 
 log = logging.getLogger("tidewatch.collectors")
 
@@ -54,9 +59,13 @@ COUNTERS = (
     "spool_dropped",  # oldest spooled records deleted because the spool was full
     "rejected",  # refused by Tidewatch (4xx): bad data, not retried
     "failed",  # given up after retries with no spool to keep them
+    "labels_logged",  # labels accepted by log_labels() (the counters above count them too)
+    "labels_sent",  # labels stored by Tidewatch
 )
 # outcomes of records that never reached Tidewatch and never will
 LOST = ("dropped", "failed", "spool_dropped")
+# what a batch is keyed by while it fills: a sampling rate (telemetry) or LABELS
+Key = Union[float, str]
 
 
 class TelemetryClient:
@@ -73,6 +82,7 @@ class TelemetryClient:
     ``spool_dir``: where batches wait while Tidewatch is down (default
     :func:`default_spool_dir`); ``False`` turns the spool off, and batches are then given up
     after ``max_retries``. ``sampler``: which records to send (default all).
+    ``drain_timeout``: how long ``close()`` keeps trying to send the spool (seconds).
     """
 
     def __init__(
@@ -91,6 +101,7 @@ class TelemetryClient:
         sampler: Sampler | Reservoir | None = None,
         spool_dir: str | os.PathLike[str] | Literal[False] | None = None,
         spool_max_bytes: int = 256 * 2**20,
+        drain_timeout: float = 10.0,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.url = url.rstrip("/")
@@ -104,11 +115,11 @@ class TelemetryClient:
         self.backoff = backoff
         self.max_backoff = max_backoff
         self.sampler = sampler
+        self.drain_timeout = drain_timeout
         # a sampler with offer()/drain() (collectors.sampling.ReservoirSampler) holds records
         # until its window ends instead of deciding per record
         self._reservoir: Reservoir | None = sampler if hasattr(sampler, "drain") else None  # type: ignore[assignment]
         self.transport = transport
-        self._endpoint = f"{self.url}/api/v1/models/{model}/telemetry"
         self._spool: Spool | None = None
         if spool_dir is not False:
             folder = default_spool_dir(model) if spool_dir is None else Path(spool_dir)
@@ -123,13 +134,35 @@ class TelemetryClient:
         reference = weakref.ref(self)
         os.register_at_fork(after_in_child=lambda: _after_fork(reference))
 
+    @classmethod
+    def from_env(
+        cls,
+        environ: Mapping[str, str] | None = None,
+        *,
+        url: str | None = None,
+        model: str | None = None,
+        key: str | None = None,
+        **options: Any,
+    ) -> TelemetryClient:
+        """A client for ``TIDEWATCH_URL``, ``TIDEWATCH_MODEL`` and ``TIDEWATCH_KEY``, sampling
+        as ``TIDEWATCH_SAMPLER`` says (``0.1``, ``rate:0.1``, ``stratified:0.1``; default all).
+
+        ``url``, ``model`` and ``key`` given here win over the variables, and so does a
+        ``sampler`` among ``options`` (the constructor's other parameters). Raises ValueError
+        naming each variable that is missing or invalid (see :mod:`collectors.environment`).
+        """
+        config = read_config(environ, url=url, model=model, key=key)
+        if config.sampler is not None and options.get("sampler") is None:
+            options["sampler"] = make_sampler(config.sampler)
+        return cls(config.url, config.model, config.key, **options)
+
     def _start_fresh(self) -> None:
         """Buffer, locks, connections and thread of this process (again after a fork)."""
         self._pid = os.getpid()
         # log() appends to a deque (atomic, never blocks) and wakes the sender only when a batch
         # is full: a queue.Queue woke it on every record, and the two threads then took turns
         # on the GIL in the caller's time
-        self._buffer: deque[tuple[float, Mapping[str, Any]]] = deque()
+        self._buffer: deque[tuple[Key, Mapping[str, Any]]] = deque()
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._pending = 0
@@ -144,13 +177,23 @@ class TelemetryClient:
         # getrandom call per record); a forked child draws its own prefix
         self._ids = itertools.count()
         self._id_prefix = os.urandom(8).hex()
-        self._retry_at = 0.0  # monotonic time before which Tidewatch is taken to be down
-        self._down_for = 0.0
         self._stop = threading.Event()
         self._http = httpx.Client(
             timeout=self.timeout,
             transport=self.transport,
             headers={"Authorization": f"Bearer {self.key}", "Content-Type": "application/json"},
+        )
+        self._outbox = Outbox(
+            self._http,
+            self.url,
+            self.model,
+            self._spool,
+            max_retries=self.max_retries,
+            backoff=self.backoff,
+            max_backoff=self.max_backoff,
+            stop=self._stop,
+            settle=self._settle,
+            count=self._count,
         )
         self._thread = threading.Thread(target=self._run, name="tidewatch-telemetry", daemon=True)
         self._thread.start()
@@ -202,6 +245,35 @@ class TelemetryClient:
             self._wake.set()
         return record_id
 
+    def log_labels(self, labels: Iterable[Mapping[str, Any]]) -> int:
+        """Queue true labels for earlier records; returns how many were queued (a full queue
+        drops the rest, counted).
+
+        Each label names its record's ``id`` and holds ``label`` (classification), ``value``
+        (regression) or ``boxes`` (detection), optionally with a ``timestamp``. Labels are never
+        sampled; they are batched, retried and spooled like records, and a label sent again
+        replaces the one before, so a resend is harmless.
+
+        >>> client = TelemetryClient("http://127.0.0.1:9", "m", "k", spool_dir=False)
+        >>> client.log_labels([{"id": "r1", "label": "copepod"}, {"id": "r2", "label": "diatom"}])
+        2
+        >>> client.close(timeout=0.1, drain_timeout=0)
+        False
+        """
+        queued = 0
+        for label in labels:
+            with self._lock:
+                if self._closed or len(self._buffer) >= self.max_queue:
+                    self._stats["dropped"] += 1
+                    continue
+                self._pending += 1
+                self._stats["labels_logged"] += 1
+            self._buffer.append((LABELS, label))
+            queued += 1
+        if len(self._buffer) >= self.batch_size and not self._wake.is_set():
+            self._wake.set()
+        return queued
+
     @property
     def samples_later(self) -> bool:
         """True with a reservoir sampler: it chooses records when its window ends."""
@@ -252,12 +324,13 @@ class TelemetryClient:
                 return False
         return self._spool is None or self._spool.records() == 0
 
-    def close(self, timeout: float | None = 30.0) -> bool:
-        """Flush (up to ``timeout``), stop the background thread, close the connection pool.
+    def close(self, timeout: float | None = 30.0, drain_timeout: float | None = None) -> bool:
+        """Flush (up to ``timeout``), try the spool again for up to ``drain_timeout`` seconds
+        (default: the client's), stop the background thread, close the connection pool.
 
         Records still unsent when the timeout passes go to the spool, or are counted as
         dropped without one. True only when every record reached Tidewatch (as for
-        :meth:`flush`); what is left in the spool is logged and counted in ``stats``.
+        :meth:`flush`); what is left in the spool is logged (WARNING) and counted in ``stats``.
         """
         with self._lock:
             closed_before, self._closed = self._closed, True
@@ -265,6 +338,7 @@ class TelemetryClient:
             return self._all_arrived()
         self._drain_reservoir(final=True)  # the window in progress ends with the client
         self.flush(timeout)
+        self._retry_spool(self.drain_timeout if drain_timeout is None else drain_timeout)
         self._stop.set()
         self._wake.set()
         self._thread.join(timeout=10)
@@ -273,18 +347,38 @@ class TelemetryClient:
         self._warn_if_spooled()
         return self._all_arrived()
 
+    def _retry_spool(self, seconds: float) -> None:
+        """While the spool holds batches, ask the sender to try it again, with growing pauses,
+        until it is empty or ``seconds`` have passed (a short outage ends within a close)."""
+        deadline = time.monotonic() + seconds
+        pause = self.backoff
+        while self._spool is not None and self._spool.records() and not self._stopped:
+            if deadline - time.monotonic() <= 0:
+                return
+            self.flush(deadline - time.monotonic())  # a flush tries the spool now
+            if not self._spool.records():
+                return
+            time.sleep(max(0.0, min(pause, deadline - time.monotonic())))
+            pause = min(2 * pause, self.max_backoff)
+
     def _warn_if_spooled(self) -> None:
-        # the owner of the process should know that its telemetry is not at Tidewatch yet, and
-        # where it waits (the next client of this model with the same folder sends it)
-        waiting = self._spool.records() if self._spool is not None else 0
-        if waiting and self._spool is not None:
-            log.warning(
-                "closed with %d telemetry records waiting in the spool at %s: a client of "
-                "model %r using that folder sends them once Tidewatch answers",
-                waiting,
-                self._spool.folder,
-                self.model,
-            )
+        # the owner of the process should know that data is not at Tidewatch yet, where it
+        # waits, and how to send it
+        if self._spool is None or not self._spool.records():
+            return
+        records, labels = self._spool.records(TELEMETRY), self._spool.records(LABELS)
+        log.warning(
+            "closed with %d telemetry records and %d labels still in the spool at %s (%s). "
+            "Send them with `tidewatch collect %s --drain %s`; a client of model %r with that "
+            "spool folder also sends them once Tidewatch answers",
+            records,
+            labels,
+            self._spool.folder,
+            self._outbox.problem or "Tidewatch did not answer",
+            self.model,
+            self._spool.folder,
+            self.model,
+        )
 
     def count_dropped(self, n: int = 1) -> None:
         """Count records that an integration had to leave out before ``log()`` (for example
@@ -319,7 +413,7 @@ class TelemetryClient:
                 self._idle.notify_all()
 
     def _run(self) -> None:
-        batches: dict[float, list[Mapping[str, Any]]] = {}  # one batch per sampling rate
+        batches: dict[Key, list[Mapping[str, Any]]] = {}  # per sampling rate, and the labels
         deadline = time.monotonic() + self.flush_interval
         while not self._stop.is_set():
             self._wake.wait(max(0.0, deadline - time.monotonic()))
@@ -331,9 +425,9 @@ class TelemetryClient:
             if forced or time.monotonic() >= deadline:
                 self._drain_reservoir()
                 self._fill(batches)  # what the reservoir released
-                for rate in list(batches):
-                    self._deliver(batches.pop(rate), rate)
-                self._drain_spool(force=forced)
+                for key in list(batches):
+                    self._send(batches.pop(key), key)
+                self._outbox.drain(force=forced)
                 self._served(asked)
                 deadline = time.monotonic() + self.flush_interval
         self._spool_the_rest(batches)
@@ -341,29 +435,29 @@ class TelemetryClient:
             self._stopped = True
             self._idle.notify_all()  # no flush() waits for a round that will not come
 
-    def _fill(self, batches: dict[float, list[Mapping[str, Any]]]) -> None:
+    def _fill(self, batches: dict[Key, list[Mapping[str, Any]]]) -> None:
         """Move the buffer into the batches, sending each batch that is full."""
         while self._buffer and not self._stop.is_set():
-            rate, record = self._buffer.popleft()
-            batches.setdefault(rate, []).append(record)
-            if len(batches[rate]) >= self.batch_size:
-                self._deliver(batches.pop(rate), rate)
+            key, item = self._buffer.popleft()
+            batches.setdefault(key, []).append(item)
+            if len(batches[key]) >= self.batch_size:
+                self._send(batches.pop(key), key)
 
     def _served(self, asked: int) -> None:
         with self._idle:
             self._flush_done = max(self._flush_done, asked)
             self._idle.notify_all()
 
-    def _spool_the_rest(self, batches: dict[float, list[Mapping[str, Any]]]) -> None:
+    def _spool_the_rest(self, batches: dict[Key, list[Mapping[str, Any]]]) -> None:
         """Stopped: what close() could not flush in time goes to the spool, or is given up."""
         while self._buffer:
-            rate, record = self._buffer.popleft()
-            batches.setdefault(rate, []).append(record)
-        for rate, records in batches.items():
+            key, item = self._buffer.popleft()
+            batches.setdefault(key, []).append(item)
+        for key, items in batches.items():
             if self._spool is not None:
-                self._to_spool(self._body(records, rate), len(records))
+                self._outbox.to_spool(self._body(items, key), len(items), _kind(key))
             else:
-                self._settle(len(records), "dropped")
+                self._settle(len(items), "dropped")
 
     def _drain_reservoir(self, final: bool = False) -> None:
         if self._reservoir is None:
@@ -379,102 +473,16 @@ class TelemetryClient:
         self._wake.set()
 
     @staticmethod
-    def _body(records: list[Mapping[str, Any]], rate: float) -> bytes:
-        return json.dumps({"records": records, "sampling_rate": rate}, default=to_json).encode()
+    def _body(items: list[Mapping[str, Any]], key: Key) -> bytes:
+        body = {"labels": items} if key == LABELS else {"records": items, "sampling_rate": key}
+        return json.dumps(body, default=to_json).encode()
 
-    def _deliver(self, records: list[Mapping[str, Any]], rate: float) -> None:
-        body, n = self._body(records, rate), len(records)
-        if self._spool is not None and (time.monotonic() < self._retry_at or len(self._spool)):
-            # Tidewatch is down, or older batches wait: queue behind them to keep the order
-            self._to_spool(body, n)
-            return
-        outcome, duplicates = self._post(body, n, retries=self.max_retries)
-        if outcome == "ok":
-            self._settle(duplicates, "duplicates")
-            self._settle(n - duplicates, "sent")
-        elif outcome == "rejected":
-            self._settle(n, "rejected")
-        elif self._spool is not None:
-            self._to_spool(body, n)
-            self._mark_down()
-        else:
-            log.warning("giving up on %d records: Tidewatch did not answer", n)
-            self._settle(n, "failed")
+    def _send(self, items: list[Mapping[str, Any]], key: Key) -> None:
+        self._outbox.deliver(self._body(items, key), len(items), _kind(key))
 
-    def _to_spool(self, body: bytes, n: int) -> None:
-        assert self._spool is not None
-        try:
-            dropped = self._spool.push(body, n)
-        except OSError as exc:
-            log.warning("could not spool %d records (%s): given up", n, exc)
-            self._settle(n, "failed")
-            return
-        if dropped:
-            log.warning("telemetry spool full: dropped the %d oldest records", dropped)
-            self._count(dropped, "spool_dropped")
-        self._settle(n, "spooled")
 
-    def _drain_spool(self, force: bool = False) -> None:
-        """Send spooled batches, oldest first, while Tidewatch answers; ``force``: even while
-        backing off (a flush() asks whether Tidewatch is back now)."""
-        if self._spool is None or (time.monotonic() < self._retry_at and not force):
-            return
-        while not self._stop.is_set():
-            item = self._spool.claim()
-            if item is None:
-                return
-            outcome, duplicates = self._post(self._spool.read(item), item.records, retries=0)
-            if outcome == "retry":
-                self._spool.release(item)
-                self._mark_down()
-                return
-            # counted before the file goes, so that no moment shows the records nowhere
-            if outcome == "ok":
-                self._count(duplicates, "duplicates")
-                self._count(item.records - duplicates, "sent")
-            else:
-                self._count(item.records, "rejected")
-            self._spool.done(item)
-            self._down_for = 0.0
-
-    def _mark_down(self) -> None:
-        # try again after a growing pause with full jitter, so many replicas coming back after
-        # an outage do not all retry at once
-        self._down_for = min(self.max_backoff, max(self.backoff, self._down_for * 2))
-        self._retry_at = time.monotonic() + random.uniform(self._down_for / 2, self._down_for)
-
-    def _post(self, body: bytes, n: int, *, retries: int) -> tuple[str, int]:
-        """The outcome and the number of duplicates: "ok", "rejected" (a 4xx, logged) or
-        "retry" (unreachable or 5xx after ``retries`` more tries)."""
-        problem = ""
-        for attempt in range(retries + 1):
-            try:
-                response = self._http.post(self._endpoint, content=body)
-            except httpx.HTTPError as exc:
-                problem = f"{type(exc).__name__}: {exc}"
-            else:
-                if response.status_code < 300:
-                    return "ok", int(response.json().get("duplicates", 0))
-                if response.status_code < 500 and response.status_code != 429:
-                    log.error(
-                        "Tidewatch refused a batch of %d records (%d): %s",
-                        n,
-                        response.status_code,
-                        response.text[:500],
-                    )
-                    return "rejected", 0
-                problem = f"HTTP {response.status_code}"
-                # an overloaded Tidewatch says when to come back (503/429 with Retry-After)
-                after = retry_after(response)
-                if after is not None:
-                    if attempt < retries and self._stop.wait(min(after, self.max_backoff)):
-                        break
-                    continue
-            # full jitter; a stop request (close) interrupts the wait
-            if attempt < retries and self._stop.wait(random.uniform(0, self.backoff * 2**attempt)):
-                break
-        log.warning("Tidewatch unreachable for %d records: %s", n, problem)
-        return "retry", 0
+def _kind(key: Key) -> str:
+    return LABELS if key == LABELS else TELEMETRY
 
 
 def _after_fork(reference: weakref.ref[TelemetryClient]) -> None:

@@ -7,8 +7,9 @@ At the end of the module's entry point (the ``api.py`` that DEEPaaS loads)::
 
 with the service's environment naming Tidewatch: ``TIDEWATCH_URL``, ``TIDEWATCH_KEY`` (an
 ``ingest:<model>`` key) and ``TIDEWATCH_MODEL``, and optionally ``TIDEWATCH_SAMPLER`` (``0.1``,
-``rate:0.1`` or ``stratified:0.1``; see :func:`collectors.sampling.make_sampler`). Without
-them the wrapper only calls ``predict`` (and warns once).
+``rate:0.1`` or ``stratified:0.1``; see :func:`collectors.sampling.make_sampler`), read as
+:meth:`TelemetryClient.from_env` reads them. Without them, or with a wrong one, the wrapper
+only calls ``predict`` (and warns once, naming the variable).
 
 ``features(kwargs)`` and ``prediction(result)`` turn the call into a record. The defaults take
 the numeric and text arguments as features, describe every uploaded image (a DEEPaaS file
@@ -50,11 +51,10 @@ from typing import Any, Optional
 
 from collectors.adapters import from_mapping
 from collectors.client import TelemetryClient
-from collectors.sampling import make_sampler
+from collectors.environment import ClientConfig, read_config
 
 log = logging.getLogger("tidewatch.collectors")
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".gif")
-Target = tuple[str, str, str]  # url, model, key
 
 
 @dataclass(frozen=True)
@@ -151,20 +151,20 @@ class _Recorder:
                 _note_error(state, exc)
 
 
-_recorders: dict[tuple[int, Target], _Recorder] = {}
+_recorders: dict[tuple[int, ClientConfig], _Recorder] = {}
 _lock = threading.Lock()
 
 
-def _recorder(target: Target, options: Mapping[str, Any]) -> _Recorder:
+def _recorder(target: ClientConfig, options: Mapping[str, Any]) -> _Recorder:
     options = dict(options)
     max_pending = int(options.pop("max_pending", 64))
-    if "sampler" not in options and os.environ.get("TIDEWATCH_SAMPLER"):
-        options["sampler"] = make_sampler(os.environ["TIDEWATCH_SAMPLER"])
     slot = (os.getpid(), target)
     with _lock:
         recorder = _recorders.get(slot)
         if recorder is None:
-            client = TelemetryClient(*target, **options)
+            client = TelemetryClient.from_env(
+                url=target.url, model=target.model, key=target.key, **options
+            )
             recorder = _recorders[slot] = _Recorder(client, max_pending)
         return recorder
 
@@ -200,18 +200,14 @@ def monitored(
     """
     state: dict[str, Any] = {"errors": 0, "last_log": -math.inf, "warned": False}
 
-    def where() -> Target | None:
-        target = (
-            url or os.environ.get("TIDEWATCH_URL"),
-            model or os.environ.get("TIDEWATCH_MODEL"),
-            key or os.environ.get("TIDEWATCH_KEY"),
-        )
-        if all(target):
-            return target  # type: ignore[return-value]
-        if not state["warned"]:
-            state["warned"] = True
-            log.warning("Tidewatch is not configured (TIDEWATCH_URL, _MODEL, _KEY)")
-        return None
+    def where() -> ClientConfig | None:
+        try:
+            return read_config(url=url, model=model, key=key)
+        except ValueError as exc:
+            if not state["warned"]:
+                state["warned"] = True
+                log.warning("predictions are not sent to Tidewatch: %s", exc)
+            return None
 
     @functools.wraps(predict)
     def wrapper(*args: Any, **kwargs: Any) -> Any:

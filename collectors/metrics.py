@@ -4,8 +4,9 @@ Only for hosts that already use prometheus-client (imported here lazily; the col
 require it). One collector per registry reports every live :class:`TelemetryClient`:
 
 - ``tidewatch_collector_records_total{model, outcome}``: records by outcome (logged,
-  sampled_out, dropped, sent, duplicates, spooled, spool_dropped, rejected, failed);
-- ``tidewatch_collector_spool_records{model}``: records waiting in the on-disk spool.
+  sampled_out, dropped, sent, duplicates, spooled, spool_dropped, rejected, failed; labels
+  count in these too, and in labels_logged and labels_sent);
+- ``tidewatch_collector_spool_records{model}``: records (and labels) waiting in the spool.
 
 >>> # from collectors.metrics import register; register(client)  # default registry
 """

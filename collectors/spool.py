@@ -1,7 +1,9 @@
 """A bounded on-disk queue of telemetry batches, for while Tidewatch is unreachable.
 
 Each batch is one file holding the exact request body, named so that names sort in the order
-the batches were spooled: ``<time_ns>-<pid>-<records>.json``. A file is written under a
+the batches were spooled: ``<time_ns>-<pid>-<records>.json`` for telemetry and
+``<time_ns>-<pid>-<labels>.labels.json`` for delayed labels (one queue, so labels wait behind
+the records they name). A file is written under a
 temporary name and renamed into place, so a crash never leaves half a batch to send. Sending
 claims a file by renaming it (``.sending.<pid>``), which is atomic: two processes sharing a
 spool folder never send the same file at once, and a claim left behind by a dead process is
@@ -32,19 +34,26 @@ from pathlib import Path
 
 _SUFFIX = ".json"
 _SENDING = ".sending."
+TELEMETRY, LABELS = "telemetry", "labels"  # the kinds of batch, named after their routes
+_KIND_SUFFIX = {TELEMETRY: _SUFFIX, LABELS: f".{LABELS}{_SUFFIX}"}
 
 
 @dataclass(frozen=True)
 class SpooledBatch:
     path: Path
-    records: int
+    records: int  # records, or labels for a labels batch
+    kind: str = TELEMETRY
 
 
 def _records(name: str) -> int:
     try:
-        return int(name.split(_SUFFIX)[0].rsplit("-", 1)[1])
+        return int(name.split(".")[0].rsplit("-", 1)[1])
     except (IndexError, ValueError):
         return 0
+
+
+def _kind(name: str) -> str:
+    return LABELS if name.split(_SENDING)[0].endswith(_KIND_SUFFIX[LABELS]) else TELEMETRY
 
 
 def _alive(pid: int) -> bool:
@@ -82,11 +91,15 @@ class Spool:
     def __len__(self) -> int:
         return len(self._waiting())
 
-    def records(self) -> int:
-        """Records on disk: in the waiting batches and in those claimed for sending right now
-        (a claimed batch is still here until it is done)."""
+    def records(self, kind: str | None = None) -> int:
+        """Records on disk (of one ``kind``, or all): in the waiting batches and in those
+        claimed for sending right now (a claimed batch is still here until it is done)."""
         claimed = self.folder.glob(f"*{_SUFFIX}{_SENDING}*")
-        return sum(_records(p.name) for p in [*self._waiting(), *claimed])
+        return sum(
+            _records(p.name)
+            for p in [*self._waiting(), *claimed]
+            if kind is None or _kind(p.name) == kind
+        )
 
     def size(self) -> int:
         total = 0
@@ -95,8 +108,9 @@ class Spool:
                 total += path.stat().st_size
         return total
 
-    def push(self, body: bytes, records: int) -> int:
-        """Add a batch; returns the number of records dropped (oldest batches) to make room.
+    def push(self, body: bytes, records: int, kind: str = TELEMETRY) -> int:
+        """Add a batch (``kind``: its route, telemetry or labels); returns the number of
+        records dropped (oldest batches) to make room.
 
         A batch larger than the whole spool is dropped itself.
         """
@@ -113,7 +127,7 @@ class Spool:
                 dropped += _records(oldest.name)
             except OSError:
                 pass  # sent by another process meanwhile
-        name = f"{time.time_ns():020d}-{os.getpid()}-{records}{_SUFFIX}"
+        name = f"{time.time_ns():020d}-{os.getpid()}-{records}{_KIND_SUFFIX[kind]}"
         temporary = self.folder / f".{name}.tmp"
         with open(temporary, "wb") as file:
             file.write(body)
@@ -130,7 +144,7 @@ class Spool:
                 path.rename(claimed)
             except OSError:
                 continue  # claimed or sent by another process
-            return SpooledBatch(claimed, _records(path.name))
+            return SpooledBatch(claimed, _records(path.name), _kind(path.name))
         return None
 
     def read(self, item: SpooledBatch) -> bytes:

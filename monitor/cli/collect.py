@@ -1,4 +1,5 @@
-"""``tidewatch collect``: send a batch file as telemetry (over HTTP, like a module)."""
+"""``tidewatch collect``: send a batch file as telemetry, or a spool folder that a client left
+behind (over HTTP, like a module)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,18 @@ from monitor.cli.common import (
 
 def collect(
     model: str,
-    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="CSV, Parquet or NPZ")],
+    file: Annotated[
+        Path | None,
+        typer.Argument(exists=True, dir_okay=False, help="CSV, Parquet or NPZ"),
+    ] = None,
+    drain: Annotated[
+        Path | None,
+        typer.Option(
+            exists=True,
+            file_okay=False,
+            help="instead of FILE: a client's spool folder to send (records and labels)",
+        ),
+    ] = None,
     url: UrlOption = DEFAULT_URL,
     key: KeyOption = "",
     batch_rows: Annotated[int, typer.Option(min=1, help="records per request")] = 5_000,
@@ -28,11 +40,20 @@ def collect(
         float, typer.Option(min=0.0, max=1.0, help="share of predictions the file holds")
     ] = 1.0,
 ) -> None:
-    """Send the records of a batch file to MODEL as telemetry, with a progress bar.
+    """Send the records of a batch file to MODEL as telemetry, with a progress bar; or, with
+    ``--drain DIR``, what a client left in its spool folder (it names the folder when it
+    closes with batches unsent). Exits 1 when records remain unsent.
 
     Columns as for a reference file, plus optional ``id`` and ``timestamp``; without ids each
     record is named after the file's digest and its row, so sending a file twice is harmless.
     """
+    if (file is None) == (drain is None):
+        console.print("[red]give either FILE or --drain DIR[/]")
+        raise typer.Exit(2)
+    if drain is not None:
+        _drain(model, drain, url, key)
+        return
+    assert file is not None
     from monitor.data.batch_files import SUFFIXES, count_rows, read_chunks, to_parquet
 
     if file.suffix.lower() not in SUFFIXES:
@@ -66,6 +87,28 @@ def collect(
             console.print(f"[red]{exc}[/]")
             raise typer.Exit(2) from None
     console.print(f"{model}: {accepted} records stored, {duplicates} already there")
+
+
+def _drain(model: str, folder: Path, url: str, key: str) -> None:
+    """Send a spool folder under a progress bar; exit 1 if anything stays in it."""
+    from collectors.drain import send_spool, spool_records
+
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        "{task.completed:,}/{task.total:,} records and labels",
+        console=console,
+    ) as progress:
+        task = progress.add_task(f"draining {folder}", total=spool_records(folder))
+        report = send_spool(folder, url, model, key, progress=lambda n: progress.advance(task, n))
+    for problem in report.problems:
+        console.print(f"[red]{problem}[/]")
+    console.print(
+        f"{model}: {report.sent} records stored, {report.duplicates} already there, "
+        f"{report.labels} labels stored; {report.remaining} left in {folder}"
+    )
+    if not report.complete:
+        raise typer.Exit(1)
 
 
 def _post_with_retries(

@@ -175,7 +175,7 @@ def test_spooled_records_make_flush_and_close_false(
     assert client.flush(timeout=10) is False  # on disk is not at Tidewatch
     assert client.stats["spooled"] == 5 and client.stats["spool_waiting"] == 5
     with caplog.at_level(logging.WARNING, logger="tidewatch.collectors"):
-        assert client.close(timeout=10) is False
+        assert client.close(timeout=10, drain_timeout=0) is False
     assert client.stats["spool_waiting"] == 5  # still told after close
     assert client.close() is False  # and asked again
     warning = [r.getMessage() for r in caplog.records if "spool" in r.getMessage()]

@@ -119,7 +119,7 @@ def test_a_thread_that_falls_behind_drops_and_counts(
     release.set()
     wait_for(lambda: recorder.client.stats["logged"] == 3)
     assert recorder.client.stats["dropped"] == 7
-    recorder.client.close(timeout=1)
+    recorder.client.close(timeout=1, drain_timeout=0)
 
 
 def test_defaults() -> None:
@@ -169,7 +169,7 @@ def test_images_are_described_only_for_sampled_calls(
     wait_for(lambda: recorder.client.stats["logged"] + recorder.client.stats["sampled_out"] == 12)
     assert described == ["copepod"] * 4
     assert recorder.client.stats["sampled_out"] == 8
-    recorder.client.close(timeout=5)
+    recorder.client.close(timeout=5, drain_timeout=0)
     # the batch carries the sampler's rate, so counts can be scaled back
     bodies = [p.read_bytes() for p in (tmp_path / "spool").glob("*.json")]
     assert bodies and all(b'"sampling_rate": 0.25' in body for body in bodies)
@@ -186,4 +186,4 @@ def test_the_sampler_can_come_from_the_environment(
     (recorder,) = deepaas._recorders.values()
     assert type(recorder.client.sampler).__name__ == "StratifiedSampler"
     assert recorder.client.sampler.rate == 0.1  # type: ignore[union-attr]
-    recorder.client.close(timeout=1)
+    recorder.client.close(timeout=1, drain_timeout=0)

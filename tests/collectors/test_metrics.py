@@ -24,7 +24,7 @@ def test_counters_appear_in_the_hosts_registry(tmp_path: Path) -> None:
         register(client, registry)  # two clients of one model: one series, summed
         for _ in range(3):
             client.log({"brightness": 0.5})
-        client.close(timeout=10)
+        client.close(timeout=10, drain_timeout=0)
     text = generate_latest(registry).decode()
     assert 'tidewatch_collector_records_total{model="plankton",outcome="logged"} 6.0' in text
     assert 'tidewatch_collector_records_total{model="plankton",outcome="spooled"} 6.0' in text

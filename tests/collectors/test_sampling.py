@@ -151,7 +151,7 @@ def test_the_client_sends_the_rate_with_each_batch(tmp_path: Path) -> None:
     )
     for _ in range(200):
         client.log({"x": 1.0}, {"label": "a"})
-    client.close(timeout=10)
+    client.close(timeout=10, drain_timeout=0)
     stats = client.stats
     assert stats["logged"] + stats["sampled_out"] == 200
     import json
@@ -181,7 +181,9 @@ def test_the_client_sends_a_reservoir_per_window(tmp_path: Path) -> None:
     clock[0] = 61.0  # the window ends: 10 of its 100 records leave, at rate 0.1
     for i in range(5):
         client.log({"x": 1000.0 + i}, {"label": "a"})
-    client.close(timeout=10)  # the last window (5 records, all kept) ends with the client
+    client.close(
+        timeout=10, drain_timeout=0
+    )  # the last window (5 records, all kept) ends with the client
     import json
 
     rates = Counter[float]()

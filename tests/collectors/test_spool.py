@@ -126,7 +126,7 @@ def test_a_full_spool_drops_the_oldest_records_and_counts_them(tmp_path: Path) -
     )
     for i in range(300):
         client.log({"brightness": 0.5}, {"label": "copepod"}, id=f"r{i}")
-    client.close(timeout=10)
+    client.close(timeout=10, drain_timeout=0)
     stats = client.stats
     assert stats["spool_dropped"] > 0
     assert stats["spooled"] == 300
