@@ -198,13 +198,17 @@ def main() -> None:
     parser.add_argument("--backend", choices=["postgresql", "sqlite", "both"], default="both")
     parser.add_argument("--levels", default="1,16,64,256")
     parser.add_argument("--batch", type=int, default=1000, help="records per request")
-    parser.add_argument("--seconds", type=float, default=10.0, help="per concurrency level")
+    parser.add_argument("--seconds", type=float, default=30.0, help="per concurrency level")
     args = parser.parse_args()
     backends = ["postgresql", "sqlite"] if args.backend == "both" else [args.backend]
     levels = [int(x) for x in args.levels.split(",")]
+    from monitor.settings import Settings  # the server's settings, as it reads them
+
+    settings = Settings()
+    knobs = ("request_threads", "db_pool_size", "max_in_flight", "keep_alive_seconds")
     print(
         f"{args.batch}-record batches, {args.seconds:.0f} s per level, one `tidewatch serve` "
-        f"(defaults: request_threads 16, db_pool_size 20, max_in_flight 128)\n"
+        f"({', '.join(f'{k} {getattr(settings, k)}' for k in knobs)})\n"
     )
     print(
         "| backend | clients | records/s | p50 ms | p99 ms | 503 (retried) | errors "
