@@ -191,6 +191,15 @@ def neutralized(frame: pd.DataFrame) -> pd.DataFrame:
     return safe
 
 
+def warm_up() -> None:
+    """Import Evidently, pandas and matplotlib (seconds) ahead of the first report request:
+    ``tidewatch serve`` calls this in a background thread once its API is up."""
+    import importlib
+
+    for module in ("evidently.presets", "matplotlib.backends.backend_agg", "matplotlib.figure"):
+        importlib.import_module(module)  # pandas comes with Evidently
+
+
 def evidently_html(current: pd.DataFrame, reference: pd.DataFrame, columns: Columns) -> str:
     """Evidently's data drift and data summary presets, as one standalone HTML document.
 
