@@ -128,6 +128,8 @@ class RunOut(BaseModel):
     alpha: float
     trigger: str
     window_key: str | None
+    # records of this window that arrived after the run was computed (a backfill includes them)
+    late_records: int = 0
     results: list[ResultOut]
     quality: list[QualityOut]
     performance: list[PerformanceOut]
@@ -160,6 +162,7 @@ class RunOut(BaseModel):
             alpha=run.alpha,
             trigger=run.trigger,
             window_key=run.window_key,
+            late_records=run.late_records or 0,
             results=[ResultOut.of(r) for r in results],
             quality=[QualityOut.of(q) for q in quality],
             performance=[PerformanceOut.of(p) for p in performance or []],
@@ -177,6 +180,12 @@ class MonitorStatusOut(BaseModel):
     since: datetime | None
     last_run_id: int | None
     last_run_at: datetime | None
+    # records that arrived after their window was computed, the windows they fell in, and the
+    # span of those windows: `tidewatch backfill --from late_from --to late_to` recomputes them
+    late_records: int = 0
+    late_windows: int = 0
+    late_from: datetime | None = None
+    late_to: datetime | None = None
 
 
 class ModelStatusOut(BaseModel):

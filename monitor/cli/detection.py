@@ -212,10 +212,27 @@ def status(
         for s in statuses
     ]
     console.print(fitted(console, STATUS_COLUMNS, rows, wide=wide))
+    for line in _late_lines(statuses):
+        console.print(line, style="yellow", highlight=False, markup=False)
     if holder is None:
         console.print("scheduler: no leader has run yet")
     else:
         console.print(f"scheduler leader: {holder} (last heartbeat {show_time(heartbeat)})")
+
+
+def _late_lines(statuses: list[Any]) -> list[str]:
+    """One line per monitor with records that arrived after their window was computed, with
+    the backfill that recomputes those windows."""
+    when = "%Y-%m-%dT%H:%M:%S"  # UTC, as --from and --to read it
+    return [
+        f"{s.model} / {m.monitor}: {m.late_records} records arrived after their window was "
+        f"computed ({m.late_windows} windows); recompute them with `tidewatch backfill "
+        f"{s.model} --monitor {m.monitor} --from {m.late_from.astimezone(UTC).strftime(when)} "
+        f"--to {m.late_to.astimezone(UTC).strftime(when)}`"
+        for s in statuses
+        for m in s.monitors
+        if m.late_records and m.late_from is not None and m.late_to is not None
+    ]
 
 
 COMMANDS: list[Callable[..., None]] = [detect, backfill, status]

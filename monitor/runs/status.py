@@ -1,7 +1,9 @@
 """Each model's status now (ok, warning, drift or no data) and since when.
 
 Read from ``monitor_states``, which every run updates in its own transaction: one query for all
-models, whatever the length of their history.
+models, whatever the length of their history. Windows with records that arrived after their run
+(:mod:`monitor.runs.late`) are summed per monitor, so the status says which a backfill should
+recompute.
 """
 
 from __future__ import annotations
@@ -10,11 +12,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from monitor.db.models import RegisteredModel, list_models
-from monitor.db.tables import MonitorState, TelemetryBatch
+from monitor.db.tables import DetectionRun, MonitorState, TelemetryBatch
 from monitor.scheduling.leader import current_leader
 from monitor.vocabulary import ModelStatus as Status
 from monitor.vocabulary import worst as worst_of
@@ -27,6 +29,15 @@ class MonitorStatus:
     since: datetime | None
     last_run_id: int | None
     last_run_at: datetime | None
+    # records that arrived after their window was computed, in how many windows, and the
+    # span of those windows (what `tidewatch backfill --from --to` would recompute)
+    late_records: int = 0
+    late_windows: int = 0
+    late_from: datetime | None = None
+    late_to: datetime | None = None
+
+
+Late = tuple[int, int, datetime | None, datetime | None]  # records, windows, from, to
 
 
 @dataclass(frozen=True)
@@ -65,14 +76,36 @@ def ignored_features(session: Session, version_id: int, now: datetime) -> dict[s
     return dict(sorted(total.items()))
 
 
+def late_runs(session: Session, versions: list[int]) -> dict[tuple[int, str], Late]:
+    """(version id, monitor) -> the late records of its runs, the windows and their span."""
+    run = DetectionRun
+    rows = session.execute(
+        select(
+            run.model_version_id,
+            run.monitor,
+            func.sum(run.late_records),
+            func.count(),
+            func.min(run.window_start),
+            func.max(run.window_end),
+        )
+        .where(run.model_version_id.in_(versions), run.late_records > 0)
+        .group_by(run.model_version_id, run.monitor)
+    )
+    return {(v, m): (int(n), int(w), start, end) for v, m, n, w, start, end in rows}
+
+
 def _combine(
-    registered: RegisteredModel, states: dict[str, MonitorState], ignored: dict[str, int]
+    registered: RegisteredModel,
+    states: dict[str, MonitorState],
+    ignored: dict[str, int],
+    late: dict[tuple[int, str], Late],
 ) -> ModelStatus:
     monitors = []
     for config in registered.spec.monitors:
         state = states.get(config.name)
+        found = late.get((registered.version.id, config.name), (0, 0, None, None))
         if state is None:
-            monitors.append(MonitorStatus(config.name, Status.NO_DATA, None, None, None))
+            monitors.append(MonitorStatus(config.name, Status.NO_DATA, None, None, None, *found))
         else:
             monitors.append(
                 MonitorStatus(
@@ -81,6 +114,7 @@ def _combine(
                     state.status_since,
                     state.last_run_id,
                     state.last_run_at,
+                    *found,
                 )
             )
     worst = worst_of(m.status for m in monitors)
@@ -105,9 +139,13 @@ def model_statuses(session: Session, name: str | None = None) -> list[ModelStatu
     for row in rows:
         by_version.setdefault(row.model_version_id, {})[row.monitor] = row
     now = datetime.now(UTC)
+    late = late_runs(session, versions)
     return [
         _combine(
-            m, by_version.get(m.version.id, {}), ignored_features(session, m.version.id, now)
+            m,
+            by_version.get(m.version.id, {}),
+            ignored_features(session, m.version.id, now),
+            late,
         )
         for m in models
     ]
