@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import httpx
 import typer
 from rich.progress import BarColumn, Progress
 
@@ -17,6 +16,9 @@ from monitor.cli.common import (
     UrlOption,
     console,
 )
+
+if TYPE_CHECKING:
+    import httpx
 
 
 def collect(
@@ -54,6 +56,8 @@ def collect(
         _drain(model, drain, url, key)
         return
     assert file is not None
+    import httpx
+
     from monitor.data.batch_files import SUFFIXES, count_rows, read_chunks, to_parquet
 
     if file.suffix.lower() not in SUFFIXES:
@@ -102,7 +106,11 @@ def _drain(model: str, folder: Path, url: str, key: str) -> None:
         task = progress.add_task(f"draining {folder}", total=spool_records(folder))
         report = send_spool(folder, url, model, key, progress=lambda n: progress.advance(task, n))
     for problem in report.problems:
-        console.print(f"[red]{problem}[/]")
+        console.print(problem, style="red", markup=False, highlight=False)
+    if any(p.startswith("Tidewatch did not answer") for p in report.problems):
+        console.print(
+            "Is `tidewatch serve` running there? Set the address with --url or TIDEWATCH_URL."
+        )
     console.print(
         f"{model}: {report.sent} records stored, {report.duplicates} already there, "
         f"{report.labels} labels stored; {report.remaining} left in {folder}"
@@ -115,6 +123,8 @@ def _post_with_retries(
     http: httpx.Client, endpoint: str, body: bytes, headers: dict[str, str], rate: float
 ) -> dict[str, int]:
     import time
+
+    import httpx
 
     for attempt in range(4):
         try:

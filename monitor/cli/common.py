@@ -6,15 +6,17 @@ from __future__ import annotations
 import tomllib
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
-import httpx
 import typer
 from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 
 from monitor.settings import Settings, load_settings
+
+if TYPE_CHECKING:  # the database commands never load httpx
+    import httpx
 from monitor.spec.errors import describe
 
 console = Console()

@@ -6,7 +6,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
-import httpx
 import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
@@ -38,6 +37,8 @@ def reference_upload(
     if fmt is None:
         console.print(f"[red]unknown file type {file.suffix!r}; use .csv, .parquet or .json[/]")
         raise typer.Exit(2)
+    import httpx  # here: the commands on the database never load it
+
     size = file.stat().st_size
     with Progress(
         "[progress.description]{task.description}",
@@ -82,6 +83,8 @@ def reference_promote(
 
     For after a retraining: drift is then measured against the data the new model learnt from.
     """
+    import httpx
+
     t1, t2 = parse_when(start), parse_when(end)
     try:
         response = httpx.post(
