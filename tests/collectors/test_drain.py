@@ -142,6 +142,10 @@ def test_collect_drain_sends_a_spool_left_behind_exactly_once(
     assert len(list(spool.glob("*.json"))) > 1  # many batches, records and labels
     runner = CliRunner()
     drain = ["collect", "plankton", "--drain", str(spool), "--url", url, "--key", admin]
+    down = runner.invoke(app, drain)  # still down: nothing is lost, and it says so
+    assert down.exit_code == 1, down.output
+    assert "Tidewatch did not answer" in down.output and "--url" in down.output
+    assert "530 left in" in " ".join(down.output.split())
     with BackgroundServer(settings) as server:
         # a part arrived before (a batch whose answer was lost): stored once all the same
         httpx.post(
