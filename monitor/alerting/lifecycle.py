@@ -184,16 +184,20 @@ class Alerting:
             log.exception("alert rules of %s/%s failed", registered.spec.name, monitor)
 
     def resolve_orphans(self, registered: RegisteredModel) -> None:
-        """Resolve firing alerts whose rule is no longer in the model's spec."""
+        """Resolve firing alerts whose rule is no longer in the model's spec, with the same
+        RESOLVED notice as any resolution (on every configured channel: the rule that chose
+        its channels is gone)."""
         rules = {r.name for r in registered.spec.alerts}
         with self.sessions() as session:
             orphans = list(
                 session.scalars(
-                    select(Alert).where(
+                    select(Alert)
+                    .where(
                         Alert.model_id == registered.model.id,
                         Alert.state == "firing",
                         Alert.rule.not_in(rules) if rules else Alert.id.is_not(None),
                     )
+                    .with_for_update()  # `monitors apply` and the worker resolve it once
                 )
             )
             now = self.clock()
@@ -201,6 +205,11 @@ class Alerting:
                 alert.state, alert.resolved_at = "resolved", now
                 alert.summary = f"rule {alert.rule!r} was removed from the model"
                 _event(session, alert, "resolved", alert.summary)
+                gone = AlertRule.model_construct(
+                    name=alert.rule, kind=alert.kind, severity=alert.severity
+                )
+                verdict = Verdict(False, alert.summary, alert.run_id)
+                self._notify(session, registered, gone, alert, verdict, now)
             session.commit()
 
     def check_model(self, registered: RegisteredModel, monitor: str) -> None:

@@ -53,7 +53,9 @@ def test_monitors_apply_show_detect_backfill_status(setup: tuple[Path, Db], tmp_
     config, db = setup
     file = tmp_path / "monitors.toml"
     file.write_text(MONITOR_FILE)
-    assert "plankton: monitors updated" in invoke("monitors", "apply", str(file), "-c", str(config))
+    # --prune: the file's monitor replaces the model's "drift" monitor
+    out = invoke("monitors", "apply", str(file), "--prune", "-c", str(config))
+    assert "plankton: monitors updated" in out and "- monitor drift: removed" in out
     (shown,) = json.loads(invoke("monitors", "show", "plankton", "-c", str(config)))
     assert shown["name"] == "minutely" and shown["window"]["seconds"] == 60
 
