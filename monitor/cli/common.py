@@ -14,10 +14,10 @@ from rich.console import Console
 from rich.markup import escape
 
 from monitor.settings import Settings, load_settings
+from monitor.spec.errors import describe
 
 if TYPE_CHECKING:  # the database commands never load httpx
     import httpx
-from monitor.spec.errors import describe
 
 console = Console()
 
@@ -59,6 +59,8 @@ def settings_of(config: Path | None, **overrides: Any) -> Settings:
 def engine_of(settings: Settings, *, migrate: bool = False) -> Any:
     """The database's engine. Only ``db upgrade`` and ``worker`` migrate (``serve`` does at
     start); any other command stops with a message when the schema is not the newest."""
+    from sqlalchemy.exc import OperationalError
+
     from monitor.db.engine import make_engine
     from monitor.db.revision import SchemaNotCurrent, require_current
 
@@ -70,9 +72,13 @@ def engine_of(settings: Settings, *, migrate: bool = False) -> Any:
         return engine
     try:
         require_current(engine)
-    except SchemaNotCurrent as exc:
+    except (SchemaNotCurrent, OperationalError) as exc:
         engine.dispose()
-        console.print(f"[red]{exc}[/]")
+        where = engine.url.render_as_string(hide_password=True)
+        reason = (
+            str(exc) if isinstance(exc, SchemaNotCurrent) else f"cannot read {where}: {exc.orig}"
+        )
+        console.print(f"[red]{escape(reason)}[/]")
         raise typer.Exit(1) from None
     return engine
 

@@ -23,7 +23,7 @@ from monitor.db.engine import make_engine, make_sessionmaker
 from monitor.db.migrate import head_revision, upgrade
 from monitor.db.models import upsert_model
 from monitor.db.revision import head, known_revisions
-from monitor.server import BackgroundServer
+from monitor.server import BackgroundServer, free_port
 from monitor.settings import Settings
 from monitor.spec.model import ModelSpec
 from tests.conftest import SPEC
@@ -160,3 +160,12 @@ def test_commands_other_than_upgrade_refuse_a_database_that_is_behind(tmp_path: 
     assert "is at ffff, newer than this Tidewatch knows" in out
     assert "db upgrade" not in out
     engine.dispose()
+
+
+def test_a_database_that_cannot_be_reached_is_named_without_a_traceback(tmp_path: Path) -> None:
+    config = tmp_path / "tidewatch.toml"
+    config.write_text(f'database_url = "postgresql://tw@127.0.0.1:{free_port()}/none"\n')
+    result = runner.invoke(app, ["status", "-c", str(config)], env={"COLUMNS": "200"})
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    assert "cannot read postgresql+psycopg://tw@127.0.0.1:" in result.output
+    assert "Connection refused" in result.output
