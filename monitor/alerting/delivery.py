@@ -21,14 +21,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from alerts.channel import Channel, DeliveryError
 from alerts.notification import Notification
-from monitor.db.tables import OutboxMessage
+from monitor.db.models import list_models
+from monitor.db.tables import Alert, Model, OutboxMessage
 from monitor.observability.logs import fields
 from monitor.observability.service import ALERT_DELIVERIES
 from monitor.settings import Settings
@@ -186,38 +188,76 @@ def deliver_due(
 
 
 def refresh_alertmanager(sessions: sessionmaker[Session], channel: Channel) -> int:
-    """Post every firing alert to Alertmanager again (its latest notification, sent or not).
+    """Post every firing alert to Alertmanager again; returns how many were posted.
 
-    Alertmanager considers an alert resolved when it has not been posted for its
+    Every firing alert, whether or not Alertmanager ever got it: one that fired before
+    ``alertmanager_url`` was set reaches it at the next refresh. Each is posted as its latest
+    notification on any channel, with the alert's current summary (an alert that reached no
+    channel is described from its row); alerts whose rule leaves Alertmanager out of its
+    ``channels`` are not posted, nor silenced ones (silenced here means no notification
+    anywhere). Alertmanager considers an alert resolved when it has not been posted for its
     ``resolve_timeout`` (5 minutes by default); the scheduler calls this every minute so that an
     alert stays active exactly as long as it fires here. Failures are logged: the next minute
     tries again.
     """
-    from monitor.db.tables import Alert
-
-    now = datetime.now(UTC)
-    with sessions() as session:
-        latest = session.execute(
-            select(OutboxMessage.payload)
-            .join(Alert, Alert.id == OutboxMessage.alert_id)
-            .where(
-                Alert.state == "firing",
-                # silenced here means no notification anywhere, Alertmanager included
-                (Alert.silenced_until.is_(None)) | (Alert.silenced_until <= now),
-                OutboxMessage.channel == "alertmanager",
-            )
-            .order_by(OutboxMessage.alert_id, OutboxMessage.id.desc())
-        ).all()
-    seen: set[int] = set()
+    notes = _firing_notifications(sessions, datetime.now(UTC))
     sent = 0
-    for (payload,) in latest:
-        note = Notification.from_json(payload)
-        if note.alert_id in seen or note.state != "firing":
-            continue
-        seen.add(note.alert_id)
+    for note in notes:
         try:
             channel.send(note)
             sent += 1
         except Exception as exc:
             log.warning("refreshing alert %d in Alertmanager failed: %s", note.alert_id, exc)
     return sent
+
+
+def _firing_notifications(sessions: sessionmaker[Session], now: datetime) -> list[Notification]:
+    with sessions() as session:
+        firing = session.execute(
+            select(Alert, Model.name)
+            .join(Model, Model.id == Alert.model_id)
+            .where(
+                Alert.state == "firing",
+                (Alert.silenced_until.is_(None)) | (Alert.silenced_until <= now),
+            )
+            .order_by(Alert.id)
+        ).all()
+        latest = select(func.max(OutboxMessage.id)).group_by(OutboxMessage.alert_id)
+        payloads = {
+            alert_id: payload
+            for alert_id, payload in session.execute(
+                select(OutboxMessage.alert_id, OutboxMessage.payload).where(
+                    OutboxMessage.alert_id.in_([a.id for a, _ in firing]),
+                    OutboxMessage.id.in_(latest.scalar_subquery()),
+                )
+            )
+        }
+        channels = {
+            (m.model.id, rule.name): rule.channels
+            for m in list_models(session)
+            for rule in m.spec.alerts
+        }
+    notes = []
+    for alert, model in firing:
+        wanted = channels.get((alert.model_id, alert.rule))
+        if wanted is not None and "alertmanager" not in wanted:
+            continue
+        if alert.id in payloads:
+            note = Notification.from_json(payloads[alert.id])
+            notes.append(replace(note, state="firing", summary=alert.summary or note.summary))
+        else:
+            notes.append(
+                Notification(
+                    alert_id=alert.id,
+                    rule=alert.rule,
+                    kind=alert.kind,
+                    model=model,
+                    version=alert.version,
+                    severity="critical" if alert.severity == "critical" else "warning",
+                    state="firing",
+                    summary=alert.summary,
+                    started_at=alert.started_at,
+                    run_id=alert.run_id,
+                )
+            )
+    return notes
