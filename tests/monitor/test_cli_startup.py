@@ -92,6 +92,7 @@ def test_commands_that_compute_nothing_import_no_heavy_library(tmp_path: Path) -
             ["monitors", "apply", str(monitors), *c],
             ["monitors", "show", "plankton", *c],
             ["keys", "create", "--scope", "read", *c],
+            ["keys", "list", *c],
             ["keys", "revoke", "tw_nothing", *c],
             ["status", *c],
             ["alerts", "list", *c],
