@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import logging
 import socket
 import sys
 import threading
@@ -16,6 +17,8 @@ from monitor.settings import Settings
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
+
+log = logging.getLogger("tidewatch.server")
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -74,8 +77,10 @@ def warm_report() -> None:
     """Import the report's libraries now, so that the first report request does not pay it."""
     from monitor.reporting.report import warm_up
 
+    started = time.monotonic()
     warm_up()
     freeze_long_lived()
+    log.debug("report libraries loaded in %.1f s", time.monotonic() - started)
 
 
 class BackgroundServer:
