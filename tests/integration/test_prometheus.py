@@ -23,6 +23,8 @@ from tests.integration.serve_process import ServeProcess, tidewatch_serve
 
 pytestmark = pytest.mark.integration
 RULES = Path(__file__).parents[2] / "deploy" / "prometheus" / "rules" / "tidewatch.yml"
+# the optional model alerts too: the demo's drift gives the alerts panel a pending alert
+MODEL_RULES = RULES.with_name("tidewatch_model_alerts.yml")
 VARIABLES = {
     "model": "plankton-demo",
     "version": "1",
@@ -57,7 +59,7 @@ def prometheus(tmp_path: Path) -> Iterator[Any]:
         config = tmp_path / "prometheus.yml"
         config.write_text(
             "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
-            f"rule_files: ['{RULES}']\n"
+            f"rule_files: ['{RULES}', '{MODEL_RULES}']\n"
             "scrape_configs:\n"
             "  - job_name: tidewatch\n"
             f"    static_configs: [{{targets: ['{target}']}}]\n"
