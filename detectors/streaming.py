@@ -2,11 +2,14 @@
 
 Batch detectors compare two windows; these detectors instead see one value at a time (for
 instance 1 when the model was wrong and 0 when it was right, or a per-prediction loss) and say
-at each step whether the stream has changed. The methods are frouros's implementations, one
-class each (:class:`DDM`, :class:`ADWIN`, ...: ``ADWIN(delta=0.01)``) on one base,
-:class:`StreamingDriftDetector`, with river's habits: ``update`` returns ``self``, the verdict
-of the last update is in ``drift_detected`` / ``warning_detected``, ``get_params()`` gives the
-configuration. :data:`STREAMING_DETECTORS` maps config names to the classes.
+at each step whether the stream has changed. ``glr`` (the default of a monitor's ``streaming``)
+is Tidewatch's own (:mod:`detectors.streaming_glr`: CUSUMs over a grid of post-change rates,
+calibrated on a burn-in to a false-alarm rate per 10,000 values); the others are frouros's
+implementations, one class each (:class:`DDM`, :class:`ADWIN`, ...: ``ADWIN(delta=0.01)``) on
+one base, :class:`StreamingDriftDetector`, with river's habits: ``update`` returns
+``self``, the verdict of the last update is in ``drift_detected`` / ``warning_detected``,
+``get_params()`` gives the configuration. :data:`STREAMING_DETECTORS` maps config names to
+the classes.
 
 After a drift
     frouros's detectors keep raising the flag after a drift (ADWIN's flag never clears, the
@@ -18,16 +21,18 @@ After a drift
 Values each method accepts (checked, a ValueError otherwise; NaN and infinities never)
     ``ddm``, ``eddm``: 0 or 1 (an error indicator). ``hddm_a``, ``hddm_w``: values in [0, 1]
     (Hoeffding bounds need bounded values). ``adwin``: values >= 0 (frouros keeps a running
-    total that must not go negative). ``page_hinkley``, ``cusum``, ``kswin``: any finite value;
-    Page-Hinkley and CUSUM detect increases of the mean only, as suits errors and losses.
+    total that must not go negative). ``page_hinkley``, ``cusum``, ``kswin``, ``glr``: any
+    finite value; Page-Hinkley, CUSUM and ``glr`` detect increases only, as suits errors and
+    losses.
 
 Saved state
     ``state()`` pickles the frouros detector (and KSWIN's random generator) behind a header with
     a format version. Pickle runs code when loaded, so ``from_state`` must only ever be given
     bytes that Tidewatch wrote to its own database; it also refuses any class outside frouros,
-    numpy and a few builtins, which stops the usual pickle attacks but is no excuse to load
-    bytes from elsewhere. A state written under another frouros version is refused (frouros's
-    private attributes may differ): build a fresh detector from ``params`` instead.
+    :mod:`detectors.streaming_glr`, numpy and a few builtins, which stops the usual pickle
+    attacks but is no excuse to load bytes from elsewhere. A state written under another
+    frouros version is refused (frouros's private attributes may differ): build a fresh
+    detector from ``params`` instead.
 
 KSWIN's randomness
     frouros's KSWIN samples with numpy's global generator, and its config reseeds it. Each
@@ -53,6 +58,9 @@ from typing import Any, ClassVar, Literal, Protocol, Self
 
 import numpy as np
 from frouros.detectors import concept_drift as frouros_cd
+
+from detectors.streaming_glr import CusumGLR, GLRConfig
+from detectors.streaming_state import Refused, RestrictedUnpickler
 
 ValueKind = Literal["binary", "unit", "non_negative", "real"]
 
@@ -357,8 +365,8 @@ class StreamingDriftDetector:
                 f"(this Tidewatch reads version {_STATE_VERSION})"
             )
         try:
-            payload = _RestrictedUnpickler(io.BytesIO(data[_HEADER.size :])).load()
-        except _Refused as error:
+            payload = RestrictedUnpickler(io.BytesIO(data[_HEADER.size :])).load()
+        except Refused as error:
             raise ValueError(f"streaming state refused: {error}") from error
         except Exception as error:  # truncated or corrupted bytes fail in many ways
             raise ValueError(f"streaming state is corrupted: {error!r}") from error
@@ -444,42 +452,18 @@ class CUSUM(StreamingDriftDetector):
     spec = StreamingMethod(frouros_cd.CUSUM, frouros_cd.CUSUMConfig, "real", has_warning=False)
 
 
+class GLR(StreamingDriftDetector):
+    """CUSUMs over a grid of post-change rates, calibrated on a burn-in (the default; see
+    :mod:`detectors.streaming_glr`): 0/1 errors, or any values through a quantile of them."""
+
+    method = "glr"
+    spec = StreamingMethod(CusumGLR, GLRConfig, "real", has_warning=False)
+
+
 # config name -> class, built from the classes
 STREAMING_DETECTORS: dict[str, type[StreamingDriftDetector]] = {
-    cls.method: cls for cls in (DDM, EDDM, ADWIN, PageHinkley, HDDMA, HDDMW, KSWIN, CUSUM)
+    cls.method: cls for cls in (GLR, DDM, EDDM, ADWIN, PageHinkley, HDDMA, HDDMW, KSWIN, CUSUM)
 }
-
-
-# What a state pickle may name: frouros's own classes and the numpy and builtin types their
-# attributes hold. Anything else (os.system, builtins.eval, ...) is refused, before import.
-_ALLOWED_GLOBALS = {
-    ("builtins", "float"),
-    ("builtins", "int"),
-    ("builtins", "bool"),
-    ("collections", "deque"),
-    *(
-        (module, name)
-        for module in ("numpy", "numpy._core.multiarray", "numpy._core.numeric")
-        for name in ("_reconstruct", "scalar", "ndarray", "dtype", "_frombuffer")
-    ),
-}
-
-
-class _Refused(pickle.UnpicklingError):
-    """A state pickle named something outside the allowed globals."""
-
-
-class _RestrictedUnpickler(pickle.Unpickler):
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) in _ALLOWED_GLOBALS:
-            return super().find_class(module, name)
-        # From frouros only classes frouros defines, and no dotted names: those would reach
-        # through a module attribute (frouros modules import os and multiprocessing)
-        if module.startswith("frouros.") and "." not in name:
-            found = super().find_class(module, name)
-            if isinstance(found, type) and found.__module__.startswith("frouros."):
-                return found
-        raise _Refused(f"{module}.{name} is not allowed in a detector state")
 
 
 def make_streaming(name: str, **params: Any) -> StreamingDriftDetector:

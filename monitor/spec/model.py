@@ -125,10 +125,14 @@ class ScheduleSpec(BaseModel):
 
 
 class StreamingChoice(BaseModel):
-    """A streaming concept-drift detector fed each labelled prediction's error, in order."""
+    """A streaming concept-drift detector fed each labelled prediction's error, in order.
+
+    ``name`` defaults to ``glr`` (calibrated to a false-alarm rate per 10,000 errors), so
+    ``streaming: {}`` is enough; configurations naming another detector keep it.
+    """
 
     model_config = ConfigDict(extra="forbid")
-    name: str
+    name: str = "glr"
     params: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -366,7 +370,7 @@ def _check_performance(monitor: str, spec: PerformanceSpec, task: str, stored: b
         if task == "regression" and values in ("binary", "unit"):
             raise ValueError(
                 f"monitor {monitor!r}: {spec.streaming.name!r} takes 0/1 or [0, 1] values; a "
-                "regression model's absolute errors need adwin, page_hinkley, cusum or kswin"
+                "regression model's absolute errors need glr, adwin, page_hinkley, cusum or kswin"
             )
 
 

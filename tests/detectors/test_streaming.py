@@ -60,6 +60,7 @@ CUSTOM: dict[str, dict[str, Any]] = {
     "hddm_w": {"alpha_d": 0.01, "alpha_w": 0.05, "lambda_": 0.1, "min_num_instances": 20},
     "kswin": {"alpha": 0.001, "seed": 11, "min_num_instances": 80, "num_test_instances": 20},
     "cusum": {"delta": 0.01, "lambda_": 20.0, "min_num_instances": 10},
+    "glr": {"false_alarms_per_10k": 1.0, "burn_in": 500, "quantile": 0.9},
 }
 
 
@@ -225,6 +226,9 @@ def test_detects_abrupt_change_and_stays_quiet_otherwise(method: str, seed: int)
     ("method", "params", "message"),
     [
         ("nope", {}, "unknown streaming method 'nope'; choose one of adwin, cusum"),
+        ("glr", {"false_alarms_per_10k": 0.0}, r"false_alarms_per_10k must be in \(0, 100\]"),
+        ("glr", {"burn_in": 10}, "burn_in must be at least 30"),
+        ("glr", {"quantile": 1.0}, r"quantile must be in \(0, 1\)"),
         ("ddm", {"alpha": 0.1}, "unknown parameter.*alpha.*drift_level, min_num_instances"),
         ("ddm", {"warning_level": 3.0, "drift_level": 2.0}, "ddm: drift level must be greater"),
         ("ddm", {"drift_level": "3"}, "'drift_level' must be a number"),
