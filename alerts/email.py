@@ -57,9 +57,30 @@ def when(value: datetime | None) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def number(value: float | None) -> str:
-    """A statistic or p-value with 3 significant digits; "n/a" when the detector gave none."""
-    return "n/a" if value is None else f"{value:.3g}"
+def number(value: Any) -> str:
+    """A measured number with 3 significant digits (``0.713``, ``1.2e-09``); "n/a" when there
+    is none; whole numbers (counts, sizes) and anything else as they are."""
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return str(value)
+
+
+def performance(notification: Notification) -> str:
+    """``accuracy 0.713, below the threshold 0.85``: the value that fired (else the trend's
+    latest) and, in words, its side of the threshold."""
+    n = notification
+    value = n.details.get("value")
+    if not isinstance(value, int | float) and n.trend:
+        value = n.trend[-1].value
+    text = f"{n.metric} {number(value)}" if isinstance(value, int | float) else f"{n.metric}"
+    if n.threshold is None:
+        return text
+    if not isinstance(value, int | float):
+        return f"{text}, threshold {number(n.threshold)}"
+    side = "below" if value < n.threshold else "above" if value > n.threshold else "at"
+    return f"{text}, {side} the threshold {number(n.threshold)}"
 
 
 def subject(notification: Notification) -> str:
@@ -97,7 +118,13 @@ def render_email(notification: Notification, sender: str, max_plots: int = 3) ->
             "alt": f"{notification.metric or 'metric'} over time",
             "png": plots.trend_png(notification),
         }
-    context = {"n": notification, "subject": subject(notification), "plots": images, "trend": trend}
+    context = {
+        "n": notification,
+        "subject": subject(notification),
+        "plots": images,
+        "trend": trend,
+        "performance": performance(notification) if notification.metric else None,
+    }
     env = _environment()
 
     message = EmailMessage()

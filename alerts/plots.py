@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 WIDTH, HEIGHT, DPI = 6.4, 3.2, 100  # 640 x 320 pixels: readable in a mail, a few tens of kB
 REFERENCE_COLOUR, CURRENT_COLOUR = "#4c72b0", "#dd8452"
+FEW = 3  # a trend of fewer points is drawn as points, without a line
 
 
 def _figure() -> tuple[Figure, Any]:
@@ -86,6 +87,15 @@ def distribution_png(drift: FeatureDrift) -> bytes:
 
 def trend_png(notification: Notification) -> bytes:
     """The performance metric over time, with the alert's threshold as a dashed line."""
+    return _png(trend_figure(notification))
+
+
+def trend_figure(notification: Notification) -> Figure:
+    """The trend's figure. Fewer than ``FEW`` points are drawn as points alone, on an axis that
+    spans them with a margin: a line through one or two points says nothing, and matplotlib's
+    automatic date axis around a single point spans years."""
+    from datetime import timedelta
+
     figure, axes = _figure()
     metric = notification.metric or "metric"
     axes.set_title(f"{notification.model} v{notification.version}: {metric}", fontsize=10)
@@ -95,7 +105,8 @@ def trend_png(notification: Notification) -> bytes:
             [p.at for p in points],
             [p.value for p in points],
             marker="o",
-            markersize=3,
+            markersize=3 if len(points) >= FEW else 6,
+            linestyle="-" if len(points) >= FEW else "none",
             color=REFERENCE_COLOUR,
             label=metric,
         )
@@ -104,7 +115,7 @@ def trend_png(notification: Notification) -> bytes:
             notification.threshold,
             color="#c44e52",
             linestyle="--",
-            label=f"threshold {notification.threshold:g}",
+            label=f"threshold {_number(notification.threshold)}",
         )
     if axes.has_data():
         axes.legend(fontsize=9)
@@ -113,7 +124,11 @@ def trend_png(notification: Notification) -> bytes:
     if points:
         from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
 
+        if len(points) < FEW:
+            span = points[-1].at - points[0].at
+            margin = max(span / 2, timedelta(hours=1))
+            axes.set_xlim(points[0].at - margin, points[-1].at + margin)
         locator = AutoDateLocator()
         axes.xaxis.set_major_locator(locator)
         axes.xaxis.set_major_formatter(ConciseDateFormatter(locator))
-    return _png(figure)
+    return figure

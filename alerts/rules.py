@@ -143,15 +143,20 @@ def _drift(rule: AlertRule, runs: list[RunFacts]) -> Verdict | None:
     if rule.features:
         wanted = set(rule.features)
         hit = [bool(wanted & r.drifted) for r in window]
-        what = f"features {sorted(wanted)}"
+        what = f"features {', '.join(sorted(wanted))}"
     else:
         hit = [r.status == RunStatus.DRIFT for r in window]
         what = "the data set"
     firing = all(hit)
-    latest = sorted(wanted & window[0].drifted) if rule.features else sorted(window[0].drifted)
+    # every drifted feature of the latest run, as the notification's table lists them
+    named = sorted(wanted & window[0].drifted) if rule.features else sorted(window[0].drifted)
+    others = sorted(window[0].drifted - set(named))
+    listed = ", ".join(named) + (f" (also drifted: {', '.join(others)})" if others else "")
+    where = (
+        "the latest window" if rule.consecutive == 1 else f"{rule.consecutive} consecutive windows"
+    )
     summary = (
-        f"drift on {what} in {rule.consecutive} consecutive window(s)"
-        + (f": {', '.join(latest[:5])}" if latest else "")
+        f"drift on {what} in {where}" + (f": {listed}" if named else "")
         if firing
         else f"{what}: no drift in the latest window"
         if not hit[0]
@@ -169,33 +174,39 @@ def _performance(rule: AlertRule, last: RunFacts) -> Verdict | None:
     if value is None:
         return None
     worse_is_higher = rule.metric in ERROR_METRICS
+    worse = "above" if worse_is_higher else "below"  # the side where the metric is worse
     label = ("estimated " if rule.estimated else "") + rule.metric
     if rule.below is not None:
         breached = value > rule.below if worse_is_higher else value < rule.below
         if breached:
             return Verdict(
                 True,
-                f"{label} {value:.4g} beyond {rule.below:.4g}",
+                f"{label} {value:.3g} {worse} the threshold {rule.below:.3g}",
                 last.run_id,
                 rule.metric,
                 rule.below,
                 value,
             )
+    threshold = rule.below
     if rule.drop is not None and rule.baseline is not None and rule.baseline != 0:
         change = (value - rule.baseline) / abs(rule.baseline)
         dropped = change if worse_is_higher else -change
+        # the value where the drop begins: what a notice's threshold (and plot line) shows
+        margin = rule.drop * abs(rule.baseline)
+        limit = rule.baseline + margin if worse_is_higher else rule.baseline - margin
+        threshold = limit if threshold is None else threshold
         if dropped > rule.drop:
             return Verdict(
                 True,
-                f"{label} {value:.4g} is {dropped:.1%} worse than the baseline {rule.baseline:.4g}",
+                f"{label} {value:.3g} is {dropped * 100:.3g}% {worse} the baseline "
+                f"{rule.baseline:.3g}",
                 last.run_id,
                 rule.metric,
-                rule.baseline,
+                limit,
                 value,
             )
-    threshold = rule.below if rule.below is not None else rule.baseline
     return Verdict(
-        False, f"{label} {value:.4g} within bounds", last.run_id, rule.metric, threshold, value
+        False, f"{label} {value:.3g} within bounds", last.run_id, rule.metric, threshold, value
     )
 
 

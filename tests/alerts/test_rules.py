@@ -32,17 +32,40 @@ def test_consecutive_drift_and_named_features() -> None:
     assert check(rule, []) is None
 
 
+def test_the_drift_summary_names_every_drifted_feature() -> None:
+    """The e-mail's table lists every drifted feature of the run: so does its summary line."""
+    drifted = frozenset({"area", "brightness", "contrast", "eccentricity", "height"})
+    drifted |= {"prediction.label"}
+    verdict = check(AlertRule(name="d", kind="drift"), [run(1, "drift", drifted)])
+    assert verdict is not None and verdict.summary == (
+        "drift on the data set in the latest window: area, brightness, contrast, "
+        "eccentricity, height, prediction.label"
+    )
+    named = AlertRule(name="n", kind="drift", features=["height", "width"], consecutive=2)
+    verdict = check(named, [run(2, "drift", drifted), run(1, "drift", frozenset({"width"}))])
+    assert verdict is not None and verdict.summary == (
+        "drift on features height, width in 2 consecutive windows: height (also drifted: "
+        "area, brightness, contrast, eccentricity, prediction.label)"
+    )
+
+
 def test_performance_below_a_value_and_dropped_from_a_baseline() -> None:
-    below = AlertRule(name="p", kind="performance", metric="accuracy", below=0.8)
-    assert check(below, [run(1, accuracy=0.7)]).firing  # type: ignore[union-attr]
+    below = AlertRule(name="p", kind="performance", metric="accuracy", below=0.85)
+    fired = check(below, [run(1, accuracy=0.7133526850507983)])
+    # 3 significant digits, and the direction in words
+    assert fired is not None and fired.firing
+    assert fired.summary == "accuracy 0.713 below the threshold 0.85"
     assert not check(below, [run(1, accuracy=0.9)]).firing  # type: ignore[union-attr]
     error = AlertRule(name="e", kind="performance", metric="mae", below=2.0)
-    assert check(error, [run(1, mae=2.5)]).firing  # type: ignore[union-attr]  # higher is worse
+    fired = check(error, [run(1, mae=2.5)])
+    assert fired is not None and fired.firing  # higher is worse
+    assert fired.summary == "mae 2.5 above the threshold 2"
     drop = AlertRule(
         name="r", kind="performance", metric="f1", drop=0.1, baseline=0.9, estimated=True
     )
     verdict = check(drop, [run(1, **{"estimated.f1": 0.78})])
-    assert verdict is not None and verdict.firing and "worse than the baseline" in verdict.summary
+    assert verdict is not None and verdict.firing
+    assert verdict.summary == "estimated f1 0.78 is 13.3% below the baseline 0.9"
     assert not check(drop, [run(1, **{"estimated.f1": 0.85})]).firing  # type: ignore[union-attr]
     assert check(below, [run(1)]) is None  # no labels yet: cannot tell
 
