@@ -25,7 +25,7 @@ def test_serve_migrates_ingests_and_answers_probes(pg_url: str, tmp_path: Path) 
             json={"records": [record(i) for i in range(50)]},
             headers=headers,
         )
-        assert answer.json() == {"accepted": 50, "duplicates": 0}
+        assert answer.json() == {"accepted": 50, "duplicates": 0, "ignored_features": {}}
     # uvicorn shuts down gracefully, then re-raises SIGTERM so the exit status says why it ended
     assert server.proc.returncode in (0, -15), log.read_text()[-2000:]
     assert "Application shutdown complete" in log.read_text()

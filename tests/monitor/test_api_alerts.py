@@ -86,7 +86,9 @@ def test_the_alerts_cli(
     config = tmp_path / "tw.toml"
     config.write_text(f'database_url = "{db_url}"\n')
     runner = CliRunner()
-    listed = runner.invoke(app, ["alerts", "list", "--state", "firing", "-c", str(config)])
+    listed = runner.invoke(
+        app, ["alerts", "list", "--state", "firing", "--wide", "-c", str(config)]
+    )
     assert listed.exit_code == 0 and "firing" in listed.output and "critic" in listed.output
     acked = runner.invoke(app, ["alerts", "ack", str(alert["id"]), "--by", "bo", "-c", str(config)])
     assert acked.exit_code == 0 and "acknowledged" in acked.output
