@@ -108,8 +108,8 @@ Item = TypeVar("Item", MonitorConfig, AlertRule)
 def _merge(stored: Sequence[Item], wanted: Sequence[Item], prune: bool) -> list[Item]:
     """The file's items in its order, then (without ``prune``) the stored ones it left out."""
     named = {item.name for item in wanted}
-    kept = [] if prune else [item for item in stored if item.name not in named]
-    return [*wanted, *kept]
+    kept: list[Item] = [] if prune else [item for item in stored if item.name not in named]
+    return list(wanted) + kept
 
 
 def _diff(
