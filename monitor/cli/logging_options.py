@@ -11,17 +11,18 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-import click
 import typer
 
 from monitor.observability.logs import configure
 from monitor.settings import Settings
 
 COMMAND_LEVEL = "warning"  # a command's output is what it prints
+# what --log-level and --log-format said (one command per process). Not click's context: typer
+# runs its own copy of click, so click.get_current_context() never sees typer's context.
+_chosen: dict[str, str | None] = {}
 
 
 def options(
-    ctx: typer.Context,
     log_level: Annotated[
         Literal["debug", "info", "warning", "error", "critical"] | None,
         typer.Option(
@@ -41,14 +42,12 @@ def options(
         ),
     ] = None,
 ) -> None:
-    ctx.obj = {"log_level": log_level, "log_format": log_format}
+    _chosen.update(log_level=log_level, log_format=log_format)
     configure((log_level or COMMAND_LEVEL).lower(), log_format or "text")
 
 
 def service_logging(settings: Settings) -> None:
     """Logging for ``serve`` and ``worker``: ``--log-level`` and ``--log-format`` when given,
     else the settings (``TIDEWATCH_LOG_LEVEL``, the TOML file, ``info``)."""
-    context = click.get_current_context(silent=True)
-    chosen = (context.find_root().obj if context is not None else None) or {}
-    level = chosen.get("log_level") or settings.log_level
-    configure(level.lower(), chosen.get("log_format") or settings.log_format)
+    level = _chosen.get("log_level") or settings.log_level
+    configure(level.lower(), _chosen.get("log_format") or settings.log_format)

@@ -265,3 +265,40 @@ def test_the_worker_logs_one_line_per_run_and_no_scheduler_chatter(tmp_path: Pat
 def _scheduled(sessions: Any) -> int:
     with sessions() as session:
         return len(list(session.scalars(select(DetectionRun.id))))
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "level"),
+    [
+        (["--log-level", "debug", "serve"], {}, logging.DEBUG),
+        (["serve"], {"TIDEWATCH_LOG_LEVEL": "error"}, logging.ERROR),
+        (["serve"], {}, logging.INFO),
+    ],
+    ids=["option", "environment", "setting's default"],
+)
+def test_serve_logs_at_the_level_asked_for(
+    argv: list[str],
+    env: dict[str, str],
+    level: int,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``tidewatch --log-level debug serve`` once fell back to the settings' level: the option
+    was looked up in click's context, which typer's own copy of click never fills."""
+    from typer.testing import CliRunner
+
+    import monitor.server
+    from monitor.cli import app
+
+    seen: list[int] = []
+    monkeypatch.setattr(
+        monitor.server, "serve", lambda settings: seen.append(logging.getLogger("tidewatch").level)
+    )
+    for name, value in {"TIDEWATCH_DATABASE_URL": f"sqlite:///{tmp_path}/t.db", **env}.items():
+        monkeypatch.setenv(name, value)
+    try:
+        result = CliRunner().invoke(app, argv)
+    finally:
+        configure("warning")
+    assert result.exit_code == 0, result.output
+    assert seen == [level]
