@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import Literal
 
 import numpy as np
 import torch
-from scipy import stats
 
 from detectors.univariate.columns import SortedColumns
+from detectors.univariate.kolmogorov import kstwo_sf
 from detectors.univariate.sorted_test import Outcome, SortedColumnsTest
 
 # scipy's rule for method="auto": exact while both samples have at most this many values
@@ -46,13 +47,21 @@ def ks_statistic(ref: SortedColumns, cur: SortedColumns) -> torch.Tensor:
 
 
 def ks_asymptotic_p_value(
-    statistic: np.ndarray, n_ref: np.ndarray, n_cur: np.ndarray
+    statistic: np.ndarray,
+    n_ref: np.ndarray,
+    n_cur: np.ndarray,
+    device: torch.device | str = "cpu",
 ) -> np.ndarray:
-    """Two-sided p-value from Smirnov's distribution, as ``ks_2samp(method="asymp")``."""
+    """Two-sided p-value from Smirnov's distribution, as ``ks_2samp(method="asymp")``.
+
+    All features at once on ``device`` (scipy's ``kstwo.sf`` is a Python loop per value with
+    an O(n) sum each for a large statistic; see :mod:`detectors.univariate.kolmogorov`).
+    """
     with np.errstate(divide="ignore", invalid="ignore"):
-        en = n_ref * n_cur / (n_ref + n_cur)
-    p = stats.kstwo.sf(statistic, np.round(en))
-    return np.clip(np.asarray(p, dtype=np.float64), 0.0, 1.0)
+        en = np.round(n_ref * n_cur / (n_ref + n_cur))
+    as_tensor = partial(torch.as_tensor, dtype=torch.float64, device=device)
+    p = kstwo_sf(as_tensor(statistic), as_tensor(en))
+    return p.cpu().numpy()
 
 
 def _prob_outside_square(n: int, h: int) -> float:
@@ -177,7 +186,7 @@ class KSTest(SortedColumnsTest):
             exact = testable & small & fits
         asymp = testable & ~exact
         if asymp.any():
-            p[asymp] = ks_asymptotic_p_value(raw[asymp], n_ref[asymp], n_cur[asymp])
+            p[asymp] = ks_asymptotic_p_value(raw[asymp], n_ref[asymp], n_cur[asymp], self._device)
         if exact.any():
             p[exact] = ks_exact_p_value(raw[exact], n_ref[exact], n_cur[exact])
         return Outcome(raw, p, testable)
