@@ -212,7 +212,7 @@ def status(
         for s in statuses
     ]
     console.print(fitted(console, STATUS_COLUMNS, rows, wide=wide))
-    for line in _late_lines(statuses):
+    for line in _late_lines(statuses) + _ignored_lines(statuses):
         console.print(line, style="yellow", highlight=False, markup=False)
     if holder is None:
         console.print("scheduler: no leader has run yet")
@@ -232,6 +232,17 @@ def _late_lines(statuses: list[Any]) -> list[str]:
         for s in statuses
         for m in s.monitors
         if m.late_records and m.late_from is not None and m.late_to is not None
+    ]
+
+
+def _ignored_lines(statuses: list[Any]) -> list[str]:
+    """One line per model whose recent telemetry carried features it does not declare."""
+    return [
+        f"{s.model}: undeclared features left out of recent telemetry: "
+        + ", ".join(f"{name} ({n:,} records)" for name, n in s.ignored_features.items())
+        + " (declare them in the spec to monitor them)"
+        for s in statuses
+        if s.ignored_features
     ]
 
 

@@ -98,3 +98,19 @@ def test_a_feature_that_forbids_missing_values_still_refuses(
     response = client.post(URL, json={"records": [lacking]}, headers=admin)
     assert response.status_code == 422
     assert "records[0].features.brightness" in response.text
+
+
+def test_tidewatch_status_names_them(
+    client: TestClient, admin: dict[str, str], model: dict[str, Any], settings: Any
+) -> None:
+    from typer.testing import CliRunner
+
+    from monitor.cli import app
+
+    batch = {"records": [_with_extra(1, depth=3), _with_extra(2, depth=4)]}
+    assert client.post(URL, json=batch, headers=admin).status_code == 200
+    shown = CliRunner().invoke(
+        app, ["status"], env={"TIDEWATCH_DATABASE_URL": settings.database_url, "COLUMNS": "200"}
+    )
+    assert shown.exit_code == 0, shown.output
+    assert "undeclared features left out of recent telemetry: depth (2 records)" in shown.output
