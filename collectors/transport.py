@@ -3,13 +3,37 @@ Tidewatch asks of the client (``Retry-After``)."""
 
 from __future__ import annotations
 
+import logging
 import random
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import httpx
+
+log = logging.getLogger("tidewatch.collectors")
+# undeclared feature names already reported by this process: each is said once, not per batch
+_said_ignored: set[str] = set()
+_said_lock = threading.Lock()
+
+
+def report_ignored(answer: Any) -> None:
+    """Warn once per name about features Tidewatch left out because the model does not declare
+    them (the batch itself was stored)."""
+    ignored = answer.get("ignored_features") if isinstance(answer, dict) else None
+    if not ignored:
+        return
+    with _said_lock:
+        new = sorted(set(ignored) - _said_ignored)
+        _said_ignored.update(new)
+    if new:
+        log.warning(
+            "Tidewatch stores the records but leaves out features the model does not declare: "
+            "%s (declare them in the model's spec to monitor them)",
+            ", ".join(new),
+        )
 
 
 def to_json(value: Any) -> Any:
@@ -69,7 +93,9 @@ def post(
         else:
             status = response.status_code
             if status < 300:
-                return Answer("ok", int(response.json().get("duplicates", 0)), status)
+                answer = response.json()
+                report_ignored(answer)
+                return Answer("ok", int(answer.get("duplicates", 0)), status)
             if status < 500 and status != 429:
                 return Answer("rejected", 0, status, response.text[:500])
             problem = f"HTTP {status}"

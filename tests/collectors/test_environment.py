@@ -136,3 +136,21 @@ def test_deepaas_names_a_wrong_variable_once_and_only_predicts(
     (warning,) = [r.getMessage() for r in caplog.records]
     assert "TIDEWATCH_SAMPLER='sometimes' is not valid" in warning
     assert deepaas._recorders == {}  # nothing is sent anywhere
+
+
+def test_undeclared_features_are_named_once(
+    server: tuple[BackgroundServer, str], caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    """The server stores the records and leaves out what the model does not declare; the
+    module's developer hears of it once per name, not once per batch."""
+    srv, admin = server
+    client = TelemetryClient(srv.url, "plankton", admin, spool_dir=tmp_path / "spool")
+    with caplog.at_level(logging.WARNING, logger="tidewatch.collectors"):
+        for batch in range(3):
+            for i in range(5):
+                client.log({"brightness": 0.5, "site": "a", "glare_index": 0.1}, id=f"b{batch}-{i}")
+            assert client.flush(timeout=30)
+    assert client.close(timeout=30, drain_timeout=0)
+    said = [r.getMessage() for r in caplog.records if "glare_index" in r.getMessage()]
+    assert len(said) == 1 and "does not declare" in said[0]
+    assert client.stats["sent"] == 15
