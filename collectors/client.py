@@ -367,12 +367,16 @@ class TelemetryClient:
         if self._spool is None or not self._spool.records():
             return
         records, labels = self._spool.records(TELEMETRY), self._spool.records(LABELS)
+        waiting = " and ".join(
+            f"{n} {what}{'s' * (n != 1)}"
+            for n, what in ((records, "telemetry record"), (labels, "label"))
+            if n
+        )
         log.warning(
-            "closed with %d telemetry records and %d labels still in the spool at %s (%s). "
+            "closed with %s still in the spool at %s (%s). "
             "Send them with `tidewatch collect %s --drain %s`; a client of model %r with that "
             "spool folder also sends them once Tidewatch answers",
-            records,
-            labels,
+            waiting,
             self._spool.folder,
             self._outbox.problem or "Tidewatch did not answer",
             self.model,

@@ -149,5 +149,7 @@ class Outbox:
             )
         elif answer.outcome == "retry":
             self.problem = answer.problem
-            log.warning("Tidewatch unreachable for %d %s: %s", n, noun(kind), answer.problem)
+            # said once when Tidewatch goes away; while it stays away, retries are not news
+            level = logging.WARNING if self.down_for == 0.0 else logging.DEBUG
+            log.log(level, "Tidewatch unreachable for %d %s: %s", n, noun(kind), answer.problem)
         return answer.outcome, answer.duplicates
