@@ -106,13 +106,17 @@ def test_close_says_what_is_left_where_and_how_to_send_it(
     settings, admin = offline
     spool = tmp_path / "spool"
     client = spooling_client(url_of(settings), admin, spool)
-    log_some(client, 90, labels=7)
-    with caplog.at_level(logging.WARNING, logger="tidewatch.collectors"):
-        assert client.close(timeout=30, drain_timeout=0.2) is False
+    with caplog.at_level(logging.DEBUG, logger="tidewatch.collectors"):
+        log_some(client, 90, labels=7)
+        assert client.close(timeout=30, drain_timeout=1.0) is False
+    # the outage is said once (per kind of batch), not again at every retry of the drain
+    said = [r.levelno for r in caplog.records if "unreachable" in r.getMessage()]
+    assert 1 <= said.count(logging.WARNING) <= 2, said
+    assert said.count(logging.DEBUG) >= 1, said  # the drain did retry meanwhile
     (warning,) = [r for r in caplog.records if "still in the spool" in r.getMessage()]
     assert warning.levelno == logging.WARNING
     message = warning.getMessage()
-    assert "90 telemetry records and 7 labels" in message
+    assert "90 telemetry records and 7 labels still" in message
     assert f"`tidewatch collect plankton --drain {spool}`" in message
     assert "ConnectError" in message  # why they are there
 
