@@ -43,12 +43,12 @@ def collect(
     ] = 1.0,
 ) -> None:
     """Send the records of a batch file to MODEL as telemetry, with a progress bar; or, with
-    ``--drain DIR``, what a client left in its spool folder (it names the folder when it
-    closes with batches unsent). Exits 1 when records remain unsent.
+    --drain DIR, what a client left in its spool folder (it names the folder when it closes
+    with batches unsent). Exits 1 when records remain unsent.
 
-    Columns as for a reference file, plus optional ``id`` and ``timestamp``; without ids each
-    record is named after the file's digest and its row, so sending a file twice is harmless.
-    """
+    Columns as for a reference file, plus optional id and timestamp; without ids each record
+    is named after the file's digest and its row, so sending a file twice is harmless.
+    """  # plain text: typer shows this docstring as the command's --help
     if (file is None) == (drain is None):
         console.print("[red]give either FILE or --drain DIR[/]")
         raise typer.Exit(2)
