@@ -8,13 +8,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.progress import BarColumn, Progress
 
 from monitor.cli.common import (
     DEFAULT_URL,
     KeyOption,
     UrlOption,
     console,
+    progress_bar,
 )
 
 if TYPE_CHECKING:
@@ -70,12 +70,7 @@ def collect(
     }
     accepted = duplicates = 0
     with (
-        Progress(
-            "[progress.description]{task.description}",
-            BarColumn(),
-            "{task.completed:,} records",
-            console=console,
-        ) as progress,
+        progress_bar("{task.completed:,} records") as progress,
         httpx.Client(timeout=120) as http,
     ):
         task = progress.add_task(f"collecting {file.name}", total=count_rows(file))
@@ -97,12 +92,7 @@ def _drain(model: str, folder: Path, url: str, key: str) -> None:
     """Send a spool folder under a progress bar; exit 1 if anything stays in it."""
     from collectors.drain import send_spool, spool_records
 
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        "{task.completed:,}/{task.total:,} records and labels",
-        console=console,
-    ) as progress:
+    with progress_bar("{task.completed:,}/{task.total:,} records and labels") as progress:
         task = progress.add_task(f"draining {folder}", total=spool_records(folder))
         report = send_spool(folder, url, model, key, progress=lambda n: progress.advance(task, n))
     for problem in report.problems:

@@ -16,8 +16,9 @@ from rich.markup import escape
 from monitor.settings import Settings, load_settings
 from monitor.spec.errors import describe
 
-if TYPE_CHECKING:  # the database commands never load httpx
+if TYPE_CHECKING:  # the database commands never load httpx, nor rich's progress bars
     import httpx
+    from rich.progress import Progress, ProgressColumn
 
 console = Console()
 
@@ -45,6 +46,15 @@ def unreachable(url: str, exc: Exception) -> NoReturn:
 def refused(response: httpx.Response) -> NoReturn:
     console.print(f"[red]refused ({response.status_code}):[/] {response.text}")
     raise typer.Exit(1)
+
+
+def progress_bar(*columns: str | ProgressColumn) -> Progress:
+    """A progress bar on the console: the task's description, the bar, then ``columns``."""
+    from rich.progress import BarColumn, Progress
+
+    return Progress(
+        "[progress.description]{task.description}", BarColumn(), *columns, console=console
+    )
 
 
 def settings_of(config: Path | None, **overrides: Any) -> Settings:

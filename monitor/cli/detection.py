@@ -7,7 +7,6 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
-from rich.progress import BarColumn, Progress
 from rich.table import Table
 
 from monitor.cli.common import (
@@ -15,6 +14,7 @@ from monitor.cli.common import (
     console,
     engine_of,
     parse_when,
+    progress_bar,
     settings_of,
     show_number,
     show_time,
@@ -140,11 +140,8 @@ def _backfill_one(
 
     by_time = monitor.window.by == "time"
     now = datetime.now(UTC)
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        "{task.completed:,}/{task.total:,} " + ("windows" if by_time else "records"),
-        console=console,
+    with progress_bar(
+        "{task.completed:,}/{task.total:,} " + ("windows" if by_time else "records")
     ) as progress:
         if by_time:
             total = len(due_backfill_spans(sessions, registered, monitor, t1, t2, now))

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
 from monitor.cli.common import (
     DEFAULT_URL,
@@ -15,6 +14,7 @@ from monitor.cli.common import (
     UrlOption,
     console,
     parse_when,
+    progress_bar,
     refused,
     unreachable,
 )
@@ -38,15 +38,10 @@ def reference_upload(
         console.print(f"[red]unknown file type {file.suffix!r}; use .csv, .parquet or .json[/]")
         raise typer.Exit(2)
     import httpx  # here: the commands on the database never load it
+    from rich.progress import DownloadColumn, TransferSpeedColumn
 
     size = file.stat().st_size
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        console=console,
-    ) as progress:
+    with progress_bar(DownloadColumn(), TransferSpeedColumn()) as progress:
         task = progress.add_task(f"uploading {file.name}", total=size)
 
         def chunks() -> Iterator[bytes]:
