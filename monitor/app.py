@@ -11,7 +11,17 @@ from fastapi import FastAPI
 
 from monitor import __version__
 from monitor.alerting.lifecycle import Alerting
-from monitor.api import alerts, detection, health, ingest, metrics, models, monitors, report
+from monitor.api import (
+    alerts,
+    detection,
+    health,
+    ingest,
+    metrics,
+    models,
+    monitors,
+    pages,
+    report,
+)
 from monitor.api.admission import AdmissionControl
 from monitor.api.deps import ServiceState
 from monitor.api.docs import install_docs
@@ -110,6 +120,7 @@ def create_app(settings: Settings) -> FastAPI:
         monitors.router,
         alerts.router,
         report.router,
+        pages.router,  # sign-in and the overview, for people in a browser
     )
     for router in routers:
         app.include_router(router)

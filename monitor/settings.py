@@ -117,6 +117,12 @@ class Settings(BaseSettings):
     report_link_ttl_seconds: int = Field(
         default=7 * 24 * 3600, gt=0, description="a signed report link opens for this long"
     )
+    session_hours: float = Field(default=12, gt=0, description="a browser sign-in lasts this long")
+    session_secret: str | None = Field(
+        default=None,
+        description="signs browser sessions; unset, a random one per process (a restart signs "
+        "everyone out, and replicas behind one address need the same secret)",
+    )
     alert_delivery_seconds: float = Field(default=5.0, gt=0, description="outbox poll interval")
     alert_retry_seconds: float = Field(default=10.0, gt=0, description="first retry delay")
     alert_max_attempts: int = Field(default=8, ge=1, description="then a delivery has failed")

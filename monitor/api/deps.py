@@ -10,6 +10,7 @@ route's work starts.
 from __future__ import annotations
 
 import functools
+import secrets
 import tempfile
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -22,9 +23,11 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from monitor.alerting.lifecycle import Alerting
+from monitor.api import browser_session
 from monitor.api.errors import invalid
 from monitor.db import keys
 from monitor.db.models import RegisteredModel, get_model
+from monitor.db.tables import ApiKey
 from monitor.observability.registry import Exposition
 from monitor.runs.pipeline import ReferenceCache
 from monitor.scheduling.scheduler import Worker
@@ -44,6 +47,12 @@ class ServiceState:
     worker: Worker | None = None  # the scheduler of this process, while serving
     # /metrics renders on a thread of its own, never queued behind request work
     metrics_limiter: anyio.CapacityLimiter = field(default_factory=lambda: anyio.CapacityLimiter(1))
+    # signs browser sessions when the session_secret setting is unset (see browser_session)
+    random_session_secret: str = field(default_factory=lambda: secrets.token_urlsafe(32))
+
+    @property
+    def session_secret(self) -> str:
+        return self.settings.session_secret or self.random_session_secret
 
 
 T = TypeVar("T")
@@ -94,13 +103,19 @@ def _bearer(request: Request) -> str:
 def authorize(session: Session, request: Request, needed: str) -> None:
     """401 for a missing, unknown, revoked or expired key, 403 for a key without the ``needed``
     scope."""
-    _check_key(session, _bearer(request), needed)
+    check_key(session, _bearer(request), needed)
 
 
-def _check_key(session: Session, key: str, needed: str) -> None:
+def check_key(session: Session, key: str, needed: str) -> ApiKey:
+    """The key's row, if it is valid and grants ``needed``; else the 401 or 403 saying why."""
     row = keys.lookup(session, key)
     if row is None:
         raise HTTPException(401, "invalid or revoked API key", {"WWW-Authenticate": "Bearer"})
+    _check_row(session, row, needed)
+    return row
+
+
+def _check_row(session: Session, row: ApiKey, needed: str) -> None:
     if keys.has_expired(row):
         raise HTTPException(
             401,
@@ -115,7 +130,21 @@ def _check_key(session: Session, key: str, needed: str) -> None:
 
 def _check_key_alone(state: ServiceState, key: str, needed: str) -> None:
     with state.sessions() as session:  # its own connection, returned before the route runs
-        _check_key(session, key, needed)
+        check_key(session, key, needed)
+
+
+def _check_cookie_alone(state: ServiceState, cookie: str, needed: str) -> None:
+    """A browser session stands in for its key: the key must still be valid (not revoked,
+    not expired) and grant ``needed``, at every request."""
+    hours = state.settings.session_hours
+    found = browser_session.read(cookie, state.session_secret, max_age=hours * 3600)
+    with state.sessions() as session:
+        row = session.get(ApiKey, found[0]) if found is not None else None
+        if found is None or row is None or not browser_session.matches(row, found[1]):
+            raise HTTPException(401, "your session has ended: sign in again at /login")
+        if row.revoked_at is not None:
+            raise HTTPException(401, "your session has ended (its key was revoked): sign in again")
+        _check_row(session, row, needed)
 
 
 def require(needed: str) -> Callable[[Request, ServiceState], Awaitable[None]]:
@@ -125,7 +154,21 @@ def require(needed: str) -> Callable[[Request, ServiceState], Awaitable[None]]:
 
     async def check(request: Request, state: StateDep) -> None:
         scope = needed.format(**request.path_params)
-        await in_thread(_check_key_alone, state, _bearer(request), scope)
+        # a browser's session cookie counts only for reading, with GET (browser_session)
+        cookie = browser_session.session_cookie(request, scope)
+        try:
+            if cookie is not None:
+                await in_thread(_check_cookie_alone, state, cookie, scope)
+            else:
+                await in_thread(_check_key_alone, state, _bearer(request), scope)
+        except HTTPException as refused:
+            if (
+                refused.status_code == 401
+                and scope == "read"
+                and browser_session.wants_page(request)
+            ):
+                raise browser_session.to_login(request) from None
+            raise
         _refuse_repeated_parameters(request)
 
     return check

@@ -75,9 +75,13 @@ async def get_report(
         try:  # a key still opens it, whatever the link (checked off the event loop)
             await require("read")(request, state)
         except HTTPException as refused:
-            if refused.status_code != 401 or problem is None:
+            # (a browser not signed in is sent to /login, 303, unless it came with a link)
+            if refused.status_code not in (401, 303) or problem is None:
                 raise
             # the reader came from a link: tell them what is wrong with it, not about keys
-            raise HTTPException(401, problem, refused.headers) from None
+            headers = (
+                refused.headers if refused.status_code == 401 else {"WWW-Authenticate": "Bearer"}
+            )
+            raise HTTPException(401, problem, headers) from None
     page = await in_thread(report_page, state, name, run_id)
     return HTMLResponse(page, headers={"Content-Security-Policy": CSP})
