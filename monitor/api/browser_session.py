@@ -56,7 +56,7 @@ def sign(secret: str, key_id: int, key_hash: str) -> str:
     return _serializer(secret).dumps([key_id, key_hash[:_DIGEST]])
 
 
-def read(value: str, secret: str, *, max_age: float) -> tuple[int, str] | None:
+def read(value: str, secret: str, *, max_age: int) -> tuple[int, str] | None:
     """The key id and hash digest of a valid cookie; None if altered, foreign or too old."""
     try:
         key_id, digest = _serializer(secret).loads(value, max_age=max_age)

@@ -137,7 +137,7 @@ def _check_cookie_alone(state: ServiceState, cookie: str, needed: str) -> None:
     """A browser session stands in for its key: the key must still be valid (not revoked,
     not expired) and grant ``needed``, at every request."""
     hours = state.settings.session_hours
-    found = browser_session.read(cookie, state.session_secret, max_age=hours * 3600)
+    found = browser_session.read(cookie, state.session_secret, max_age=round(hours * 3600))
     with state.sessions() as session:
         row = session.get(ApiKey, found[0]) if found is not None else None
         if found is None or row is None or not browser_session.matches(row, found[1]):

@@ -158,7 +158,7 @@ async def login(request: Request, state: StateDep) -> Response:
     """Check the key from the form's body; on success, set the session cookie and go on."""
     _same_origin(request)
     form = parse_qs((await read_body(request, LOGIN_BODY_LIMIT)).decode("utf-8", "replace"))
-    target = browser_session.safe_next((form.get("next") or [None])[0])
+    target = browser_session.safe_next((form.get("next") or [""])[0])
     key = (form.get("key") or [""])[0].strip()
     try:
         secure = browser_session.cookie_secure(request)
@@ -178,7 +178,7 @@ async def login(request: Request, state: StateDep) -> Response:
     answer.set_cookie(
         browser_session.COOKIE,
         value,
-        max_age=int(state.settings.session_hours * 3600),
+        max_age=round(state.settings.session_hours * 3600),
         path="/",
         secure=secure,
         httponly=True,
