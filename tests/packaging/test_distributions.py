@@ -80,6 +80,7 @@ def test_server_wheel_holds_the_service_and_its_data(wheels: tuple[Path, Path]) 
     assert "monitor/db/migrations/env.py" in names
     assert "monitor/db/migrations/script.py.mako" in names
     assert "alerts/templates/email.html.j2" in names
+    assert "monitor/api/templates/overview.html.j2" in names  # the browser's pages
     assert meta["Name"] == ["tidewatch-server"]
     assert f"tidewatch-client[schema]=={monitor.__version__}" in meta["Requires-Dist"]
     with zipfile.ZipFile(wheels[1]) as z:
