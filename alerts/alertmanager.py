@@ -43,7 +43,12 @@ def alert(notification: Notification) -> dict[str, Any]:
         "rule": n.rule,
         "tidewatch_alert_id": str(n.alert_id),
     }
-    annotations = {"summary": n.summary, "dashboard": n.dashboard_url, "report": n.report_url}
+    annotations = {
+        "summary": n.summary,
+        "dashboard": n.dashboard_url,
+        "report": n.report_url,
+        "changes": "; ".join(n.changes),  # what got worse since the last notice
+    }
     body: dict[str, Any] = {
         # an empty label value means "no such label" to Alertmanager: leave it out
         "labels": {k: v for k, v in labels.items() if v},

@@ -84,11 +84,13 @@ def performance(notification: Notification) -> str:
 
 
 def subject(notification: Notification) -> str:
-    """``[Tidewatch] FIRING warning: drift on plankton v1`` / ``[Tidewatch] RESOLVED: ...``."""
+    """``[Tidewatch] FIRING warning: drift on plankton v1`` / ``[Tidewatch] RESOLVED: ...``;
+    ``FIRING critical, worse: ...`` for a notice that says what got worse (an escalation)."""
     what = f"{notification.kind.replace('_', ' ')} on {notification.model} v{notification.version}"
     if notification.state == "resolved":
         return f"[Tidewatch] RESOLVED: {what}"
-    return f"[Tidewatch] FIRING {notification.severity}: {what}"
+    worse = ", worse" if notification.changes else ""
+    return f"[Tidewatch] FIRING {notification.severity}{worse}: {what}"
 
 
 def render_email(notification: Notification, sender: str, max_plots: int = 3) -> EmailMessage:

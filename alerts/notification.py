@@ -56,7 +56,7 @@ class Notification:
     summary: str  # one line: what happened
     started_at: datetime  # when the alert began firing
     resolved_at: datetime | None = None
-    run_id: int | None = None  # the detection run that fired it (for the report link)
+    run_id: int | None = None  # the latest run of the alert (for the report link)
     drifted: list[FeatureDrift] = field(default_factory=list)  # most drifted first
     metric: str | None = None  # performance alerts: the metric and its trend
     threshold: float | None = None
@@ -65,6 +65,10 @@ class Notification:
     dashboard_url: str | None = None
     report_url: str | None = None
     recipients: list[str] = field(default_factory=list)  # e-mail addresses for this model
+    drifted_share: float | None = None  # drift alerts: drifted share of the tested features
+    # what got worse since the alert's last notice ("2 more features drifted (a, b)"); a
+    # firing notice with changes is an escalation
+    changes: list[str] = field(default_factory=list)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), default=_default, sort_keys=True)

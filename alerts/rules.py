@@ -14,6 +14,10 @@ Kinds:
 - ``quality``: at least ``min_problems`` data-quality checks failed in the last run
   (``checks`` restricts which).
 - ``no_telemetry``: no record arrived for ``after_seconds`` (a dead module).
+
+A firing alert notifies again every ``renotify_seconds``, and at once when it gets materially
+worse (``escalate_factor``; see :mod:`monitor.alerting.escalation`). A drift rule with
+``critical_share`` turns critical once that share of the tested features drifted.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ class AlertRule(BaseModel):
     # drift
     consecutive: int = Field(default=1, ge=1, le=1000)
     features: list[str] | None = None
+    critical_share: float | None = Field(default=None, gt=0.0, le=1.0)  # then: critical
     # performance
     metric: str | None = None
     estimated: bool = False
@@ -56,6 +61,10 @@ class AlertRule(BaseModel):
     # delivery
     renotify_seconds: float | None = Field(default=4 * 3600, gt=0)  # None: notify once
     channels: list[Channel] | None = None  # default: every configured channel
+    # notify at once when the drifted share, a feature's statistic or a metric's distance
+    # beyond its threshold grows by this factor (new features and a higher severity always
+    # count); None: only renotify_seconds
+    escalate_factor: float | None = Field(default=1.5, gt=1.0)
 
     @model_validator(mode="after")
     def _complete(self) -> Self:
@@ -69,7 +78,7 @@ class AlertRule(BaseModel):
         elif self.kind == "no_telemetry" and self.after_seconds is None:
             raise ValueError(f"rule {self.name!r}: a no_telemetry rule needs 'after_seconds'")
         fields = {
-            "drift": {"consecutive", "features"},
+            "drift": {"consecutive", "features", "critical_share"},
             "performance": {"metric", "estimated", "below", "drop", "baseline"},
             "quality": {"checks", "min_problems"},
             "no_telemetry": {"after_seconds"},

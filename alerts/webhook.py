@@ -25,8 +25,13 @@ added, never renamed)::
       "metric": null,                         # performance alerts: e.g. "accuracy"
       "threshold": null,
       "details": {},                          # kind-specific facts
-      "links": {"dashboard": "https://grafana/...", "report": "https://tidewatch/..."}
+      "links": {"dashboard": "https://grafana/...", "report": "https://tidewatch/..."},
+      "drifted_share": 0.4,                   # drift alerts: share of tested features, or null
+      "changes": []                           # what got worse since the last notice
     }
+
+A firing notice with ``changes`` is an escalation (the alert got materially worse), about a
+newer run: to act on escalations too, deduplicate on ``(alert_id, state, run_id, changes)``.
 
 Non-finite numbers (NaN, infinity) are sent as ``null`` so every JSON parser accepts the body.
 A receiver should answer 2xx quickly (start the job asynchronously). 5xx, 408 and 429 are
@@ -136,6 +141,8 @@ def payload(notification: Notification) -> dict[str, Any]:
         "threshold": _finite(n.threshold),
         "details": n.details,
         "links": {"dashboard": n.dashboard_url, "report": n.report_url},
+        "drifted_share": _finite(n.drifted_share),
+        "changes": n.changes,
     }
 
 

@@ -6,7 +6,9 @@ processes check at once). A notification is never sent from here: it is written 
 :mod:`monitor.alerting.delivery` sends it later. So a slow or broken channel never holds up
 detection, and a crash between the change and the send loses nothing (at least once).
 
-Acknowledging an alert stops its re-notifications until it resolves; silencing it stops every
+A firing alert that gets materially worse notifies at once (:mod:`.escalation`), each notice
+saying what got worse since the last one. Acknowledging an alert stops its re-notifications
+until it resolves, and its escalations too unless its severity rises; silencing it stops every
 notification of it until the silence ends. Everything that happens to an alert is kept in
 ``alert_events``.
 """
@@ -14,22 +16,18 @@ notification of it until the silence ends. Everything that happens to an alert i
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
-import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from alerts.notification import FeatureDrift, Histogram, Notification, TrendPoint
 from alerts.rules import AlertRule, RunFacts, Verdict, check, check_telemetry
-from monitor.alerting.report_links import report_url
-from monitor.data.arrays import table_columns
-from monitor.data.layout import from_bytes
+from monitor.alerting import escalation
+from monitor.alerting.notices import notification
 from monitor.db.models import RegisteredModel, list_models
-from monitor.db.references import get_reference
 from monitor.db.tables import (
     Alert,
     AlertEvent,
@@ -42,13 +40,10 @@ from monitor.db.tables import (
     TelemetryBatch,
 )
 from monitor.observability.logs import fields
-from monitor.runs.windows import load_span, window_span
 from monitor.settings import Settings
-from monitor.vocabulary import NO_VERDICT, ResultKey
+from monitor.vocabulary import NO_VERDICT
 
 log = logging.getLogger("tidewatch.alerting")
-MAX_PLOTTED = 3
-TREND_RUNS = 30
 
 
 def configured_channels(settings: Settings) -> list[str]:
@@ -267,13 +262,15 @@ class Alerting:
             # a scheduled run and a manual one checking at once resolve (or remind) once
             .with_for_update()
         )
+        now_standing = escalation.standing(session, rule, verdict) if verdict.firing else None
         if verdict.firing and alert is None:
+            assert now_standing is not None
             alert = Alert(
                 model_id=registered.model.id,
                 version=registered.spec.version,
                 rule=rule.name,
                 kind=rule.kind,
-                severity=rule.severity,
+                severity=now_standing.severity,
                 state="firing",
                 summary=verdict.summary,
                 started_at=now,
@@ -288,16 +285,38 @@ class Alerting:
             _event(session, alert, "fired", verdict.summary)
             self._notify(session, registered, rule, alert, verdict, now)
         elif verdict.firing and alert is not None:
+            assert now_standing is not None
+            # the latest run, so every notice (and its report link) shows the latest window
             alert.summary, alert.run_id = verdict.summary, verdict.run_id or alert.run_id
+            notices = escalation.notices(session, alert.id)
+            # without a factor only the growths never count; the rest is still said when due
+            factor = rule.escalate_factor or math.inf
+            changes = escalation.worse(notices, now_standing, factor)
+            rose = escalation.severity_rose(notices, now_standing)
+            if rose:
+                alert.severity = now_standing.severity
+            silenced = alert.silenced_until is not None and alert.silenced_until > now
+            # Acknowledged: somebody is on it, so more of the same problem (features, share,
+            # statistics) waits; a higher severity is a different call (maybe another on-call
+            # route) and still notifies. Silenced: nothing is tried, so a silence is not
+            # spammed with "suppressed"; the first check after it compares with the last notice
+            # that went out.
+            escalate = (
+                bool(changes)
+                and rule.escalate_factor is not None
+                and not silenced
+                and (rose or alert.acknowledged_at is None)
+            )
             due = (
                 rule.renotify_seconds is not None
                 and alert.acknowledged_at is None
                 and alert.last_notified_at is not None
                 and now - alert.last_notified_at >= timedelta(seconds=rule.renotify_seconds)
             )
-            if due:
-                _event(session, alert, "renotified", verdict.summary)
-                self._notify(session, registered, rule, alert, verdict, now)
+            if escalate or due:
+                what = "; ".join(changes) or verdict.summary
+                _event(session, alert, "escalated" if escalate else "renotified", what)
+                self._notify(session, registered, rule, alert, verdict, now, changes)
         elif not verdict.firing and alert is not None:
             alert.state, alert.resolved_at = "resolved", now
             alert.summary, alert.run_id = verdict.summary, verdict.run_id or alert.run_id
@@ -313,6 +332,7 @@ class Alerting:
         alert: Alert,
         verdict: Verdict,
         now: datetime,
+        changes: list[str] | None = None,
     ) -> None:
         # counted as notified even when nothing goes out, so a silenced or undeliverable
         # alert is reminded about once per interval, not at every check
@@ -330,7 +350,9 @@ class Alerting:
         if not channels:
             _event(session, alert, "undelivered", "no channel configured")
             return
-        note = self.notification(session, registered, rule, alert, verdict)
+        note = notification(
+            session, self.settings, registered, rule, alert, verdict, now=now, changes=changes
+        )
         for channel in channels:
             session.add(
                 OutboxMessage(
@@ -343,142 +365,3 @@ class Alerting:
                     created_at=now,
                 )
             )
-
-    # -- what a notification says ------------------------------------------------------------
-    def notification(
-        self,
-        session: Session,
-        registered: RegisteredModel,
-        rule: AlertRule,
-        alert: Alert,
-        verdict: Verdict,
-    ) -> Notification:
-        spec, s = registered.spec, self.settings
-        run = session.get(DetectionRun, alert.run_id) if alert.run_id else None
-        drifted = self._drifted(session, registered, run) if run is not None else []
-        trend: list[TrendPoint] = []
-        if rule.kind == "performance" and rule.metric is not None and run is not None:
-            trend = self._trend(session, registered, run.monitor, rule)
-        dashboard = (
-            f"{s.grafana_url.rstrip('/')}/d/tidewatch-model?var-model={spec.name}"
-            f"&var-version={spec.version}"
-            if s.grafana_url
-            else None
-        )
-        report = (
-            report_url(
-                s.public_url,
-                spec.name,
-                run.id,
-                s.report_link_secret,
-                s.report_link_ttl_seconds,
-                now=self.clock().timestamp(),  # the link's life starts with the mail
-            )
-            if s.public_url and run is not None
-            else None
-        )
-        return Notification(
-            alert_id=alert.id,
-            rule=rule.name,
-            kind=rule.kind,
-            model=spec.name,
-            version=spec.version,
-            severity=rule.severity,
-            state="resolved" if alert.state == "resolved" else "firing",
-            summary=verdict.summary,
-            started_at=alert.started_at,
-            resolved_at=alert.resolved_at,
-            run_id=run.id if run is not None else None,
-            drifted=drifted,
-            metric=rule.metric,
-            threshold=verdict.threshold,
-            trend=trend,
-            details={"value": verdict.value} if verdict.value is not None else {},
-            dashboard_url=dashboard,
-            report_url=report,
-            recipients=list(spec.alert_recipients),
-        )
-
-    def _drifted(
-        self, session: Session, registered: RegisteredModel, run: DetectionRun
-    ) -> list[FeatureDrift]:
-        rows = list(
-            session.scalars(
-                select(DetectionResult).where(
-                    DetectionResult.run_id == run.id, DetectionResult.drift.is_(True)
-                )
-            )
-        )
-        # most drifted first: smallest adjusted p-value, then largest statistic
-        rows.sort(
-            key=lambda r: (r.p_adjusted if r.p_adjusted is not None else 1.0, -(r.statistic or 0.0))
-        )
-        histograms = self._histograms(
-            session, registered, run, [r.feature for r in rows[:MAX_PLOTTED]]
-        )
-        return [
-            FeatureDrift(
-                r.feature,
-                r.method,
-                r.statistic,
-                r.p_adjusted,
-                *histograms.get(r.feature, (None, None)),
-            )
-            for r in rows
-        ]
-
-    def _histograms(
-        self, session: Session, registered: RegisteredModel, run: DetectionRun, features: list[str]
-    ) -> dict[str, tuple[Histogram, Histogram]]:
-        """Reference against current counts of numeric features, on shared edges."""
-        reference = get_reference(session, registered)
-        if reference is None or run.window_start is None or run.window_end is None or not features:
-            return {}
-        current = load_span(session, registered, *window_span(run))
-        if current is None:
-            return {}
-        ref_cols = table_columns(from_bytes(reference.data), registered.spec).numeric
-        cur_cols = table_columns(current, registered.spec).numeric
-        out: dict[str, tuple[Histogram, Histogram]] = {}
-        for name in features:
-            if name not in ref_cols or name not in cur_cols:
-                continue
-            ref, cur = _finite(ref_cols[name]), _finite(cur_cols[name])
-            if not len(ref) or not len(cur):
-                continue
-            edges = np.histogram_bin_edges(np.concatenate([ref, cur]), bins=30)
-            out[name] = (
-                Histogram(edges.tolist(), np.histogram(ref, edges)[0].astype(float).tolist()),
-                Histogram(edges.tolist(), np.histogram(cur, edges)[0].astype(float).tolist()),
-            )
-        return out
-
-    def _trend(
-        self, session: Session, registered: RegisteredModel, monitor: str, rule: AlertRule
-    ) -> list[TrendPoint]:
-        metric = str(rule.metric)
-        key = str(ResultKey.estimated(metric) if rule.estimated else ResultKey.realized(metric))
-        rows = session.execute(
-            select(DetectionRun.window_end, DetectionRun.finished_at, PerformanceResult.value)
-            .join(PerformanceResult, PerformanceResult.run_id == DetectionRun.id)
-            .where(
-                DetectionRun.model_version_id == registered.version.id,
-                DetectionRun.monitor == monitor,
-                DetectionRun.trigger != "backfill",
-                PerformanceResult.metric == key,
-                PerformanceResult.value.is_not(None),
-            )
-            .order_by(DetectionRun.window_end.desc(), DetectionRun.id.desc())
-            .limit(TREND_RUNS)
-        ).all()
-        points = []
-        for window_end, finished_at, value in reversed(rows):
-            moment = window_end or finished_at
-            if moment is not None and value is not None:
-                points.append(TrendPoint(moment, float(value)))
-        return points
-
-
-def _finite(values: Any) -> np.ndarray:
-    array = np.asarray(values, dtype=np.float64)
-    return array[np.isfinite(array)]

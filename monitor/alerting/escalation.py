@@ -1,0 +1,136 @@
+"""Escalation: a firing alert that gets materially worse notifies again at once.
+
+Without it an alert that fired on a borderline window stays quiet (until ``renotify_seconds``)
+while the real drift arrives a minute later. After every run that keeps an alert firing, the
+latest run's :class:`Standing` is compared with the notices the alert already sent, read back
+from the outbox (``alert_outbox.payload``), so no column keeps a second copy. Worse means:
+
+- its severity rose (the rule's ``severity`` was raised, or a drift rule's ``critical_share``
+  of the tested features drifted);
+- a feature drifted that no notice named yet;
+- the drifted share of the tested features grew by the rule's ``escalate_factor`` (1.5) over
+  the largest share noticed so far;
+- a feature's drift strength grew by that factor over the largest noticed for it (the test
+  statistic: comparable within one feature and detector);
+- a performance metric's distance beyond its threshold grew by that factor.
+
+Compared with the peak of all earlier notices, not only the last one, so a window that swings
+in and out (a feature drifting, not drifting, drifting again) does not mail at every swing.
+Each notice lists what got worse since the last one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from alerts.notification import Notification
+from alerts.rules import AlertRule, Verdict
+from monitor.db.tables import DetectionResult, DetectionRun, OutboxMessage
+
+RANK = {"warning": 0, "critical": 1}
+LISTED = 5  # new features named in a notice; the rest are "..."
+
+
+@dataclass(frozen=True)
+class Standing:
+    """How bad an alert is: what one notice said, or what the latest run says."""
+
+    severity: str
+    drifted: dict[str, float | None]  # feature: its drift strength (the test statistic)
+    share: float | None = None  # drifted share of the tested features
+    value: float | None = None  # performance rules: the metric and its threshold
+    threshold: float | None = None
+
+    @classmethod
+    def of(cls, note: Notification) -> Standing:
+        value = note.details.get("value")
+        return cls(
+            note.severity,
+            {d.feature: d.statistic for d in note.drifted},
+            note.drifted_share,
+            float(value) if isinstance(value, int | float) else None,
+            note.threshold,
+        )
+
+
+def drifted(session: Session, run_id: int) -> dict[str, float | None]:
+    """The drifted features of a run with their statistics, most drifted first (as notices
+    list them)."""
+    rows = sorted(
+        session.execute(
+            select(
+                DetectionResult.feature, DetectionResult.statistic, DetectionResult.p_adjusted
+            ).where(DetectionResult.run_id == run_id, DetectionResult.drift.is_(True))
+        ),
+        key=lambda r: (r.p_adjusted if r.p_adjusted is not None else 1.0, -(r.statistic or 0.0)),
+    )
+    return {r.feature: r.statistic for r in rows}
+
+
+def standing(session: Session, rule: AlertRule, verdict: Verdict) -> Standing:
+    """The latest run's standing, with the severity it earns under ``rule``."""
+    features: dict[str, float | None] = {}
+    share = None
+    run = session.get(DetectionRun, verdict.run_id) if verdict.run_id is not None else None
+    if run is not None and rule.kind == "drift":
+        features, share = drifted(session, run.id), run.drifted_share
+    severity = rule.severity
+    if rule.critical_share is not None and share is not None and share >= rule.critical_share:
+        severity = "critical"
+    return Standing(severity, features, share, verdict.value, verdict.threshold)
+
+
+def notices(session: Session, alert_id: int) -> list[Standing]:
+    """What the alert's notices said, oldest first (one per channel: repeats change nothing)."""
+    payloads = session.scalars(
+        select(OutboxMessage.payload)
+        .where(OutboxMessage.alert_id == alert_id)
+        .order_by(OutboxMessage.id)
+    )
+    return [Standing.of(Notification.from_json(p)) for p in payloads]
+
+
+def worse(before: list[Standing], now: Standing, factor: float) -> list[str]:
+    """What is materially worse in ``now`` than in the notices ``before`` (oldest first), in
+    words for the next notice; empty when nothing is (or nothing was noticed yet)."""
+    if not before:
+        return []
+    last = before[-1]
+    changes = []
+    if RANK[now.severity] > max(RANK[b.severity] for b in before):
+        changes.append(f"severity {last.severity} -> {now.severity}")
+    seen = {feature for b in before for feature in b.drifted}
+    new = [feature for feature in now.drifted if feature not in seen]
+    if new:
+        names = ", ".join(new[:LISTED]) + (", ..." if len(new) > LISTED else "")
+        changes.append(f"{len(new)} more feature{'s' if len(new) > 1 else ''} drifted ({names})")
+    shares = [b.share for b in before if b.share is not None]
+    if now.share is not None and shares and _grown(max(shares), now.share, factor):
+        was = last.share if last.share is not None else max(shares)
+        changes.append(f"drifted share {was:.0%} -> {now.share:.0%}")
+    for feature, strength in now.drifted.items():
+        noticed = [s for b in before if (s := b.drifted.get(feature)) is not None]
+        if strength is not None and noticed and _grown(max(noticed), strength, factor):
+            was = last.drifted.get(feature) or max(noticed)
+            changes.append(f"{feature} statistic {was:.3g} -> {strength:.3g}")
+    if now.value is not None and now.threshold is not None:
+        gaps = [
+            abs(b.value - now.threshold)
+            for b in before
+            if b.value is not None and b.threshold == now.threshold
+        ]
+        if gaps and _grown(max(gaps), abs(now.value - now.threshold), factor):
+            was = last.value if last.value is not None else now.value
+            changes.append(f"value {was:.3g} -> {now.value:.3g} (threshold {now.threshold:.3g})")
+    return changes
+
+
+def severity_rose(before: list[Standing], now: Standing) -> bool:
+    return bool(before) and RANK[now.severity] > max(RANK[b.severity] for b in before)
+
+
+def _grown(peak: float, now: float, factor: float) -> bool:
+    return now > peak and now >= factor * peak
