@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from monitor.api.deps import MAX_ID
+from monitor.api.effect_schemas import Effect, effect_of
 from monitor.data.checks import check_timestamp
 from monitor.data.errors import SchemaError
 from monitor.db.tables import DetectionResult, DetectionRun, PerformanceResult, QualityResult
@@ -59,6 +60,9 @@ class ResultOut(BaseModel):
     drift: bool
     n_reference: int
     n_current: int
+    effect: Effect | None = Field(
+        default=None, description="how much the feature moved, in its own units (None for '*')"
+    )
 
     @classmethod
     def of(cls, row: DetectionResult) -> ResultOut:
@@ -71,6 +75,7 @@ class ResultOut(BaseModel):
             drift=row.drift,
             n_reference=row.n_reference,
             n_current=row.n_current,
+            effect=effect_of(row.effect),
         )
 
 

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from detectors import DriftResult, adjust
 from detectors import registry as detector_registry
+from detectors.effects import EffectReference
 from detectors.quality import DataQuality
 from detectors.streaming import StreamingDriftDetector
 from monitor.data.arrays import Columns, table_columns
@@ -53,6 +54,7 @@ class FittedReference:
     n_rows: int
     detectors: dict[str, Any]  # kind -> fitted detector
     names: dict[str, list[str]]  # kind -> column names in detector order
+    effects: EffectReference  # the reference side of each tested column's effect size
     quality: DataQuality | None = None
 
 
@@ -95,7 +97,20 @@ def fit_reference(
         names[kind] = list(groups[kind])
         detectors[kind] = detector.fit(_stack(kind, groups[kind]), names[kind])
     quality = fit_quality(columns, registered.spec, device) if monitor.quality else None
-    return FittedReference(n_rows=table.num_rows, detectors=detectors, names=names, quality=quality)
+    cols = _tested(groups, names)
+    effects = EffectReference.fit(
+        numeric=cols["numeric"], categorical=cols["categorical"], vector=cols["vector"]
+    )
+    return FittedReference(
+        n_rows=table.num_rows, detectors=detectors, names=names, quality=quality, effects=effects
+    )
+
+
+def _tested(
+    groups: dict[str, dict[str, np.ndarray]], names: dict[str, list[str]]
+) -> dict[str, dict[str, np.ndarray]]:
+    """The columns a detector tests, by kind: those that get an effect size."""
+    return {kind: {n: groups[kind][n] for n in names.get(kind, ())} for kind in _KINDS}
 
 
 class ReferenceCache:
@@ -268,6 +283,11 @@ def _drift_step(
         for kind in _KINDS
         if kind in fitted.detectors
     ]
+    # effect sizes in the features' own units, stored with each result ("*" gets none)
+    cols = _tested(groups, fitted.names)
+    effects = fitted.effects.compare(
+        numeric=cols["numeric"], categorical=cols["categorical"], vector=cols["vector"]
+    )
     p_value = np.concatenate([r.p_value for r in results]) if results else np.zeros(0)
     p_adjusted = adjust(p_value, monitor.correction)
     # distances without a p-value keep their own verdict (statistic above its threshold)
@@ -289,6 +309,7 @@ def _drift_step(
                     drift=bool(drift[k]),
                     n_reference=int(res.n_reference[j]),
                     n_current=int(res.n_current[j]),
+                    effect=effects.get(feature),
                 )
             )
         offset += len(res.features)

@@ -1,0 +1,119 @@
+"""Effect sizes are stored with each drift result and come back through the API, equal to values
+computed by hand from a small fixed data set (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from monitor.db.tables import DetectionResult
+from tests.conftest import make_key
+
+COPEPOD = {"label": "copepod", "probabilities": [0.8, 0.2]}
+DIATOM = {"label": "diatom", "probabilities": [0.3, 0.7]}
+
+
+def records(prefix: str, n: int, row: Any) -> list[dict[str, Any]]:
+    return [
+        {"id": f"{prefix}{i}", "timestamp": f"2026-01-01T00:{i // 60:02d}:{i % 60:02d}Z", **row(i)}
+        for i in range(n)
+    ]
+
+
+def reference_row(i: int) -> dict[str, Any]:
+    # brightness 0.5 / 0.6 alternating; site a (45) and b (15); emb along x (+-2) and y (+-1);
+    # predictions: 45 copepod (confidence 0.8), 15 diatom (0.7)
+    emb = [[-2.0, 0, 0], [2.0, 0, 0], [0, -1.0, 0], [0, 1.0, 0]][i % 4]
+    return {
+        "features": {"brightness": 0.5 + 0.1 * (i % 2), "site": "a" if i < 45 else "b", "emb": emb},
+        "prediction": COPEPOD if i < 45 else DIATOM,
+    }
+
+
+def current_row(i: int) -> dict[str, Any]:
+    # brightness 0.3 / 0.4; site a (30) and the new flowcam-3 (30); emb moved to (2, 0.5, 0);
+    # predictions: 15 copepod, 45 diatom
+    return {
+        "features": {
+            "brightness": 0.3 + 0.1 * (i % 2),
+            "site": "a" if i < 30 else "flowcam-3",
+            "emb": [2.0, 0.5, 0.0],
+        },
+        "prediction": COPEPOD if i < 15 else DIATOM,
+    }
+
+
+def check_effects(effects: dict[str, Any]) -> None:
+    brightness = effects["brightness"]
+    ref_sd = 0.05 * math.sqrt(60 / 59)  # 60 values 0.05 from their mean, ddof=1
+    assert brightness["reference"]["mean"] == pytest.approx(0.55)
+    assert brightness["reference"]["sd"] == pytest.approx(ref_sd)
+    assert brightness["current"]["mean"] == pytest.approx(0.35)
+    assert brightness["current"]["p5"] == pytest.approx(0.3)
+    assert brightness["current"]["p95"] == pytest.approx(0.4)
+    assert brightness["mean_shift_sd"] == pytest.approx(-0.2 / ref_sd)
+
+    site = effects["site"]
+    assert site["shares"] == [
+        {"category": "flowcam-3", "reference": 0.0, "current": 0.5},
+        {"category": "a", "reference": 0.75, "current": 0.5},
+        {"category": "b", "reference": 0.25, "current": 0.0},
+    ]
+    assert (site["new"], site["vanished"]) == (["flowcam-3"], ["b"])
+    assert site["total_variation"] == pytest.approx(0.5)
+
+    emb = effects["emb"]  # reference variance 120/59 along x, 30/59 along y, none along z
+    assert emb["mean_shift"] == pytest.approx(math.sqrt(4.25))
+    assert emb["explained_share"] == pytest.approx(1.0)
+    assert [(c["component"], c["variance_share"]) for c in emb["components"]] == [
+        (1, pytest.approx(0.8)),
+        (2, pytest.approx(0.2)),
+    ]
+    assert emb["components"][0]["shift_sd"] == pytest.approx(2 / math.sqrt(120 / 59))
+    assert emb["components"][1]["shift_sd"] == pytest.approx(0.5 / math.sqrt(30 / 59))
+
+    label = effects["prediction.label"]  # the class mix
+    assert label["shares"] == [
+        {"category": "copepod", "reference": 0.75, "current": 0.25},
+        {"category": "diatom", "reference": 0.25, "current": 0.75},
+    ]
+    confidence = effects["prediction.confidence"]  # max probability: 0.8 or 0.7
+    conf_sd = math.sqrt((15 * 0.075**2 + 45 * 0.025**2) / 59)
+    assert confidence["reference"]["mean"] == pytest.approx(0.775)
+    assert confidence["current"]["mean"] == pytest.approx(0.725)
+    assert confidence["mean_shift_sd"] == pytest.approx(-0.05 / conf_sd)
+
+
+def test_effects_are_stored_and_served(
+    client: TestClient, admin: dict[str, str], model: dict[str, Any]
+) -> None:
+    base = "/api/v1/models/plankton"
+    reply = client.post(
+        f"{base}/reference", json={"records": records("r", 60, reference_row)}, headers=admin
+    )
+    assert reply.status_code == 200, reply.text
+    reply = client.post(
+        f"{base}/telemetry", json={"records": records("c", 60, current_row)}, headers=admin
+    )
+    assert reply.status_code == 200, reply.text
+    run = client.post(f"{base}/detect", headers=admin).json()[0]
+    check_effects({r["feature"]: r["effect"] for r in run["results"]})
+
+    # read back from storage in a new session, and through the results page
+    with client.app.state.tidewatch.sessions() as session:  # type: ignore[attr-defined]
+        stored = dict(
+            session.execute(
+                select(DetectionResult.feature, DetectionResult.effect).where(
+                    DetectionResult.run_id == run["id"]
+                )
+            ).all()
+        )
+    check_effects(stored)
+    page = client.get(f"{base}/results", headers=make_key(client, "read")).json()
+    served = {r["feature"]: r["effect"] for r in page["runs"][0]["results"]}
+    check_effects(served)
+    assert served == stored
