@@ -210,3 +210,58 @@ def test_escalation_fields_belong_to_their_rules() -> None:
         AlertRule(name="p", kind="performance", metric="accuracy", below=0.8, critical_share=0.5)
     with pytest.raises(ValueError, match="escalate_factor"):
         AlertRule(name="d", kind="drift", escalate_factor=1.0)
+
+
+def test_a_silenced_alert_escalates_after_its_silence_and_not_during_it(
+    db_url: str, smtp: tuple[int, Inbox]
+) -> None:
+    port, inbox = smtp
+    db = _db(db_url, _spec({"name": "drift-now", "kind": "drift"}))
+    strong = set(FEATURES[:5])
+    for minute, shifted in enumerate([{"f0"}, strong, strong]):
+        db.post(_records(T0 + timedelta(minutes=minute), shifted, f"m{minute}-", minute))
+    settings = Settings(database_url=db_url, smtp_host="127.0.0.1", smtp_port=port)
+    alerting, cache = Alerting(settings, db.sessions), ReferenceCache()
+    monitor = db.registered.spec.monitors[0]
+    sent_after = []
+    for minute in (1, 2, 3):
+        now = T0 + timedelta(minutes=minute)
+        alerting.clock = lambda now=now: now  # type: ignore[misc]
+        runs = run_due(db.sessions, db.registered, monitor, cache, now=now)
+        alerting.after_runs(db.registered, monitor.name, runs)
+        deliver_due(db.sessions, channels_from(settings), settings, now)
+        sent_after.append(len(inbox.messages))
+        if minute == 1:  # silenced after it fired, until between the second and third check
+            with db.sessions() as session:
+                alert = session.scalars(select(Alert)).one()
+                alert.silenced_until = now + timedelta(seconds=90)
+                session.commit()
+    assert sent_after == [1, 1, 2]
+    with db.sessions() as session:
+        events = [e.event for e in session.scalars(select(AlertEvent).order_by(AlertEvent.id))]
+    assert events == ["fired", "escalated"]  # no "suppressed" at every check of the silence
+    assert "more features drifted" in _text(inbox.messages[1])
+
+
+def test_webhook_and_alertmanager_carry_what_got_worse() -> None:
+    from alerts.alertmanager import alert as alertmanager_alert
+    from alerts.notification import Notification
+    from alerts.webhook import payload
+
+    note = Notification(
+        alert_id=1,
+        rule="drift-now",
+        kind="drift",
+        model="plankton",
+        version="1",
+        severity="warning",
+        state="firing",
+        summary="drift",
+        started_at=T0,
+        drifted_share=0.5,
+        changes=["2 more features drifted (a, b)", "drifted share 20% -> 50%"],
+    )
+    body = payload(Notification.from_json(note.to_json()))
+    assert body["changes"] == note.changes and body["drifted_share"] == 0.5
+    annotations = alertmanager_alert(note)["annotations"]
+    assert annotations["changes"] == "2 more features drifted (a, b); drifted share 20% -> 50%"
