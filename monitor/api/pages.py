@@ -156,12 +156,12 @@ def _key_id_and_hash(state: ServiceState, key: str) -> tuple[int, str]:
 @router.post("/login", response_class=HTMLResponse)
 async def login(request: Request, state: StateDep) -> Response:
     """Check the key from the form's body; on success, set the session cookie and go on."""
-    _same_origin(request)
     form = parse_qs((await read_body(request, LOGIN_BODY_LIMIT)).decode("utf-8", "replace"))
     target = browser_session.safe_next((form.get("next") or [""])[0])
     key = (form.get("key") or [""])[0].strip()
     try:
-        secure = browser_session.cookie_secure(request)
+        secure = browser_session.cookie_secure(request)  # says first when HTTPS is missing
+        _same_origin(request)
         if not key:
             raise HTTPException(401, "enter an API key")
         key_id, key_hash = await in_thread(_key_id_and_hash, state, key)
