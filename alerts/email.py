@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from alerts.channel import DeliveryError
+from alerts.effect_text import effect_text
 from alerts.notification import Notification
 
 if TYPE_CHECKING:
@@ -45,6 +46,7 @@ def _environment() -> jinja2.Environment:
     )
     env.filters["when"] = when
     env.filters["number"] = number
+    env.filters["effect"] = effect_text
     return env
 
 

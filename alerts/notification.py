@@ -36,6 +36,7 @@ class FeatureDrift:
     p_value: float | None  # after the monitor's correction
     reference: Histogram | None = None  # numeric features: reference against current
     current: Histogram | None = None
+    effect: dict[str, Any] | None = None  # how much it moved, in its own units (effect_text)
 
 
 @dataclass(frozen=True)

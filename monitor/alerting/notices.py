@@ -115,6 +115,7 @@ def _drifted(
             r.statistic,
             r.p_adjusted,
             *histograms.get(r.feature, (None, None)),
+            effect=r.effect,
         )
         for r in rows
     ]

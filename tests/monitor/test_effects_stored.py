@@ -10,8 +10,12 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from monitor.db.tables import DetectionResult
-from tests.conftest import make_key
+from alerts.notification import Notification
+from monitor.alerting.delivery import channels_from, deliver_due
+from monitor.app import create_app
+from monitor.db.tables import DetectionResult, OutboxMessage
+from monitor.settings import Settings
+from tests.conftest import SPEC, Inbox, make_key
 
 COPEPOD = {"label": "copepod", "probabilities": [0.8, 0.2]}
 DIATOM = {"label": "diatom", "probabilities": [0.3, 0.7]}
@@ -88,10 +92,26 @@ def check_effects(effects: dict[str, Any]) -> None:
     assert confidence["mean_shift_sd"] == pytest.approx(-0.05 / conf_sd)
 
 
-def test_effects_are_stored_and_served(
-    client: TestClient, admin: dict[str, str], model: dict[str, Any]
-) -> None:
+def test_effects_are_stored_served_and_mailed(db_url: str, smtp: tuple[int, Inbox]) -> None:
+    port, inbox = smtp
+    settings = Settings(
+        database_url=db_url, device="cpu", scheduler=False, smtp_host="127.0.0.1", smtp_port=port
+    )
+    with TestClient(create_app(settings)) as client:
+        check_round_trip(client, settings, inbox)
+
+
+def check_round_trip(client: TestClient, settings: Settings, inbox: Inbox) -> None:
+    admin = make_key(client, "admin")
     base = "/api/v1/models/plankton"
+    assert client.post("/api/v1/models", json=SPEC, headers=admin).status_code == 200
+    rule = {"name": "drift-now", "kind": "drift", "severity": "critical"}
+    reply = client.put(
+        f"{base}/alerts/rules",
+        json={"rules": [rule], "recipients": ["owner@example.org"]},
+        headers=admin,
+    )
+    assert reply.status_code == 200, reply.text
     reply = client.post(
         f"{base}/reference", json={"records": records("r", 60, reference_row)}, headers=admin
     )
@@ -117,3 +137,19 @@ def test_effects_are_stored_and_served(
     served = {r["feature"]: r["effect"] for r in page["runs"][0]["results"]}
     check_effects(served)
     assert served == stored
+
+    # the alert's notice (the e-mail's source) carries the same effects, and the mail says them
+    sessions = client.app.state.tidewatch.sessions  # type: ignore[attr-defined]
+    with sessions() as session:
+        (payload,) = session.scalars(select(OutboxMessage.payload)).all()
+    noticed = {d.feature: d.effect for d in Notification.from_json(payload).drifted}
+    assert {"brightness", "site", "prediction.label"} <= set(noticed)
+    assert all(noticed[f] == stored[f] for f in noticed)
+    assert deliver_due(sessions, channels_from(settings), settings) == 1
+    (mail,) = inbox.messages
+    text = mail.get_body(preferencelist=("plain",))
+    assert text is not None
+    said = text.get_content()
+    assert "  - brightness: mean 0.55 -> 0.35 (-3.97 sd); ks," in said  # -0.2 / 0.0504
+    assert "  - site: flowcam-3 0% -> 50% (new), a 75% -> 50%, b 25% -> 0% (vanished); " in said
+    assert "  - prediction.label: copepod 75% -> 25%, diatom 25% -> 75%; " in said
