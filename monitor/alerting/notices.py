@@ -108,13 +108,15 @@ def _drifted(
         key=lambda r: (r.p_adjusted if r.p_adjusted is not None else 1.0, -(r.statistic or 0.0))
     )
     histograms = _histograms(session, registered, run, [r.feature for r in rows[:MAX_PLOTTED]])
+    none: tuple[Histogram | None, Histogram | None] = (None, None)
     return [
         FeatureDrift(
             r.feature,
             r.method,
             r.statistic,
             r.p_adjusted,
-            *histograms.get(r.feature, (None, None)),
+            reference=histograms.get(r.feature, none)[0],
+            current=histograms.get(r.feature, none)[1],
             effect=r.effect,
         )
         for r in rows
