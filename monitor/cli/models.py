@@ -58,19 +58,19 @@ def models_create(
 def models_list(wide: WideOption = False, config: ConfigOption = None) -> None:
     """The registered models with their current version and data volume."""
     from monitor.db.engine import make_sessionmaker
-    from monitor.db.models import count_records, list_models
+    from monitor.db.models import count_records, stored_models
     from monitor.db.references import get_reference
 
     rows = []
     with make_sessionmaker(engine_of(settings_of(config)))() as session:
-        for m in list_models(session):
+        for m in stored_models(session):
             ref = get_reference(session, m)
             rows.append(
                 [
-                    m.spec.name,
-                    m.spec.version,
-                    m.spec.output.task,
-                    str(len(m.spec.features)),
+                    m.model.name,
+                    m.version.version,
+                    m.task,
+                    str(m.n_features),
                     "-" if ref is None else str(ref.n_rows),
                     str(count_records(session, m)),
                 ]

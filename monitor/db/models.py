@@ -1,18 +1,23 @@
-"""Registered models and their versions."""
+"""Registered models and their versions.
+
+The spec's pydantic models load where a spec is validated, not on import: listing models and
+reading their statuses (:func:`stored_models`) needs only a few fields of the stored spec.
+"""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from monitor.db.tables import Model, ModelVersion, TelemetryBatch
-from monitor.spec.model import NAME_PATTERN, STORED, ModelSpec
 
-_NAME = re.compile(NAME_PATTERN)
+if TYPE_CHECKING:
+    from monitor.spec.model import ModelSpec
 
 
 class SchemaConflict(ValueError):
@@ -24,6 +29,31 @@ class RegisteredModel:
     model: Model
     version: ModelVersion
     spec: ModelSpec
+
+
+@dataclass(frozen=True)
+class StoredModel:
+    """A model at its current version, its spec as stored and not validated.
+
+    What listing models and reading statuses need, without loading the spec's models, the
+    detectors' registry and the alert rules (about 30 ms of a 0.5 s command line). A stored spec
+    is a validated spec's JSON (:func:`upsert_model`), so these fields are always there.
+    """
+
+    model: Model
+    version: ModelVersion
+
+    @property
+    def task(self) -> str:
+        return str(self.version.spec["output"]["task"])
+
+    @property
+    def n_features(self) -> int:
+        return len(self.version.spec["features"])
+
+    @property
+    def monitor_names(self) -> list[str]:
+        return [str(m["name"]) for m in self.version.spec["monitors"]]
 
 
 def upsert_model(session: Session, spec: ModelSpec) -> tuple[RegisteredModel, bool]:
@@ -41,6 +71,8 @@ def _upsert(session: Session, spec: ModelSpec) -> tuple[RegisteredModel, bool]:
     The feature and output schema of an existing version never change: stored telemetry was
     validated against it. A new schema needs a new version. Returns (model, created).
     """
+    from monitor.spec.model import STORED, ModelSpec
+
     model = session.scalar(select(Model).where(Model.name == spec.name))
     created = False
     if model is None:
@@ -77,7 +109,11 @@ def get_model(session: Session, name: str, version: str | None = None) -> Regist
     A name or version no spec can have (see NAME_PATTERN) names no model: it is answered
     without a query, since it may hold what a driver refuses (PostgreSQL text has no NUL).
     """
-    if not _NAME.fullmatch(name) or (version is not None and not _NAME.fullmatch(version)):
+    from monitor.spec.model import NAME_PATTERN, STORED, ModelSpec
+
+    if not re.fullmatch(NAME_PATTERN, name) or (
+        version is not None and not re.fullmatch(NAME_PATTERN, version)
+    ):
         return None
     model = session.scalar(select(Model).where(Model.name == name))
     if model is None:
@@ -99,7 +135,20 @@ def list_models(session: Session) -> list[RegisteredModel]:
     return [m for m in found if m is not None]
 
 
-def count_records(session: Session, registered: RegisteredModel) -> int:
+def stored_models(session: Session) -> list[StoredModel]:
+    """Every model at its current version, by name, in one query."""
+    query = (
+        select(Model, ModelVersion)
+        .join(
+            ModelVersion,
+            (ModelVersion.model_id == Model.id) & (ModelVersion.version == Model.current_version),
+        )
+        .order_by(Model.name)
+    )
+    return [StoredModel(model, version) for model, version in session.execute(query)]
+
+
+def count_records(session: Session, registered: RegisteredModel | StoredModel) -> int:
     """Telemetry records stored for the model's version (here, not beside the telemetry code,
     so that listing models loads no Arrow)."""
     total = session.scalar(

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from monitor.db.models import RegisteredModel, list_models
+from monitor.db.models import StoredModel, stored_models
 from monitor.db.tables import DetectionRun, MonitorState, TelemetryBatch
 from monitor.scheduling.leader import current_leader
 from monitor.vocabulary import ModelStatus as Status
@@ -95,21 +95,21 @@ def late_runs(session: Session, versions: list[int]) -> dict[tuple[int, str], La
 
 
 def _combine(
-    registered: RegisteredModel,
+    stored: StoredModel,
     states: dict[str, MonitorState],
     ignored: dict[str, int],
     late: dict[tuple[int, str], Late],
 ) -> ModelStatus:
     monitors = []
-    for config in registered.spec.monitors:
-        state = states.get(config.name)
-        found = late.get((registered.version.id, config.name), (0, 0, None, None))
+    for name in stored.monitor_names:
+        state = states.get(name)
+        found = late.get((stored.version.id, name), (0, 0, None, None))
         if state is None:
-            monitors.append(MonitorStatus(config.name, Status.NO_DATA, None, None, None, *found))
+            monitors.append(MonitorStatus(name, Status.NO_DATA, None, None, None, *found))
         else:
             monitors.append(
                 MonitorStatus(
-                    config.name,
+                    name,
                     Status(state.status),
                     state.status_since,
                     state.last_run_id,
@@ -121,8 +121,8 @@ def _combine(
     sinces = [m.since for m in monitors if m.status == worst and m.since is not None]
     last = [m.last_run_at for m in monitors if m.last_run_at is not None]
     return ModelStatus(
-        model=registered.spec.name,
-        version=registered.spec.version,
+        model=stored.model.name,
+        version=stored.version.version,
         status=worst,
         since=min(sinces) if sinces else None,
         last_run_at=max(last) if last else None,
@@ -132,7 +132,7 @@ def _combine(
 
 
 def model_statuses(session: Session, name: str | None = None) -> list[ModelStatus]:
-    models = [m for m in list_models(session) if name is None or m.spec.name == name]
+    models = [m for m in stored_models(session) if name is None or m.model.name == name]
     versions = [m.version.id for m in models]
     rows = session.scalars(select(MonitorState).where(MonitorState.model_version_id.in_(versions)))
     by_version: dict[int, dict[str, MonitorState]] = {}
