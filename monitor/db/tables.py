@@ -4,9 +4,10 @@ Telemetry is stored compactly: one ``telemetry_batches`` row per accepted batch 
 columns as one compressed Arrow blob; ``telemetry_records`` keeps only what idempotency and the
 join of delayed labels need (record id, batch, timestamp); the row itself is found by id
 in the batch blob.
-"""
 
-from __future__ import annotations
+No ``from __future__ import annotations`` here: SQLAlchemy would then evaluate every
+``Mapped[...]`` annotation from its text when the module loads, in every command line.
+"""
 
 from datetime import UTC, datetime
 from typing import Any
