@@ -60,6 +60,20 @@ for args in commands:
 print("PROBE " + json.dumps(found))
 """
 
+# `models list` then `status` in one fresh interpreter, then which of the modules given it loaded
+LIST_PROBE = """
+import json, sys
+from monitor.cli import main
+config, modules = sys.argv[1], json.loads(sys.argv[2])
+for args in (["models", "list", "-c", config], ["status", "-c", config]):
+    sys.argv = ["tidewatch", *args]
+    try:
+        main()
+    except SystemExit as exc:
+        assert not exc.code, exc.code
+print("LOADED " + json.dumps([m for m in modules if m in sys.modules]))
+"""
+
 runner = CliRunner()
 
 
@@ -112,6 +126,36 @@ def test_commands_that_compute_nothing_import_no_heavy_library(tmp_path: Path) -
     for args, code, heavy in results:
         assert (code, heavy) == (0, []), f"tidewatch {' '.join(args)}\n{done.stdout}"
     assert "200 rows stored" in done.stdout  # the upload did reach the service
+
+
+def test_models_list_and_status_read_the_stored_spec_without_validating_it(
+    tmp_path: Path,
+) -> None:
+    # names, task, feature count and monitor names come from the stored spec's JSON: the spec's
+    # pydantic models (with the alert rules they load) stay out of both commands, and on SQLite
+    # so does SQLAlchemy's PostgreSQL dialect (the partial indexes no longer name it)
+    url = f"sqlite:///{tmp_path / 'tw.db'}"
+    config = tmp_path / "tidewatch.toml"
+    config.write_text(f'database_url = "{url}"\n')
+    engine = make_engine(url)
+    upgrade(engine)
+    with make_sessionmaker(engine)() as session:
+        upsert_model(session, ModelSpec.model_validate(STORED_SPEC))
+    engine.dispose()
+    lazy = ["monitor.spec.model", "alerts.rules", "sqlalchemy.dialects.postgresql"]
+    done = subprocess.run(
+        [sys.executable, "-c", LIST_PROBE, str(config), json.dumps(lazy)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "LOADED []" in done.stdout, done.stdout
+    listed, status = done.stdout.split("scheduler")[0].split("┏")[1:]
+    cells = [cell.strip() for cell in listed.splitlines()[3].split("│")[1:5]]
+    assert cells == ["plankton", "1", "classification", "3"]
+    assert "drift: no data" in status
 
 
 def test_revisions_read_without_alembic_agree_with_alembic() -> None:
