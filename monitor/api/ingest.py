@@ -7,7 +7,7 @@ from typing import IO, Literal
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from collectors.wire import LabelBatch, Record, TelemetryBatch
 from monitor.api.deps import (
@@ -186,6 +186,19 @@ def _reference_format(request: Request, fmt: str | None) -> str:
     )
 
 
+def _json_reference(raw: bytes) -> ReferenceBody:
+    """A JSON reference file; one that is not JSON at all is an unreadable file (422), as a CSV
+    or Parquet one is, whatever its Content-Type said (?format=json decides)."""
+    try:
+        return _REFERENCE.validate_json(raw)
+    except ValidationError as exc:
+        malformed = next((e for e in exc.errors() if e["type"] == "json_invalid"), None)
+        if malformed is None:
+            raise
+        msg = f"could not read the json file: {malformed['msg']}"
+        raise invalid("body", msg, "unreadable") from None
+
+
 def _store_reference(
     state: ServiceState, registered: RegisteredModel, spool: IO[bytes], fmt: str
 ) -> ReferenceOut:
@@ -193,7 +206,7 @@ def _store_reference(
 
     try:
         if fmt == "json":
-            body = _REFERENCE.validate_json(spool.read())
+            body = _json_reference(spool.read())
             undeclared.in_records(body.records, registered.spec)  # refused, or left out
             for i, record in enumerate(body.records):
                 record.id = record.id or f"ref-{i}"

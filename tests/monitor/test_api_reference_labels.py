@@ -96,7 +96,7 @@ BAD_REFERENCES = [
     ),
     ("garbage parquet", "not parquet", "application/vnd.apache.parquet", 422, ""),
     ("unknown content type", "x", "image/png", 415, ""),
-    ("malformed json", "{", "application/json", 400, ""),
+    ("malformed json", "{", "application/json", 422, "could not read the json file"),
     ("empty csv", "brightness,site,emb_0,emb_1,emb_2\n", "text/csv", 422, ""),
 ]
 
