@@ -44,9 +44,13 @@ def monitors_apply(
     from monitor.spec.monitor_file import apply_monitor_file, plan_monitor_file, read_monitor_file
 
     settings = settings_of(config)
+    try:
+        parsed = read_monitor_file(file)  # a wrong file is said first, whatever the database
+    except ValueError as exc:
+        console.print(f"[red]invalid monitors:[/] {escape(str(exc))}")
+        raise typer.Exit(2) from None
     sessions = make_sessionmaker(engine_of(settings))
     try:
-        parsed = read_monitor_file(file)
         with sessions() as session:
             plan = plan_monitor_file(session, parsed, prune=prune)
             if not dry_run:
