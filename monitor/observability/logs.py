@@ -29,6 +29,7 @@ LogFormat = Literal["text", "json"]
 OWN = ("tidewatch", "uvicorn.error")
 # a library that logs what its users need not see even when debugging: one line per statement
 NEVER_CHATTY = ("sqlalchemy",)
+UVICORN = ("uvicorn", "uvicorn.error", "uvicorn.access")
 _FIELDS = "tidewatch_fields"
 
 
@@ -143,3 +144,11 @@ def configure(level: str = "info", log_format: str = "text") -> None:
         logging.getLogger(name).setLevel(own)
     for name in NEVER_CHATTY:
         logging.getLogger(name).setLevel(logging.WARNING)
+    # uvicorn's own logging config (applied if anything ran uvicorn with its defaults in this
+    # process) gives "uvicorn" handlers of its own and stops propagation there: undo that, so
+    # its lines come through this handler like every other logger's
+    for name in UVICORN:
+        logger = logging.getLogger(name)
+        for handler in list(logger.handlers):
+            logger.removeHandler(handler)
+        logger.propagate = True
