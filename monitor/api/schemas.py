@@ -191,6 +191,10 @@ class MonitorStatusOut(BaseModel):
     late_windows: int = 0
     late_from: datetime | None = None
     late_to: datetime | None = None
+    untested: list[str] = Field(
+        default_factory=list,
+        description="input features of a kind this monitor's drift tests leave out",
+    )
 
 
 class ModelStatusOut(BaseModel):

@@ -209,7 +209,7 @@ def status(
         for s in statuses
     ]
     console.print(fitted(console, STATUS_COLUMNS, rows, wide=wide))
-    for line in _late_lines(statuses) + _ignored_lines(statuses):
+    for line in _late_lines(statuses) + _ignored_lines(statuses) + _untested_lines(statuses):
         console.print(line, style="yellow", highlight=False, markup=False)
     if holder is None:
         console.print("scheduler: no leader has run yet")
@@ -229,6 +229,17 @@ def _late_lines(statuses: list[Any]) -> list[str]:
         for s in statuses
         for m in s.monitors
         if m.late_records and m.late_from is not None and m.late_to is not None
+    ]
+
+
+def _untested_lines(statuses: list[Any]) -> list[str]:
+    """One line per monitor whose drift tests leave some input features out."""
+    return [
+        f"{s.model} / {m.monitor}: no drift test on {', '.join(m.untested)} "
+        "(its detectors map their kind to none)"
+        for s in statuses
+        for m in s.monitors
+        if m.untested
     ]
 
 

@@ -87,7 +87,7 @@ def fit_reference(
     for kind in _KINDS:
         if not groups[kind]:
             continue
-        if kind not in monitor.detectors:
+        if kind not in monitor.tested_kinds():
             continue
         choice = monitor.detector(kind)
         # correction is applied once across every kind together, in run_monitor()
@@ -230,7 +230,7 @@ def evaluate(
     rows: list[Any] = []  # result rows, written with the run at the end (see _finish)
     statuses: list[RunStatus] = []
     messages: list[str] = []
-    if monitor.detectors or monitor.quality:
+    if monitor.tested_kinds() or monitor.quality:
         reference = get_reference(session, registered)
         if reference is None:
             statuses.append(RunStatus.NO_REFERENCE)

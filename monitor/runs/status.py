@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from monitor.db.models import StoredModel, stored_models
 from monitor.db.tables import DetectionRun, MonitorState, TelemetryBatch
 from monitor.scheduling.leader import current_leader
+from monitor.spec.detector_defaults import merged, tested_kinds, untested_features
 from monitor.vocabulary import ModelStatus as Status
 from monitor.vocabulary import worst as worst_of
 
@@ -35,6 +36,8 @@ class MonitorStatus:
     late_windows: int = 0
     late_from: datetime | None = None
     late_to: datetime | None = None
+    # input features of a kind the monitor's drift tests leave out ("none", or not chosen)
+    untested: list[str] = field(default_factory=list)
 
 
 Late = tuple[int, int, datetime | None, datetime | None]  # records, windows, from, to
@@ -94,6 +97,16 @@ def late_runs(session: Session, versions: list[int]) -> dict[tuple[int, str], La
     return {(v, m): (int(n), int(w), start, end) for v, m, n, w, start, end in rows}
 
 
+def _untested(stored: StoredModel, monitor: str) -> list[str]:
+    """Input features this monitor's drift tests leave out; none for a monitor that tests no
+    kind at all (a monitor of performance only says so by ``"detectors": {}``)."""
+    config = next(m for m in stored.version.spec["monitors"] if m["name"] == monitor)
+    detectors = merged(config.get("detectors") or {})
+    if not tested_kinds(detectors):
+        return []
+    return untested_features(stored.version.spec["features"], detectors, config.get("features"))
+
+
 def _combine(
     stored: StoredModel,
     states: dict[str, MonitorState],
@@ -104,8 +117,11 @@ def _combine(
     for name in stored.monitor_names:
         state = states.get(name)
         found = late.get((stored.version.id, name), (0, 0, None, None))
+        untested = _untested(stored, name)
         if state is None:
-            monitors.append(MonitorStatus(name, Status.NO_DATA, None, None, None, *found))
+            monitors.append(
+                MonitorStatus(name, Status.NO_DATA, None, None, None, *found, untested=untested)
+            )
         else:
             monitors.append(
                 MonitorStatus(
@@ -115,6 +131,7 @@ def _combine(
                     state.last_run_id,
                     state.last_run_at,
                     *found,
+                    untested=untested,
                 )
             )
     worst = worst_of(m.status for m in monitors)

@@ -20,6 +20,13 @@ from pydantic import (
 from alerts.rules import AlertRule
 from detectors import CORRECTIONS
 from detectors import registry as detector_registry
+from monitor.spec.detector_defaults import (
+    COLUMN_KINDS,
+    DEFAULT_DETECTORS,
+    NOT_TESTED,
+    merged,
+    tested_kinds,
+)
 
 # The validation context of a spec read back from the database: it was checked in full when it
 # was stored, so the checks that need a detector's class (torch, scipy, frouros) are skipped and
@@ -200,11 +207,8 @@ class DetectorChoice(BaseModel):
         return detector_registry.canonical(name)  # "ks-pca" in stored configurations
 
 
-COLUMN_KINDS = ("numeric", "categorical", "vector")
-
-
 def _default_detectors() -> dict[str, str | DetectorChoice]:
-    return {"numeric": "ks", "categorical": "chi2", "vector": "ks_pca"}
+    return dict(DEFAULT_DETECTORS)
 
 
 class MonitorConfig(BaseModel):
@@ -216,7 +220,8 @@ class MonitorConfig(BaseModel):
     min_samples: int = Field(default=100, ge=1)
     alpha: float = Field(default=0.05, gt=0.0, lt=1.0)
     correction: str = "bh"
-    # detector per column kind: a registry name, or {"name": ..., "params": {...}}
+    # detector per column kind: a registry name, or {"name": ..., "params": {...}}, or "none";
+    # a mapping overrides the defaults only for the kinds it names ({} tests nothing)
     detectors: dict[str, str | DetectorChoice] = Field(default_factory=_default_detectors)
     # restrict to these features (default: all declared features and the prediction)
     features: list[str] | None = None
@@ -228,11 +233,18 @@ class MonitorConfig(BaseModel):
     schedule: ScheduleSpec = Field(default_factory=lambda: ScheduleSpec(every=300))
     performance: PerformanceSpec | None = None
 
+    @field_validator("detectors", mode="before")
+    @classmethod
+    def _over_the_defaults(cls, detectors: Any) -> Any:
+        # {"numeric": "psi"} changes the numeric test only: replacing every default silently
+        # left the other kinds untested. {} still means no drift test (performance only).
+        return merged(detectors) if isinstance(detectors, dict) else detectors
+
     @field_validator("detectors")
     @classmethod
     def _current_names(cls, detectors: dict[str, Any]) -> dict[str, Any]:
         return {
-            kind: detector_registry.canonical(v) if isinstance(v, str) else v
+            kind: detector_registry.canonical(v) if isinstance(v, str) and v != NOT_TESTED else v
             for kind, v in detectors.items()
         }
 
@@ -243,6 +255,8 @@ class MonitorConfig(BaseModel):
         for kind in self.detectors:
             if kind not in COLUMN_KINDS:
                 raise ValueError(f"unknown column kind {kind!r}; choose from {COLUMN_KINDS}")
+            if kind not in self.tested_kinds():
+                continue
             choice = self.detector(kind)
             params = None if _stored(info) else choice.params
             detector_registry.check(choice.name, params, kind=kind)
@@ -257,6 +271,10 @@ class MonitorConfig(BaseModel):
         """The detector chosen for a column kind, as name and parameters."""
         value = self.detectors[kind]
         return DetectorChoice(name=value) if isinstance(value, str) else value
+
+    def tested_kinds(self) -> list[str]:
+        """The column kinds this monitor runs a drift test on."""
+        return tested_kinds(self.detectors)
 
 
 class ModelSpec(BaseModel):
@@ -310,7 +328,7 @@ def reference_minimum(spec: ModelSpec) -> tuple[int, str]:
     kinds = {f.kind for f in spec.features}
     need, who = 1, "every detector"
     for monitor in spec.monitors:
-        for kind in sorted(kinds & set(monitor.detectors)):
+        for kind in sorted(kinds & set(monitor.tested_kinds())):
             choice = monitor.detector(kind)
             detector = detector_registry.build(choice.name, choice.params, device="cpu")
             rows = int(detector.min_reference_rows())

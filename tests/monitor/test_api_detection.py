@@ -239,6 +239,12 @@ def test_monitor_chooses_detectors_by_name_with_parameters(
                 "window": {"size": 300},
                 "detectors": {"numeric": {"name": "psi", "params": {"n_permutations": 99}}},
             },
+            {
+                "name": "no-vectors",
+                "min_samples": 50,
+                "window": {"size": 300},
+                "detectors": {"vector": "none"},
+            },
         ],
     }
     assert client.post("/api/v1/models", json=spec, headers=admin).status_code == 200
@@ -253,9 +259,17 @@ def test_monitor_chooses_detectors_by_name_with_parameters(
     assert distances["emb"]["method"] == "ks_pca" and not distances["emb"]["drift"]
     assert runs["distances"]["status"] == "drift"
     permuted = {r["feature"]: r for r in runs["permutation"]["results"]}
-    assert set(permuted) == {"brightness", "prediction.confidence", "prediction.entropy"}
     assert permuted["brightness"]["p_value"] == pytest.approx(1 / 100)
     assert permuted["brightness"]["drift"]
+    # naming the numeric test changes that one only: the other kinds keep their defaults
+    # (a mapping once replaced them all, and vectors went untested without a word)
+    assert permuted["site"]["method"] == permuted["prediction.label"]["method"] == "chi2"
+    assert permuted["emb"]["method"] == "ks_pca"
+    # "none" leaves a kind out on purpose, and the status names what is not tested
+    assert "emb" not in {r["feature"] for r in runs["no-vectors"]["results"]}
+    status = client.get("/api/v1/models/plankton/status", headers=admin).json()
+    untested = {m["monitor"]: m["untested"] for m in status["monitors"]}
+    assert untested == {"distances": [], "permutation": [], "no-vectors": ["emb"]}
 
 
 def test_runs_report_data_quality_of_the_window(

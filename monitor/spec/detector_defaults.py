@@ -1,0 +1,39 @@
+"""Which drift test runs on which kind of column when a monitor does not say.
+
+Light on purpose (no pydantic, no detectors): the status reads stored monitor configurations
+through it without validating whole specs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+COLUMN_KINDS = ("numeric", "categorical", "vector")
+DEFAULT_DETECTORS: dict[str, str] = {"numeric": "ks", "categorical": "chi2", "vector": "ks_pca"}
+# a kind mapped to this is deliberately not tested (and the status says so)
+NOT_TESTED = "none"
+
+
+def merged(detectors: Mapping[str, Any]) -> dict[str, Any]:
+    """A monitor's ``detectors`` over the defaults: a mapping changes only the kinds it names
+    ({"numeric": "psi"} keeps chi2 and ks_pca); an empty mapping tests nothing (a monitor of
+    performance only)."""
+    return {**DEFAULT_DETECTORS, **detectors} if detectors else {}
+
+
+def tested_kinds(detectors: Mapping[str, Any]) -> list[str]:
+    """The column kinds a (merged) ``detectors`` mapping runs a test on."""
+    return [k for k in COLUMN_KINDS if detectors.get(k, NOT_TESTED) != NOT_TESTED]
+
+
+def untested_features(
+    features: list[Mapping[str, Any]], detectors: Mapping[str, Any], only: list[str] | None
+) -> list[str]:
+    """Names of the declared input features (``only`` those, if given) of a kind left untested."""
+    tested = set(tested_kinds(detectors))
+    return [
+        f["name"]
+        for f in features
+        if f["kind"] not in tested and (only is None or f["name"] in only)
+    ]
