@@ -7,7 +7,8 @@ import math
 import numpy as np
 import torch
 
-from detectors.univariate.columns import SortedColumns, pooled
+from detectors.univariate import anderson_ties
+from detectors.univariate.columns import SortedColumns, feature_chunks, pooled
 from detectors.univariate.ranks import searchsorted_both
 from detectors.univariate.sorted_test import Outcome, SortedColumnsTest
 
@@ -93,8 +94,13 @@ class AndersonDarlingTest(SortedColumnsTest):
 
     Statistic (standardised A2akN) and p-value as ``scipy.stats.anderson_ksamp([ref, cur])``,
     including scipy's cap: p-values are interpolated in Scholz and Stephens' table and so lie in
-    [0.001, 0.25]. More sensitive than KS in the tails. Features with fewer than two finite
-    values on a side, or a single distinct pooled value, are not tested.
+    [0.001, 0.25]. That table is for continuous data: on a feature with heavy ties (distinct
+    pooled values at most half the pooled sample, integer counts for example) the p-value is a
+    permutation p-value of the same statistic instead, as
+    ``anderson_ksamp(..., method=PermutationMethod())``, with enough permutations for the
+    correction over all features (``anderson_ties.n_permutations``). More sensitive than KS in
+    the tails. Features with fewer than two finite values on a side, or a single distinct
+    pooled value, are not tested.
 
     >>> import numpy as np
     >>> rng = np.random.default_rng(1)
@@ -128,4 +134,33 @@ class AndersonDarlingTest(SortedColumnsTest):
         for j in np.flatnonzero(testable):
             statistic[j] = (raw[j] - 1) / math.sqrt(_sigma_squared(int(n_ref[j]), int(n_cur[j])))
         p = np.where(testable, anderson_p_value(np.nan_to_num(statistic)), np.nan)
+        self._permute_tied(p, raw, testable, cur)
         return Outcome(statistic, p, testable)
+
+    def _permute_tied(
+        self, p: np.ndarray, raw: np.ndarray, testable: np.ndarray, cur: SortedColumns
+    ) -> None:
+        """Replace the table's p-values of tie-heavy features by permutation p-values."""
+        assert self._ref is not None
+        ref = self._ref
+        budget = ref.values.shape[1] + cur.values.shape[1]
+        heavy: list[np.ndarray] = []
+        for a, b in feature_chunks(len(p), budget, self.chunk_budget):
+            z = pooled(ref.rows(a, b), cur.rows(a, b))
+            total = (ref.counts[a:b] + cur.counts[a:b]).to(torch.float64)
+            few = anderson_ties.distinct_counts(z) <= anderson_ties.HEAVY_TIES * total
+            heavy.append(few.cpu().numpy())
+        tied = np.concatenate(heavy) & testable if heavy else testable
+        if not tied.any():
+            return
+        permutations = anderson_ties.n_permutations(int(testable.sum()), self.alpha)
+        n_ref, n_cur = ref.counts_numpy(), cur.counts_numpy()
+        for nr, nc in {(int(n_ref[j]), int(n_cur[j])) for j in np.flatnonzero(tied)}:
+            members = np.flatnonzero(tied & (n_ref == nr) & (n_cur == nc))
+            for a, b in feature_chunks(len(members), budget, self.chunk_budget):
+                index = torch.as_tensor(members[a:b], device=ref.values.device)
+                group = SortedColumns(ref.values[index], ref.counts[index])
+                z = pooled(group, SortedColumns(cur.values[index], cur.counts[index]))
+                p[members[a:b]] = anderson_ties.permutation_p_values(
+                    z[:, : nr + nc], nr, nc, raw[members[a:b]], permutations, seed=0
+                )
