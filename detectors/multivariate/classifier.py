@@ -26,11 +26,24 @@ def mann_whitney_auc(scores: np.ndarray, labels: np.ndarray) -> float:
     return float((ranks[positive].sum() - n1 * (n1 + 1) / 2.0) / (n0 * n1))
 
 
-def auc_p_value(auc: float, n0: int, n1: int) -> float:
-    """One-sided ``P(AUC >= auc)`` under no difference, by the normal approximation of the
-    Mann-Whitney statistic: mean 1/2, variance ``(n0 + n1 + 1) / (12 n0 n1)`` (no tie term)."""
-    z = (auc - 0.5) / math.sqrt((n0 + n1 + 1) / (12.0 * n0 * n1))
-    return 0.5 * math.erfc(z / math.sqrt(2.0))
+def fold_p_values(
+    scores: np.ndarray, labels: np.ndarray, folds: np.ndarray, n_folds: int
+) -> np.ndarray:
+    """One-sided Mann-Whitney p-value of each fold's held-out scores (current above reference).
+
+    Within a fold every score comes from one model trained on the other folds only, so under
+    no drift the fold's reference and current scores are exchangeable and the p-value is valid
+    (scipy: exact for small folds without ties, otherwise normal with tie and continuity
+    corrections)."""
+    p = np.empty(n_folds)
+    for fold in range(n_folds):
+        held_out = folds == fold
+        p[fold] = stats.mannwhitneyu(
+            scores[held_out & (labels == 1)],
+            scores[held_out & (labels == 0)],
+            alternative="greater",
+        ).pvalue
+    return p
 
 
 class ClassifierTest(Params):
@@ -43,12 +56,21 @@ class ClassifierTest(Params):
     and standard deviation and a class-balanced cross-entropy (each class weighs half), then
     scores its held-out fold. All folds train together as one batched model, in float32.
 
-    The statistic is the AUC of the pooled out-of-fold scores (0.5: indistinguishable, 1:
-    perfectly separated; AUC does not depend on the class sizes). The p-value is one-sided,
-    from the Mann-Whitney normal approximation with variance ``(n0 + n1 + 1) / (12 n0 n1)``;
-    out-of-fold scores under no drift tend to give AUCs a little below 0.5, so the test errs on
-    the conservative side. The same ``seed`` (folds and initial weights) gives the same result
-    on the same device. Rows with a NaN are dropped; each side needs ``n_folds`` complete rows.
+    The statistic is the mean over folds of each fold's held-out AUC (0.5: indistinguishable,
+    1: perfectly separated; AUC does not depend on the class sizes). The p-value is
+    ``n_folds`` times the smallest of the folds' one-sided Mann-Whitney p-values (Bonferroni,
+    capped at 1). Why not one AUC of the pooled out-of-fold scores: scores from different
+    folds come from different models, each trained on the other folds' labels, so they are not
+    independent, and their Mann-Whitney p-value (or a permutation of their labels, which gives
+    the same null distribution) raised 9% false alarms at alpha 0.05 on 8-dimensional
+    Gaussians (400 seeded trials of 100 vs 100 rows) and 12% on images. Within one fold the
+    scores are independent of the model under no drift, so each fold's p-value is valid, and
+    Bonferroni keeps the combination valid however the folds depend on each other (the sample
+    splitting of Lopez-Paz & Oquab 2017, "Revisiting classifier two-sample tests", made to use
+    every row). Two folds (the default) had more power than five there (a 1 sd shift of one
+    feature found in 71% against 58% of 100 trials): each model scores half the rows. The
+    same ``seed`` (folds and initial weights) gives the same result on the same device. Rows
+    with a NaN are dropped; each side needs ``n_folds`` complete rows.
 
     >>> import numpy as np
     >>> rng = np.random.default_rng(0)
@@ -65,7 +87,7 @@ class ClassifierTest(Params):
     def __init__(
         self,
         *,
-        n_folds: int = 5,
+        n_folds: int = 2,
         seed: int = 0,
         alpha: float = 0.05,
         device: str = "auto",
@@ -111,12 +133,16 @@ class ClassifierTest(Params):
         data = check_matrix(current, name="current", n_features=len(self.features_))
         cur = self._complete(data, "current")
         labels = np.concatenate([np.zeros(len(self._ref)), np.ones(len(cur))])
-        scores = self._out_of_fold_scores(np.concatenate([self._ref, cur]), labels)
-        auc = mann_whitney_auc(scores, labels)
+        scores, folds = self._out_of_fold_scores(np.concatenate([self._ref, cur]), labels)
+        aucs = [
+            mann_whitney_auc(scores[folds == fold], labels[folds == fold])
+            for fold in range(self.n_folds)
+        ]
+        p_values = fold_p_values(scores, labels, folds, self.n_folds)
         return multivariate_result(
             method=self.method,
-            statistic=auc,
-            p_value=auc_p_value(auc, len(self._ref), len(cur)),
+            statistic=float(np.mean(aucs)),
+            p_value=min(1.0, self.n_folds * float(p_values.min())),
             alpha=self.alpha,
             n_reference=len(self._ref),
             n_current=len(cur),
@@ -131,7 +157,10 @@ class ClassifierTest(Params):
             folds[order] = torch.arange(len(members)) % self.n_folds
         return folds
 
-    def _out_of_fold_scores(self, rows: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    def _out_of_fold_scores(
+        self, rows: np.ndarray, labels: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Each row's score by the model that did not see it, and the row's fold."""
         generator = torch.Generator().manual_seed(self.seed)
         k, dim, dev = self.n_folds, rows.shape[1], self._device
         folds = self._folds(labels, generator).to(dev)
@@ -172,7 +201,7 @@ class ClassifierTest(Params):
         with torch.no_grad():
             logits = self._logits(params, z)  # (k, N): row n scored by every fold's model
             held_out = logits.gather(0, folds[None, :])[0]
-        return held_out.double().cpu().numpy()
+        return held_out.double().cpu().numpy(), folds.cpu().numpy()
 
     def _init_params(self, k: int, dim: int, generator: torch.Generator) -> list[torch.Tensor]:
         """Weights of ``k`` independent models, drawn from ``generator`` (never torch's global

@@ -17,6 +17,7 @@ import pytest
 
 from detectors import adjust
 from detectors.categorical.chisquare import ChiSquareTest
+from detectors.multivariate.classifier import ClassifierTest
 from detectors.univariate.anderson import AndersonDarlingTest
 from detectors.univariate.cvm import CVMTest
 from detectors.univariate.ks import KSTest
@@ -97,3 +98,29 @@ def test_uncorrected_p_values_would_alarm_too_often() -> None:
     uncorrected = np.mean((p < ALPHA).any(axis=1))
     corrected = np.mean([(adjust(row, "bh") < ALPHA).any() for row in p])
     assert uncorrected > 0.10 >= corrected
+
+
+# --- ClassifierTest ---------------------------------------------------------------------------
+# One vector test per window of 8-dimensional Gaussians, 100 reference vs 100 current rows,
+# seeded. Without drift the flagged share must stay within alpha + 2 binomial standard errors
+# (0.05 + 2 * sqrt(0.05 * 0.95 / 150) = 0.086); the former p-value (the Mann-Whitney
+# approximation over the pooled out-of-fold scores of five models) flagged 0.107 of these
+# windows. A 1.5 standard deviation shift of one coordinate must still be found in most windows.
+CLASSIFIER_WINDOWS = 150
+
+
+def _classifier_flag_rate(shift: float, windows: int) -> float:
+    flagged = 0
+    for seed in range(windows):
+        rng = np.random.default_rng(7000 + seed)
+        ref, cur = rng.normal(size=(100, 8)), rng.normal(size=(100, 8))
+        cur[:, 0] += shift
+        test = ClassifierTest(device="cpu", seed=seed, alpha=ALPHA).fit(ref)
+        flagged += bool(test.score(cur).drift[0])
+    return flagged / windows
+
+
+def test_classifier_false_alarm_rate_and_power() -> None:
+    bound = ALPHA + 2 * np.sqrt(ALPHA * (1 - ALPHA) / CLASSIFIER_WINDOWS)
+    assert _classifier_flag_rate(0.0, CLASSIFIER_WINDOWS) <= bound
+    assert _classifier_flag_rate(1.5, 20) >= 0.75
