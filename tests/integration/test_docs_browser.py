@@ -9,7 +9,6 @@ before it leaves).
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,12 +19,10 @@ import pytest
 
 from monitor.server import BackgroundServer
 from monitor.settings import Settings
-from tests.conftest import service_missing
+from tests.browser import chromium
 
 pytestmark = pytest.mark.integration
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
 TELEMETRY = "/api/v1/models/{name}/telemetry"
 
 
@@ -40,38 +37,13 @@ def server(tmp_path: Path) -> Iterator[str]:
 
 @pytest.fixture
 def offline_browser(tmp_path: Path) -> Iterator[Any]:
-    try:
-        from selenium import webdriver
-    except ImportError as exc:
-        service_missing("selenium", exc)
-    from selenium.common.exceptions import WebDriverException
-    from selenium.webdriver.chrome.service import Service
-
-    for path in (CHROMIUM, CHROMEDRIVER):
-        if shutil.which(path) is None:
-            service_missing("Chromium and chromedriver", f"{path} not found")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for argument in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--window-size=1200,1600",
-        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+    with chromium(
+        profile=tmp_path / "chromium-profile",
         # every name fails to resolve: the page gets loopback and nothing else
-        "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-    ):
-        options.add_argument(argument)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
-    try:
-        browser = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    except WebDriverException as exc:
-        service_missing("Chromium and chromedriver", exc)
-    try:
+        arguments=["--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"],
+        logs=("browser", "performance"),
+    ) as browser:
         yield browser
-    finally:
-        browser.quit()
 
 
 def contacted_hosts(driver: Any) -> set[str]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,48 +19,20 @@ import pytest
 from monitor.db import keys
 from monitor.server import BackgroundServer
 from monitor.settings import Settings
-from tests.conftest import SPEC, service_missing
+from tests.browser import chromium
+from tests.conftest import SPEC
 from tests.monitor.test_api_detection import rows
 
 pytestmark = pytest.mark.integration
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
 DOCS_IMAGE = Path(__file__).parents[2] / "docs" / "images" / "overview.png"
 GRAFANA = "http://grafana.example:3000"
 
 
 @pytest.fixture
 def driver(tmp_path: Path) -> Iterator[Any]:
-    try:
-        from selenium import webdriver
-    except ImportError as exc:
-        service_missing("selenium", exc)
-    from selenium.common.exceptions import WebDriverException
-    from selenium.webdriver.chrome.service import Service
-
-    for path in (CHROMIUM, CHROMEDRIVER):
-        if shutil.which(path) is None:
-            service_missing("Chromium and chromedriver", f"{path} not found")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for argument in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--window-size=1100,1000",
-        f"--user-data-dir={tmp_path / 'chromium-profile'}",
-    ):
-        options.add_argument(argument)
-    try:
-        browser = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    except WebDriverException as exc:
-        service_missing("Chromium and chromedriver", exc)
-    try:
+    with chromium(window="1100,1000", profile=tmp_path / "chromium-profile") as browser:
         yield browser
-    finally:
-        browser.quit()
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ the report needs no network; a request it tried would show as a policy violation
 from __future__ import annotations
 
 import io
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,40 +21,17 @@ from monitor.api import report
 from monitor.db import keys
 from monitor.server import BackgroundServer
 from monitor.settings import Settings
-from tests.conftest import SPEC, service_missing
+from tests.browser import chromium
+from tests.conftest import SPEC
 from tests.monitor.test_api_detection import rows
 
 pytestmark = pytest.mark.integration
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
-
 
 @pytest.fixture
 def driver() -> Iterator[Any]:
-    try:
-        from selenium import webdriver
-    except ImportError as exc:
-        service_missing("selenium", exc)
-    from selenium.common.exceptions import WebDriverException
-    from selenium.webdriver.chrome.service import Service
-
-    for path in (CHROMIUM, CHROMEDRIVER):
-        if shutil.which(path) is None:
-            service_missing("Chromium and chromedriver", f"{path} not found")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1200,1600"):
-        options.add_argument(argument)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    try:
-        browser = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    except WebDriverException as exc:
-        service_missing("Chromium and chromedriver", exc)
-    try:
+    with chromium() as browser:
         yield browser
-    finally:
-        browser.quit()
 
 
 def served_report(tmp_path: Path, spec: dict[str, Any], window: list[dict[str, Any]]) -> Path:
