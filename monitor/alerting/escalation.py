@@ -10,8 +10,10 @@ from the outbox (``alert_outbox.payload``), so no column keeps a second copy. Wo
 - a feature drifted that no notice named yet;
 - the drifted share of the tested features grew by the rule's ``escalate_factor`` (1.5) over
   the largest share noticed so far;
-- a feature's drift strength grew by that factor over the largest noticed for it (the test
-  statistic: comparable within one feature and detector);
+- a feature's drift strength grew by that factor over the largest noticed for it: its effect
+  size in its own units (``effect["size"]``: the mean's shift in reference sd, the total
+  variation of the shares, ...) where the notices carry one, else the test statistic (both
+  comparable within one feature and detector; a notice is compared on the measure it has);
 - a performance metric's distance beyond its threshold grew by that factor.
 
 Compared with the peak of all earlier notices, not only the last one, so a window that swings
@@ -21,7 +23,8 @@ Each notice lists what got worse since the last one.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -43,6 +46,7 @@ class Standing:
     share: float | None = None  # drifted share of the tested features
     value: float | None = None  # performance rules: the metric and its threshold
     threshold: float | None = None
+    effects: dict[str, float] = field(default_factory=dict)  # feature: its effect size
 
     @classmethod
     def of(cls, note: Notification) -> Standing:
@@ -53,34 +57,45 @@ class Standing:
             note.drifted_share,
             float(value) if isinstance(value, int | float) else None,
             note.threshold,
+            {d.feature: size for d in note.drifted if (size := _size(d.effect)) is not None},
         )
 
 
-def drifted(session: Session, run_id: int) -> dict[str, float | None]:
+def _size(effect: Any) -> float | None:
+    size = effect.get("size") if isinstance(effect, dict) else None
+    return float(size) if isinstance(size, int | float) else None
+
+
+def drifted(session: Session, run_id: int) -> tuple[dict[str, float | None], dict[str, float]]:
     """The drifted features of a run with their statistics, most drifted first (as notices
-    list them)."""
+    list them), and their effect sizes where known."""
     rows = sorted(
         session.execute(
             select(
-                DetectionResult.feature, DetectionResult.statistic, DetectionResult.p_adjusted
+                DetectionResult.feature,
+                DetectionResult.statistic,
+                DetectionResult.p_adjusted,
+                DetectionResult.effect,
             ).where(DetectionResult.run_id == run_id, DetectionResult.drift.is_(True))
         ),
         key=lambda r: (r.p_adjusted if r.p_adjusted is not None else 1.0, -(r.statistic or 0.0)),
     )
-    return {r.feature: r.statistic for r in rows}
+    sizes = {r.feature: size for r in rows if (size := _size(r.effect)) is not None}
+    return {r.feature: r.statistic for r in rows}, sizes
 
 
 def standing(session: Session, rule: AlertRule, verdict: Verdict) -> Standing:
     """The latest run's standing, with the severity it earns under ``rule``."""
     features: dict[str, float | None] = {}
+    sizes: dict[str, float] = {}
     share = None
     run = session.get(DetectionRun, verdict.run_id) if verdict.run_id is not None else None
     if run is not None and rule.kind == "drift":
-        features, share = drifted(session, run.id), run.drifted_share
+        (features, sizes), share = drifted(session, run.id), run.drifted_share
     severity = rule.severity
     if rule.critical_share is not None and share is not None and share >= rule.critical_share:
         severity = "critical"
-    return Standing(severity, features, share, verdict.value, verdict.threshold)
+    return Standing(severity, features, share, verdict.value, verdict.threshold, sizes)
 
 
 def notices(session: Session, alert_id: int) -> list[Standing]:
@@ -112,10 +127,7 @@ def worse(before: list[Standing], now: Standing, factor: float) -> list[str]:
         was = last.share if last.share is not None else max(shares)
         changes.append(f"drifted share {was:.0%} -> {now.share:.0%}")
     for feature, strength in now.drifted.items():
-        noticed = [s for b in before if (s := b.drifted.get(feature)) is not None]
-        if strength is not None and noticed and _grown(max(noticed), strength, factor):
-            was = last.drifted.get(feature) or max(noticed)
-            changes.append(f"{feature} statistic {was:.3g} -> {strength:.3g}")
+        changes += _stronger(feature, strength, now.effects.get(feature), before, factor)
     if now.value is not None and now.threshold is not None:
         gaps = [
             abs(b.value - now.threshold)
@@ -126,6 +138,24 @@ def worse(before: list[Standing], now: Standing, factor: float) -> list[str]:
             was = last.value if last.value is not None else now.value
             changes.append(f"value {was:.3g} -> {now.value:.3g} (threshold {now.threshold:.3g})")
     return changes
+
+
+def _stronger(
+    feature: str, statistic: float | None, size: float | None, before: list[Standing], factor: float
+) -> list[str]:
+    """The feature's growth past ``factor``, on its effect size when both now and an earlier
+    notice have one, else on its test statistic (never one measure against the other)."""
+    sized = [s for b in before if (s := b.effects.get(feature)) is not None]
+    if size is not None and sized:
+        if not _grown(max(sized), size, factor):
+            return []
+        was = next(b.effects[feature] for b in reversed(before) if feature in b.effects)
+        return [f"{feature} effect size {was:.3g} -> {size:.3g}"]
+    noticed = [s for b in before if (s := b.drifted.get(feature)) is not None]
+    if statistic is None or not noticed or not _grown(max(noticed), statistic, factor):
+        return []
+    was = next(s for b in reversed(before) if (s := b.drifted.get(feature)) is not None)
+    return [f"{feature} statistic {was:.3g} -> {statistic:.3g}"]
 
 
 def severity_rose(before: list[Standing], now: Standing) -> bool:

@@ -195,6 +195,20 @@ def test_worse_counts_only_material_changes_against_every_earlier_notice() -> No
     ]
 
 
+def test_a_feature_grows_on_its_effect_size_when_the_notices_carry_one() -> None:
+    def sized(statistic: float, size: float | None) -> Standing:
+        effects = {} if size is None else {"a": size}
+        return Standing("warning", {"a": statistic}, 0.2, effects=effects)
+
+    fired = sized(0.5, 1.0)  # e.g. the mean moved 1.0 reference sd
+    # the effect doubled while the statistic barely moved: worse, said in effect size
+    assert worse([fired], sized(0.55, 2.0), 1.5) == ["a effect size 1 -> 2"]
+    # the statistic tripled but the effect did not grow by the factor: not worse
+    assert worse([fired], sized(1.5, 1.2), 1.5) == []
+    # a notice from before effect sizes is compared on the statistic, never across measures
+    assert worse([sized(0.5, None)], sized(0.9, 9.0), 1.5) == ["a statistic 0.5 -> 0.9"]
+
+
 def test_a_performance_alert_escalates_when_its_distance_beyond_the_threshold_grows() -> None:
     before = Standing("warning", {}, None, value=0.8, threshold=0.85)
     assert worse([before], Standing("warning", {}, None, value=0.82, threshold=0.85), 1.5) == []
