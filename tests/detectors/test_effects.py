@@ -132,3 +132,21 @@ def test_component_signs_do_not_depend_on_row_order() -> None:
 def test_features_the_reference_lacks_get_no_effect() -> None:
     fitted = EffectReference.fit(numeric={"x": np.arange(3.0)})
     assert set(fitted.compare(numeric={"x": np.arange(3.0), "y": np.arange(3.0)})) == {"x"}
+
+
+@pytest.mark.parametrize("rows", [1, 2, 7, 500])
+def test_summaries_of_a_window_equal_the_summary_of_each_feature(rows: int) -> None:
+    from detectors.effects import numeric_summaries, numeric_summary
+
+    matrix = np.random.default_rng(rows).normal(size=(rows, 6))
+    together = numeric_summaries(matrix)
+    for j, summary in enumerate(together):
+        alone = numeric_summary(matrix[:, j])
+        assert summary.keys() == alone.keys()
+        for key, value in alone.items():
+            assert (summary[key] is None) == (value is None), key
+            if value is not None:
+                assert summary[key] == pytest.approx(value, rel=1e-12, abs=1e-12), key
+    with_nan = matrix.copy()
+    with_nan[0, 0] = np.nan  # not all finite: each feature summarised on its own
+    assert numeric_summaries(with_nan)[0] == numeric_summary(with_nan[:, 0])
