@@ -202,6 +202,7 @@ async def logout(request: Request) -> Response:
 
 
 @router.get("/", response_class=HTMLResponse)
+@router.get("/overview", response_class=HTMLResponse)  # the name docs and Grafana links use
 async def overview(request: Request, state: StateDep) -> Response:
     """Every model this key may read: status, since when, last runs, reports, Grafana."""
     try:

@@ -224,3 +224,12 @@ def test_the_key_is_logged_nowhere(
     assert sign_in(browser, admin_key + "x").status_code == 401
     assert browser.get("/").status_code == 200
     assert admin_key not in caplog.text and admin_key[3:] not in caplog.text
+
+
+def test_overview_is_also_at_slash_overview(browser: TestClient, admin_key: str) -> None:
+    answer = browser.get("/overview", headers=HTML)
+    assert answer.status_code == 303 and answer.headers["location"] == "/login?next=/overview"
+    assert sign_in(browser, admin_key, "/overview").headers["location"] == "/overview"
+    page = browser.get("/overview")
+    assert page.status_code == 200 and page.headers["cache-control"] == "no-store"
+    assert 'id="model-plankton"' in page.text and page.text == browser.get("/").text
