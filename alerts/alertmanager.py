@@ -17,7 +17,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from alerts.channel import post_json
+from alerts.effect_text import effect_text
 from alerts.notification import Notification
+
+MAX_EFFECTS = 5  # drifted features whose effect the annotation says; the report lists them all
 
 
 def alertname(kind: str) -> str:
@@ -48,6 +51,7 @@ def alert(notification: Notification) -> dict[str, Any]:
         "dashboard": n.dashboard_url,
         "report": n.report_url,
         "changes": "; ".join(n.changes),  # what got worse since the last notice
+        "effects": effects(n),
     }
     body: dict[str, Any] = {
         # an empty label value means "no such label" to Alertmanager: leave it out
@@ -60,6 +64,17 @@ def alert(notification: Notification) -> dict[str, Any]:
     if n.state == "resolved":
         body["endsAt"] = rfc3339(n.resolved_at or datetime.now(UTC))
     return body
+
+
+def effects(notification: Notification) -> str:
+    """How much the most drifted features moved, in their own units, one per line (annotations
+    are strings): ``brightness: mean 0.55 -> 0.35 (-3.97 sd)``; "" when none says it."""
+    lines = [
+        f"{d.feature}: {text}"
+        for d in notification.drifted[:MAX_EFFECTS]
+        if (text := effect_text(d.effect))
+    ]
+    return "\n".join(lines)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -20,7 +20,12 @@ added, never renamed)::
       "resolved_at": null,                    # ISO 8601 once resolved
       "run_id": 981,                          # the detection run that fired it, or null
       "drifted": [                            # most drifted first; no histograms
-        {"feature": "brightness", "detector": "ks", "statistic": 0.41, "p_value": 1.2e-09}
+        {"feature": "brightness", "detector": "ks", "statistic": 0.41, "p_value": 1.2e-09,
+         "effect": {                          # how much it moved, in its own units, or null
+           "kind": "numeric",
+           "reference": {"mean": 0.55, "median": 0.55, "p5": 0.5, "p95": 0.6, "sd": 0.0504},
+           "current": {"mean": 0.35, "median": 0.35, "p5": 0.3, "p95": 0.4, "sd": 0.0504},
+           "mean_shift_sd": -3.97, "size": 3.97}}
       ],
       "metric": null,                         # performance alerts: e.g. "accuracy"
       "threshold": null,
@@ -29,6 +34,15 @@ added, never renamed)::
       "drifted_share": 0.4,                   # drift alerts: share of tested features, or null
       "changes": []                           # what got worse since the last notice
     }
+
+``effect`` is the same object the results API serves for that feature (``GET
+/api/v1/models/{name}/results``; every field is defined in ``detectors/effects.py``): for a
+numeric feature the reference's and the window's mean, median, p5, p95 and sd and the mean's
+shift in reference standard deviations; for a categorical one (``"kind": "categorical"``) the
+share of each category in both (``shares``), ``new`` and ``vanished`` categories and
+``total_variation``; for an embedding (``"kind": "vector"``) the mean's move (``mean_shift``)
+and the reference components it moved along. ``size`` is one non-negative number per effect.
+It is ``null`` for results stored before effects were (and for a multivariate ``"*"``).
 
 A firing notice with ``changes`` is an escalation (the alert got materially worse), about a
 newer run: to act on escalations too, deduplicate on ``(alert_id, state, run_id, changes)``.
@@ -107,6 +121,17 @@ def _finite(value: float | None) -> float | None:
     return value if value is None or math.isfinite(value) else None
 
 
+def _finite_json(value: Any) -> Any:
+    """``value`` (an effect: numbers, strings, lists and dicts) with NaN and infinity as None."""
+    if isinstance(value, float):
+        return _finite(value)
+    if isinstance(value, dict):
+        return {k: _finite_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite_json(v) for v in value]
+    return value
+
+
 def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat()
 
@@ -134,6 +159,7 @@ def payload(notification: Notification) -> dict[str, Any]:
                 "detector": d.detector,
                 "statistic": _finite(d.statistic),
                 "p_value": _finite(d.p_value),
+                "effect": _finite_json(d.effect),
             }
             for d in n.drifted
         ],

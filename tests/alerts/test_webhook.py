@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
@@ -25,60 +22,15 @@ from alerts.webhook import (
     verify,
 )
 from tests.alerts.conftest import DASHBOARD, REPORT, free_port
+from tests.alerts.receiver import Receiver, webhook_receiver
 
 SECRET = "retrain-me"
 
 
-@dataclass
-class Receiver:
-    """What the server answers (in turn; the last one repeats) and what it saw."""
-
-    url: str
-    statuses: list[int] = field(default_factory=lambda: [200])
-    bodies: list[bytes] = field(default_factory=list)
-    verified: list[bool] = field(default_factory=list)  # as a receiver without delivery ids
-    accepted: list[bool] = field(default_factory=list)  # delivery id checked against seen
-    headers: list[dict[str, str]] = field(default_factory=list)
-    seen: set[str] = field(default_factory=set)
-
-
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
-    state = Receiver(url="")
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            timestamp = self.headers.get("X-Tidewatch-Timestamp", "")
-            legacy = verify(SECRET, timestamp, body, self.headers.get("X-Tidewatch-Signature", ""))
-            ok = verify(
-                SECRET,
-                timestamp,
-                body,
-                self.headers.get(DELIVERY_SIGNATURE_HEADER, ""),
-                delivery=self.headers.get(DELIVERY_HEADER),
-                seen=state.seen,
-            )
-            state.bodies.append(body)
-            state.verified.append(legacy)
-            state.accepted.append(ok)
-            state.headers.append(dict(self.headers))
-            status = state.statuses.pop(0) if len(state.statuses) > 1 else state.statuses[0]
-            self.send_response(status if ok else 401)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, format: str, *args: object) -> None:  # keep test output quiet
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    state.url = f"http://127.0.0.1:{server.server_address[1]}/hooks/retrain"
-    yield state
-    server.shutdown()
-    server.server_close()
-    thread.join(5)
+    with webhook_receiver(SECRET) as state:
+        yield state
 
 
 def test_retried_until_accepted(receiver: Receiver, firing: Notification) -> None:
@@ -105,6 +57,7 @@ def test_retried_until_accepted(receiver: Receiver, firing: Notification) -> Non
         "detector": "ks",
         "statistic": 0.412,
         "p_value": 1.2e-9,
+        "effect": None,  # the fixture's notice predates effects
     }
     assert event["links"] == {"dashboard": DASHBOARD, "report": REPORT}
     assert "reference" not in json.dumps(event)  # no histograms
@@ -164,6 +117,10 @@ def test_payload_resolved_and_non_finite(resolved: Notification, firing: Notific
     odd = FeatureDrift("x", "ks", float("nan"), float("inf"))
     body = encode(dataclasses.replace(firing, drifted=[odd]))
     assert json.loads(body)["drifted"][0]["statistic"] is None  # strict JSON, no NaN
+    effect = {"kind": "numeric", "reference": {"mean": 1.0, "sd": 0.0}, "current": {"mean": 2.0}}
+    odd = FeatureDrift("x", "ks", 0.5, 0.01, effect={**effect, "mean_shift_sd": float("inf")})
+    sent = json.loads(encode(dataclasses.replace(firing, drifted=[odd])))["drifted"][0]["effect"]
+    assert sent == {**effect, "mean_shift_sd": None}
 
 
 def test_secret_required() -> None:

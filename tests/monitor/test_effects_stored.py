@@ -1,8 +1,10 @@
-"""Effect sizes are stored with each drift result and come back through the API, equal to values
-computed by hand from a small fixed data set (SQLite and PostgreSQL)."""
+"""Effect sizes are stored with each drift result and come back through the API, the e-mail, the
+webhook and Alertmanager's annotations, equal to values computed by hand from a small fixed data
+set (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -10,12 +12,16 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from alerts.alertmanager import alert as alertmanager_alert
 from alerts.notification import Notification
 from monitor.alerting.delivery import channels_from, deliver_due
 from monitor.app import create_app
 from monitor.db.tables import DetectionResult, OutboxMessage
 from monitor.settings import Settings
+from tests.alerts.receiver import Receiver, webhook_receiver
 from tests.conftest import SPEC, Inbox, make_key
+
+WEBHOOK_SECRET = "retrain-me"
 
 COPEPOD = {"label": "copepod", "probabilities": [0.8, 0.2]}
 DIATOM = {"label": "diatom", "probabilities": [0.3, 0.7]}
@@ -94,14 +100,21 @@ def check_effects(effects: dict[str, Any]) -> None:
 
 def test_effects_are_stored_served_and_mailed(db_url: str, smtp: tuple[int, Inbox]) -> None:
     port, inbox = smtp
-    settings = Settings(
-        database_url=db_url, device="cpu", scheduler=False, smtp_host="127.0.0.1", smtp_port=port
-    )
-    with TestClient(create_app(settings)) as client:
-        check_round_trip(client, settings, inbox)
+    with webhook_receiver(WEBHOOK_SECRET) as hook:
+        settings = Settings(
+            database_url=db_url,
+            device="cpu",
+            scheduler=False,
+            smtp_host="127.0.0.1",
+            smtp_port=port,
+            webhook_url=hook.url,
+            webhook_secret=WEBHOOK_SECRET,
+        )
+        with TestClient(create_app(settings)) as client:
+            check_round_trip(client, settings, inbox, hook)
 
 
-def check_round_trip(client: TestClient, settings: Settings, inbox: Inbox) -> None:
+def check_round_trip(client: TestClient, settings: Settings, inbox: Inbox, hook: Receiver) -> None:
     admin = make_key(client, "admin")
     base = "/api/v1/models/plankton"
     assert client.post("/api/v1/models", json=SPEC, headers=admin).status_code == 200
@@ -141,11 +154,13 @@ def check_round_trip(client: TestClient, settings: Settings, inbox: Inbox) -> No
     # the alert's notice (the e-mail's source) carries the same effects, and the mail says them
     sessions = client.app.state.tidewatch.sessions  # type: ignore[attr-defined]
     with sessions() as session:
-        (payload,) = session.scalars(select(OutboxMessage.payload)).all()
+        (payload,) = session.scalars(
+            select(OutboxMessage.payload).where(OutboxMessage.channel == "email")
+        ).all()
     noticed = {d.feature: d.effect for d in Notification.from_json(payload).drifted}
     assert {"brightness", "site", "prediction.label"} <= set(noticed)
     assert all(noticed[f] == stored[f] for f in noticed)
-    assert deliver_due(sessions, channels_from(settings), settings) == 1
+    assert deliver_due(sessions, channels_from(settings), settings) == 2  # e-mail and webhook
     (mail,) = inbox.messages
     text = mail.get_body(preferencelist=("plain",))
     assert text is not None
@@ -153,3 +168,24 @@ def check_round_trip(client: TestClient, settings: Settings, inbox: Inbox) -> No
     assert "  - brightness: mean 0.55 -> 0.35 (-3.97 sd); ks," in said  # -0.2 / 0.0504
     assert "  - site: flowcam-3 0% -> 50% (new), a 75% -> 50%, b 25% -> 0% (vanished); " in said
     assert "  - prediction.label: copepod 75% -> 25%, diatom 25% -> 75%; " in said
+
+    # the webhook (signed, verified by the receiver) carries each drifted feature's effect, the
+    # same object the API serves
+    assert hook.accepted == [True]
+    event = json.loads(hook.bodies[0])
+    sent = {d["feature"]: d["effect"] for d in event["drifted"]}
+    assert {"brightness", "site", "prediction.label"} <= set(sent)
+    assert all(sent[f] == served[f] for f in sent)
+    check_effects({**served, **sent})  # the sent ones replace the served: hand-computed too
+    brightness = sent["brightness"]  # by hand: 0.55 -> 0.35, 0.2 / (0.05 * sqrt(60 / 59)) sd
+    assert (brightness["reference"]["mean"], brightness["current"]["mean"]) == (
+        pytest.approx(0.55),
+        pytest.approx(0.35),
+    )
+    assert brightness["mean_shift_sd"] == pytest.approx(-3.9665, abs=1e-4)
+
+    # and Alertmanager's annotations say them in words
+    note = Notification.from_json(payload)
+    said_am = alertmanager_alert(note)["annotations"]["effects"].splitlines()
+    assert "brightness: mean 0.55 -> 0.35 (-3.97 sd)" in said_am
+    assert "site: flowcam-3 0% -> 50% (new), a 75% -> 50%, b 25% -> 0% (vanished)" in said_am
