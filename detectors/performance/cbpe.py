@@ -286,8 +286,8 @@ class CBPE(Params):
             raise ValueError(f"n_samples must be a positive integer, got {n_samples}")
         if n_bootstrap < 0:
             raise ValueError(f"n_bootstrap must be 0 or more, got {n_bootstrap}")
-        if not 0.0 < threshold < 1.0:
-            raise ValueError(f"threshold must lie strictly between 0 and 1, got {threshold}")
+        if not 0.0 <= threshold <= 1.0:
+            raise ValueError(f"threshold must lie between 0 and 1, got {threshold}")
         if calibrate not in CALIBRATE:
             raise ValueError(f"calibrate must be one of {list(CALIBRATE)}, got {calibrate!r}")
         self.metrics = tuple(metrics)

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from detectors.performance.cbpe import CBPE
 from detectors.performance.classification import classification_metrics
+from detectors.performance.decision import decision_threshold
 from detectors.performance.regression import regression_metrics
 from detectors.streaming import StreamingDriftDetector
 from monitor.data.layout import from_bytes
@@ -136,10 +137,20 @@ def _metric_values(
     return values, errors
 
 
+@dataclass(frozen=True)
+class Calibration:
+    """Labelled records predicted before a window: what CBPE learns its calibration from."""
+
+    probabilities: np.ndarray  # (rows, classes), rows summing to one
+    truth: np.ndarray  # true labels (class names)
+    predicted: np.ndarray  # the model's own predicted labels (class names, None if absent)
+
+
 def _calibration(
     session: Session, registered: RegisteredModel, before: datetime, limit: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Probabilities and true labels of the newest labelled records predicted before ``before``."""
+) -> Calibration:
+    """Probabilities, true and predicted labels of the newest labelled records predicted
+    before ``before``."""
     rows = session.execute(
         select(TelemetryRecord.record_id, TelemetryRecord.batch_id, Label.label)
         .join(
@@ -164,20 +175,41 @@ def _calibration(
         wanted.setdefault(batch_id, {})[record_id] = str(label)
     probabilities: list[list[float]] = []
     truth: list[str] = []
+    predicted: list[str | None] = []
     for batch_id, labels in wanted.items():
         blob = session.scalar(select(TelemetryBatch.data).where(TelemetryBatch.id == batch_id))
         if blob is None:
             continue
         batch = from_bytes(blob)
-        for rid, proba in zip(
-            batch.column("id").to_pylist(), batch.column("p.proba").to_pylist(), strict=True
+        for rid, proba, label in zip(
+            batch.column("id").to_pylist(),
+            batch.column("p.proba").to_pylist(),
+            batch.column("p.label").to_pylist(),
+            strict=True,
         ):
             if rid in labels and proba is not None:
                 probabilities.append(proba)
                 truth.append(labels[rid])
-    if not probabilities:
-        return np.zeros((0, 0)), np.asarray(truth, dtype=object)
-    return _rows_summing_to_one(probabilities), np.asarray(truth, dtype=object)
+                predicted.append(label)
+    return Calibration(
+        _rows_summing_to_one(probabilities) if probabilities else np.zeros((0, 0)),
+        np.asarray(truth, dtype=object),
+        np.asarray(predicted, dtype=object),
+    )
+
+
+def model_threshold(registered: RegisteredModel, calibration: Calibration) -> float:
+    """The binary model's cut on ``classes[1]``'s probability: declared in the spec, or read
+    from the labelled records' predicted labels (ValueError when no cut explains them)."""
+    declared = registered.spec.output.threshold
+    if declared is not None:
+        return declared
+    known = np.isin(calibration.predicted, registered.spec.output.classes)
+    if not known.any():
+        # no predicted labels stored: the rule of the largest probability
+        return 0.5
+    positive = calibration.predicted[known] == registered.spec.output.classes[1]
+    return decision_threshold(calibration.probabilities[known, 1], positive)
 
 
 def estimate_performance(
@@ -190,7 +222,8 @@ def estimate_performance(
 ) -> tuple[list[MetricRow], str]:
     """CBPE estimates of the window's accuracy, F1 and ROC AUC from its probabilities alone."""
     classes = registered.spec.output.classes
-    proba, truth = _calibration(session, registered, before, spec.calibration_rows)
+    calibration = _calibration(session, registered, before, spec.calibration_rows)
+    proba, truth = calibration.probabilities, calibration.truth
     current = table.column("p.proba").drop_null().to_pylist()
     missing = sorted(set(classes) - set(truth.tolist()))
     if len(truth) < spec.min_labels or missing or not current:
@@ -198,7 +231,13 @@ def estimate_performance(
             f", none of class {missing[0]!r}" if missing else ""
         )
         return [], f"no estimate ({why})"
-    cbpe = CBPE(metrics=CBPE_METRICS, n_bootstrap=0, device=device)
+    threshold = 0.5
+    if len(classes) == 2:
+        try:
+            threshold = model_threshold(registered, calibration)
+        except ValueError as exc:
+            return [], f"no estimate ({exc})"
+    cbpe = CBPE(metrics=CBPE_METRICS, n_bootstrap=0, threshold=threshold, device=device)
     estimate = cbpe.fit(proba, truth, classes=classes).estimate(_rows_summing_to_one(current))
     rows = [
         MetricRow(str(ResultKey.estimated(m)), float(estimate[m].value), None, False, len(truth))

@@ -66,11 +66,17 @@ class FeatureSpec(BaseModel):
 
 
 class OutputSpec(BaseModel):
-    """The model's output task; ``classes`` for classification, detection and segmentation."""
+    """The model's output task; ``classes`` for classification, detection and segmentation.
+
+    ``threshold`` (binary classification only): the model predicts ``classes[1]`` when that
+    class's probability is at least this cut. Label-free estimates of accuracy and F1 use it;
+    left out, it is read from the predicted labels and probabilities of labelled records.
+    """
 
     model_config = ConfigDict(extra="forbid")
     task: Task
     classes: list[str] = Field(default_factory=list)
+    threshold: float | None = Field(default=None, gt=0.0, lt=1.0)
 
     @model_validator(mode="after")
     def _classes_when_needed(self) -> Self:
@@ -78,6 +84,13 @@ class OutputSpec(BaseModel):
             raise ValueError(f"task {self.task!r} needs a non-empty 'classes' list")
         if len(set(self.classes)) != len(self.classes):
             raise ValueError("'classes' has duplicates")
+        if self.threshold is not None and not (
+            self.task == "classification" and len(self.classes) == 2
+        ):
+            raise ValueError(
+                "'threshold' is the cut of a binary classifier: it needs task "
+                "'classification' with exactly 2 classes"
+            )
         return self
 
 
