@@ -34,10 +34,28 @@ class SortedColumns:
 
 
 def sort_columns(data: np.ndarray, device: torch.device) -> SortedColumns:
+    if device.type == "cpu":
+        return _sort_columns_numpy(data)
     t = columns_tensor(data, device)
     finite = torch.isfinite(t)
     t = torch.where(finite, t, torch.full_like(t, float("inf")))
     return SortedColumns(torch.sort(t, dim=1).values.contiguous(), finite.sum(dim=1))
+
+
+def _sort_columns_numpy(data: np.ndarray) -> SortedColumns:
+    """The CPU path: numpy's sort of a contiguous (features, rows) copy, shared with torch.
+
+    numpy sorts float64 with vectorised (SIMD) quicksort; ``torch.sort`` on the CPU does not,
+    and took 4-8x as long on 200 columns of 20,000 rows. The sorted window is the floor of
+    every ECDF test, so this is most of what a KS score costs.
+    """
+    columns = np.array(np.asarray(data, dtype=np.float64).T, order="C")  # a copy, (features, rows)
+    finite = np.isfinite(columns)
+    counts = finite.sum(axis=1, dtype=np.int64)
+    if counts.sum() != columns.size:
+        columns[~finite] = np.inf
+    columns.sort(axis=1)
+    return SortedColumns(torch.from_numpy(columns), torch.from_numpy(counts))
 
 
 def pooled(ref: SortedColumns, cur: SortedColumns) -> torch.Tensor:

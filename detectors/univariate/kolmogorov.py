@@ -82,31 +82,39 @@ def smirnov_sf(n: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 
 def _smirnov_sum(n: torch.Tensor, x: torch.Tensor, nxfl: torch.Tensor) -> torch.Tensor:
-    """x * sum over v < n - floor(nx) of C(n, v) (x + v/n)^(v-1) (1 - x - v/n)^(n-v)."""
-    last = n - nxfl - 1  # the last v
+    """x * sum over v < n - floor(nx) of C(n, v) (x + v/n)^(v-1) (1 - x - v/n)^(n-v).
+
+    Features of one size share every part of a term that does not depend on x (the Stirling
+    corrections and the square root), computed once per size: features mostly share one.
+    """
+    total = torch.zeros_like(x)
+    for size in torch.unique(n).tolist():
+        members = n == size
+        total[members] = _smirnov_sum_of_size(float(size), x[members], nxfl[members])
+    return total
+
+
+def _smirnov_sum_of_size(n: float, x: torch.Tensor, nxfl: torch.Tensor) -> torch.Tensor:
+    last = n - nxfl - 1  # the last v, per feature
     total = torch.exp(n * torch.log1p(-x)) / x  # v = 0: (1 - x)^n / x
-    nx = n * x
-    width = max(1, min(_TERMS_PER_CHUNK // len(n), int(last.max().item())))
-    n_, nx_, last_ = n[:, None], nx[:, None], last[:, None]
-    for start in range(1, int(last.max().item()) + 1, width):
-        v = torch.arange(start, start + width, dtype=n.dtype, device=n.device)[None, :]
-        inside = v <= last_
-        v = torch.where(inside, v, torch.ones_like(v))
-        rest = n_ - v
+    nx = (n * x)[:, None]
+    most = int(last.max().item())
+    width = max(1, min(_TERMS_PER_CHUNK // len(x), most))
+    n_tensor = torch.tensor(n, dtype=x.dtype, device=x.device)
+    for start in range(1, most + 1, width):
+        v = torch.arange(start, min(start + width, most + 1), dtype=x.dtype, device=x.device)
+        rest = n - v
         # C(n, v) a^v b^(n-v), a = x + v/n, b = 1 - a, as a binomial probability (Loader):
         # n log n - v log v - (n-v) log(n-v) + v log a + (n-v) log b, with the n log n terms
         # taken out exactly, is v log1p(nx/v) + (n-v) log1p(-nx/(n-v)); what remains
-        # cancels to ~1e-16 * nx absolute (1e-11 at n = 10^6)
-        exponent = (
-            _stirlerr(n_)
-            - _stirlerr(v)
-            - _stirlerr(rest)
-            + v * torch.log1p(nx_ / v)
-            + rest * torch.log1p(-nx_ / rest)
-        )
-        # ... times sqrt(n / (2 pi v (n-v))), divided by a
-        terms = torch.exp(exponent) * torch.sqrt(n_ / (2 * math.pi * v * rest)) * n_ / (nx_ + v)
-        total = total + torch.where(inside, terms, torch.zeros_like(terms)).sum(dim=1)
+        # cancels to ~1e-16 * nx absolute (1e-11 at n = 10^6). The Stirling corrections and
+        # sqrt(n / (2 pi v (n-v))) depend on v only: one row for all features.
+        shared = _stirlerr(n_tensor) - _stirlerr(v) - _stirlerr(rest)
+        root = torch.sqrt(n / (2 * math.pi * v * rest)) * n
+        exponent = shared + v * torch.log1p(nx / v) + rest * torch.log1p(-nx / rest)
+        terms = torch.exp(exponent) * root / (nx + v)  # ... divided by a
+        terms = torch.where(v <= last[:, None], terms, torch.zeros_like(terms))
+        total = total + terms.sum(dim=1)
     return x * total
 
 

@@ -10,6 +10,7 @@ from math import gcd
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
@@ -153,3 +154,22 @@ def test_statistic_matches_scipy_with_many_ties(ref: np.ndarray, cur: np.ndarray
             # 1; scipy then falls back to the asymptotic value, Tidewatch keeps the exact 1
             p = 1.0
         assert result.p_value[j] == pytest.approx(p, rel=1e-9, abs=1e-300)
+
+
+@given(
+    arrays(np.float64, st.tuples(st.integers(1, 30), st.just(3)), elements=st.integers(-4, 4)),
+    arrays(np.float64, st.tuples(st.integers(1, 30), st.just(3)), elements=finite),
+)
+@settings(deadline=None, max_examples=50)
+def test_merged_placement_equals_a_binary_search(ref: np.ndarray, cur: np.ndarray) -> None:
+    """The CPU's merge (a stable argsort of the pooled sorted rows) counts ``#ref <= y`` exactly
+    as ``searchsorted(right=True)`` does, ties and missing values (+inf) included."""
+    from detectors.univariate.columns import sort_columns
+    from detectors.univariate.ks import ref_counts_at_or_below
+
+    ref[0, 0], cur[-1, 1] = np.nan, np.nan
+    cur[: len(cur) // 2, 2] = ref[0, 2]  # values shared with the reference
+    sorted_ref = sort_columns(ref, torch.device("cpu"))
+    sorted_cur = sort_columns(cur, torch.device("cpu"))
+    expected = torch.searchsorted(sorted_ref.values, sorted_cur.values, right=True)
+    assert torch.equal(ref_counts_at_or_below(sorted_ref, sorted_cur), expected)
