@@ -14,6 +14,13 @@ $(BIN)/tidewatch: pyproject.toml collectors/pyproject.toml
 	$(BIN)/pip install --quiet torch==2.13.0 -e ./collectors -e '.[dev]'
 	touch $@
 
+# The OIDC tests' identity provider, in its own environment (see tests/oidc-provider.txt)
+OIDC_PROVIDER := .venv-oidc-provider/bin/oidc-provider-mock
+$(OIDC_PROVIDER): tests/oidc-provider.txt
+	$(PYTHON) -m venv .venv-oidc-provider
+	.venv-oidc-provider/bin/pip install --quiet -r tests/oidc-provider.txt
+	touch $@
+
 demo: $(BIN)/tidewatch
 	DO_NOT_TRACK=1 $(BIN)/tidewatch demo
 
@@ -31,7 +38,7 @@ dist: $(BIN)/tidewatch
 	rm -rf build collectors/build *.egg-info collectors/*.egg-info
 	@ls -l dist
 
-test: lint
+test: lint $(OIDC_PROVIDER)
 	DO_NOT_TRACK=1 $(BIN)/python -m pytest
 
 bench-ingest: $(BIN)/tidewatch
@@ -47,4 +54,4 @@ bench-cycle: $(BIN)/tidewatch
 	DO_NOT_TRACK=1 $(BIN)/python benchmarks/cycle.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis dist build collectors/build
+	rm -rf $(VENV) .venv-oidc-provider .pytest_cache .mypy_cache .ruff_cache .hypothesis dist build collectors/build

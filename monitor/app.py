@@ -19,6 +19,7 @@ from monitor.api import (
     metrics,
     models,
     monitors,
+    oidc,
     pages,
     report,
 )
@@ -121,6 +122,7 @@ def create_app(settings: Settings) -> FastAPI:
         alerts.router,
         report.router,
         pages.router,  # sign-in and the overview, for people in a browser
+        oidc.router,  # sign-in through the site's identity provider, when configured
     )
     for router in routers:
         app.include_router(router)

@@ -11,15 +11,18 @@ the closest known name, so that ``TIDEWATCH_SMTP_PASSWRD`` cannot silently leave
 from __future__ import annotations
 
 import difflib
+import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -123,6 +126,35 @@ class Settings(BaseSettings):
         description="signs browser sessions; unset, a random one per process (a restart signs "
         "everyone out, and replicas behind one address need the same secret)",
     )
+    # OIDC sign-in (monitor/api/oidc.py): off unless oidc_issuer is set, and then no one may
+    # read until oidc_allowed_email_domains or oidc_allowed_groups says who
+    oidc_issuer: str | None = Field(
+        default=None,
+        description="OpenID provider's issuer URL (discovery at <issuer>/.well-known/"
+        "openid-configuration); set, /login offers 'Sign in with <provider>'",
+    )
+    oidc_client_id: str | None = Field(default=None, description="Tidewatch's client id there")
+    oidc_client_secret: str | None = Field(default=None, description="and its client secret")
+    oidc_provider_name: str | None = Field(
+        default=None, description="shown on the sign-in button (default: the issuer's host)"
+    )
+    oidc_scopes: str = Field(
+        default="openid email profile", description="scopes asked for (openid is required)"
+    )
+    oidc_allowed_email_domains: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="who may read: a verified e-mail in one of these domains (comma-separated)",
+    )
+    oidc_allowed_groups: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="who may read: one of these values in the groups claim (comma-separated)",
+    )
+    oidc_groups_claim: str = Field(default="groups", description="the ID token claim of groups")
+    oidc_require_verified_email: bool = Field(
+        default=True,
+        description="e-mail domains count only with email_verified true (off for providers "
+        "that do not send it and verify e-mail themselves)",
+    )
     alert_delivery_seconds: float = Field(default=5.0, gt=0, description="outbox poll interval")
     alert_retry_seconds: float = Field(default=10.0, gt=0, description="first retry delay")
     alert_max_attempts: int = Field(default=8, ge=1, description="then a delivery has failed")
@@ -158,6 +190,37 @@ class Settings(BaseSettings):
             raise ValueError("webhook_url needs webhook_secret (webhooks are signed)")
         if self.smtp_ssl and self.smtp_starttls:
             raise ValueError("choose smtp_ssl (TLS from the start) or smtp_starttls, not both")
+        return self
+
+    @field_validator("oidc_allowed_email_domains", "oidc_allowed_groups", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        # the environment gives one string: "a.org, b.org" (or a JSON list, as TOML would)
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+    @field_validator("oidc_allowed_email_domains")
+    @classmethod
+    def _bare_domains(cls, value: list[str]) -> list[str]:
+        return [domain.strip().lower().lstrip("@") for domain in value]
+
+    @model_validator(mode="after")
+    def _usable_oidc(self) -> Settings:
+        if not self.oidc_issuer:
+            return self
+        if not self.oidc_client_id or not self.oidc_client_secret:
+            raise ValueError("oidc_issuer needs oidc_client_id and oidc_client_secret")
+        if "openid" not in self.oidc_scopes.split():
+            raise ValueError("oidc_scopes must include openid (the ID token says who signed in)")
+        parts = urlsplit(self.oidc_issuer)
+        loopback = parts.hostname in {"localhost", "127.0.0.1", "::1"}
+        # the provider's answers (keys, tokens) must not be readable or alterable on the way
+        if parts.scheme != "https" and not (parts.scheme == "http" and loopback):
+            raise ValueError("oidc_issuer must be an https:// URL (http only to a loopback host)")
         return self
 
     @field_validator("log_level", mode="before")

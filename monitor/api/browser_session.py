@@ -7,6 +7,16 @@ revoking the key, or its expiry, ends its sessions at once, and the signature's 
 after ``session_hours``. (Signing out deletes the cookie in the browser; a copy taken before
 stays valid until one of those.)
 
+A session started through the site's identity provider (OIDC, :mod:`monitor.api.oidc`) has no
+key: its cookie holds ``"oidc"``, the person's subject and e-mail (for the page and the log) and
+a fingerprint of the provider and the rule of who may read (:func:`monitor.api.oidc_rule.
+fingerprint`), signed the same way, with the same maximum age. Its check needs no database: the
+signature, the age, OIDC still being configured, and the fingerprint. The trade-off: there is no
+per-person revocation before the session's age ends it (``session_hours``); a person removed
+at the provider keeps reading until then. What ends OIDC sessions at once: changing the rule
+(any ``oidc_allowed_*`` setting, the groups claim, the issuer or client id: every OIDC session
+ends), turning OIDC off, or changing ``session_secret`` (every session of both kinds ends).
+
 What a session may do is narrow on purpose (:func:`session_cookie`): only ``read``, only on
 GET and HEAD, and only when no ``Authorization`` header came. So a cookie never widens a key (an
 admin key signed in reads, nothing more), and a page on another site that makes the browser
@@ -25,6 +35,8 @@ would cross the network in clear text.
 from __future__ import annotations
 
 import ipaddress
+from dataclasses import dataclass
+from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode
 
 from fastapi import HTTPException, Request
@@ -40,6 +52,26 @@ SAFE_METHODS = frozenset({"GET", "HEAD"})
 SESSION_SCOPE = "read"
 
 
+OIDC = "oidc"  # the first item of an OIDC session's cookie (a key session's is the key's id)
+
+
+@dataclass(frozen=True)
+class KeySession:
+    """Signed in with an API key: its id and the first hex digits of its hash."""
+
+    key_id: int
+    digest: str
+
+
+@dataclass(frozen=True)
+class OidcSession:
+    """Signed in through the identity provider, under the rule with this fingerprint."""
+
+    subject: str
+    email: str | None
+    rule: str
+
+
 def _serializer(secret: str) -> URLSafeTimedSerializer:
     return URLSafeTimedSerializer(secret, salt=_SALT)
 
@@ -48,7 +80,7 @@ def sign(secret: str, key_id: int, key_hash: str) -> str:
     """The cookie's value for a session of the key with this id and hash.
 
     >>> value = sign("s", 3, "ab" * 32)
-    >>> "tw_" not in value and read(value, "s", max_age=60) == (3, "ab" * 8)
+    >>> "tw_" not in value and read(value, "s", max_age=60) == KeySession(3, "ab" * 8)
     True
     >>> read(value, "other secret", max_age=60) is None
     True
@@ -56,15 +88,32 @@ def sign(secret: str, key_id: int, key_hash: str) -> str:
     return _serializer(secret).dumps([key_id, key_hash[:_DIGEST]])
 
 
-def read(value: str, secret: str, *, max_age: int) -> tuple[int, str] | None:
-    """The key id and hash digest of a valid cookie; None if altered, foreign or too old."""
+def sign_oidc(secret: str, subject: str, email: str | None, rule: str) -> str:
+    """The cookie's value for a session signed in through the identity provider.
+
+    >>> value = sign_oidc("s", "248289761001", "ada@example.org", "f00d")
+    >>> read(value, "s", max_age=60)
+    OidcSession(subject='248289761001', email='ada@example.org', rule='f00d')
+    """
+    return _serializer(secret).dumps([OIDC, subject, email, rule])
+
+
+def read(value: str, secret: str, *, max_age: int) -> KeySession | OidcSession | None:
+    """The session of a valid cookie; None if altered, foreign or too old."""
     try:
-        key_id, digest = _serializer(secret).loads(value, max_age=max_age)
+        items: Any = _serializer(secret).loads(value, max_age=max_age)
     except (BadSignature, ValueError, TypeError):  # SignatureExpired is a BadSignature
         return None
-    if not isinstance(key_id, int) or not isinstance(digest, str):
+    if not isinstance(items, list):
         return None
-    return key_id, digest
+    match items:
+        case [int() as key_id, str() as digest] if not isinstance(key_id, bool):
+            return KeySession(key_id, digest)
+        case [str() as kind, str() as subject, str() | None as email, str() as rule] if (
+            kind == OIDC
+        ):
+            return OidcSession(subject, email, rule)
+    return None
 
 
 def matches(row: ApiKey, digest: str) -> bool:

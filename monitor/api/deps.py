@@ -23,7 +23,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from monitor.alerting.lifecycle import Alerting
-from monitor.api import browser_session
+from monitor.api import browser_session, oidc_rule
 from monitor.api.errors import invalid
 from monitor.db import keys
 from monitor.db.models import RegisteredModel, get_model
@@ -49,6 +49,8 @@ class ServiceState:
     metrics_limiter: anyio.CapacityLimiter = field(default_factory=lambda: anyio.CapacityLimiter(1))
     # signs browser sessions when the session_secret setting is unset (see browser_session)
     random_session_secret: str = field(default_factory=lambda: secrets.token_urlsafe(32))
+    # Authlib's client of the identity provider, built at the first OIDC sign-in (api/oidc.py)
+    oidc_client: Any = None
 
     @property
     def session_secret(self) -> str:
@@ -135,16 +137,29 @@ def _check_key_alone(state: ServiceState, key: str, needed: str) -> None:
 
 def _check_cookie_alone(state: ServiceState, cookie: str, needed: str) -> None:
     """A browser session stands in for its key: the key must still be valid (not revoked,
-    not expired) and grant ``needed``, at every request."""
+    not expired) and grant ``needed``, at every request. An OIDC session has no key: it holds
+    while OIDC is configured with the rule it was granted under (browser_session explains)."""
     hours = state.settings.session_hours
     found = browser_session.read(cookie, state.session_secret, max_age=round(hours * 3600))
+    if isinstance(found, browser_session.OidcSession):
+        _check_oidc_session(state, found)
+        return
     with state.sessions() as session:
-        row = session.get(ApiKey, found[0]) if found is not None else None
-        if found is None or row is None or not browser_session.matches(row, found[1]):
+        row = session.get(ApiKey, found.key_id) if found is not None else None
+        if found is None or row is None or not browser_session.matches(row, found.digest):
             raise HTTPException(401, "your session has ended: sign in again at /login")
         if row.revoked_at is not None:
             raise HTTPException(401, "your session has ended (its key was revoked): sign in again")
         _check_row(session, row, needed)
+
+
+def _check_oidc_session(state: ServiceState, found: browser_session.OidcSession) -> None:
+    settings = state.settings
+    if not oidc_rule.configured(settings) or found.rule != oidc_rule.fingerprint(settings):
+        raise HTTPException(
+            401, "your session has ended (who may read here has changed): sign in again at /login"
+        )
+    # an OIDC session only ever reads: session_cookie() offers the cookie for `read` alone
 
 
 def require(needed: str) -> Callable[[Request, ServiceState], Awaitable[None]]:

@@ -1,7 +1,9 @@
 """Pages for people: the sign-in form, signing out, and a read-only overview of every model.
 
 Signing in exchanges an API key (sent in a form's body, never in a URL) for a session cookie
-(:mod:`monitor.api.browser_session`); the overview, the report, a run and the results then open
+(:mod:`monitor.api.browser_session`); where the site has an identity provider, the form also
+offers signing in through it (:mod:`monitor.api.oidc`), which ends in the same kind of cookie.
+The overview, the report, a run and the results then open
 in the browser, and so do Grafana's data links to them. Pages are rendered by jinja2 with
 autoescaping, under a Content-Security-Policy that allows inline styles and nothing else.
 """
@@ -17,7 +19,7 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader
 
-from monitor.api import browser_session
+from monitor.api import browser_session, oidc_rule
 from monitor.api.deps import ServiceState, StateDep, check_key, in_thread, read_body, require
 from monitor.db.models import get_model
 from monitor.db.results import list_runs
@@ -34,6 +36,7 @@ CSP = (
 HEADERS = {"Content-Security-Policy": CSP, "Cache-Control": "no-store"}
 LOGIN_BODY_LIMIT = 4096
 RUNS_SHOWN = 5
+OIDC_START = "/login/oidc"
 _ENV = Environment(
     loader=FileSystemLoader(Path(__file__).parent / "templates"),
     autoescape=True,
@@ -121,7 +124,7 @@ def overview_models(state: ServiceState) -> list[ModelLine]:
     return lines
 
 
-def _page(template: str, status_code: int = 200, **values: object) -> HTMLResponse:
+def page(template: str, status_code: int = 200, **values: object) -> HTMLResponse:
     html = _ENV.get_template(template).render(**values)
     return HTMLResponse(html, status_code=status_code, headers=HEADERS)
 
@@ -140,7 +143,18 @@ def _same_origin(request: Request) -> None:
 async def login_form(
     state: StateDep, next_page: str | None = Query(None, alias="next")
 ) -> Response:
-    return _page("login.html.j2", next=browser_session.safe_next(next_page), hours=_hours(state))
+    target = browser_session.safe_next(next_page)
+    return page("login.html.j2", next=target, hours=_hours(state), oidc=oidc_offer(state, target))
+
+
+def oidc_offer(state: ServiceState, target: str) -> dict[str, str] | None:
+    """The "Sign in with <provider>" link beside the key form, when OIDC is configured."""
+    if not oidc_rule.configured(state.settings):
+        return None
+    return {
+        "name": oidc_rule.provider_name(state.settings),
+        "href": f"{OIDC_START}?next={quote(target, safe='/')}",
+    }
 
 
 def _hours(state: ServiceState) -> str:
@@ -166,15 +180,22 @@ async def login(request: Request, state: StateDep) -> Response:
             raise HTTPException(401, "enter an API key")
         key_id, key_hash = await in_thread(_key_id_and_hash, state, key)
     except HTTPException as refused:  # the page says why; the key is never shown back
-        return _page(
+        return page(
             "login.html.j2",
             refused.status_code,
             next=target,
             hours=_hours(state),
             problem=refused.detail,
+            oidc=oidc_offer(state, target),
         )
     value = browser_session.sign(state.session_secret, key_id, key_hash)
     answer = RedirectResponse(target, status_code=303)
+    set_session_cookie(answer, state, value, secure)
+    return answer
+
+
+def set_session_cookie(answer: Response, state: ServiceState, value: str, secure: bool) -> None:
+    """The session cookie, alike for both ways in: HttpOnly, SameSite=Lax, session_hours."""
     answer.set_cookie(
         browser_session.COOKIE,
         value,
@@ -184,7 +205,6 @@ async def login(request: Request, state: StateDep) -> Response:
         httponly=True,
         samesite="lax",
     )
-    return answer
 
 
 @router.post("/logout")
@@ -212,4 +232,4 @@ async def overview(request: Request, state: StateDep) -> Response:
             return RedirectResponse(browser_session.login_location(request), status_code=303)
         raise
     models = await in_thread(overview_models, state)
-    return _page("overview.html.j2", models=models)
+    return page("overview.html.j2", models=models)

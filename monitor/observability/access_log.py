@@ -1,8 +1,9 @@
 """Credentials kept out of the access log.
 
 uvicorn logs every request on ``uvicorn.access`` with its path and query string, and a signed
-report link carries its ``token`` there (and a misguided client might send ``key=``): whoever
-reads the logs could open the report. :class:`RedactCredentials` replaces those values with
+report link carries its ``token`` there (and a misguided client might send ``key=``; the
+identity provider sends ``code`` and ``state`` to the OIDC callback): whoever reads the logs
+could open the report. :class:`RedactCredentials` replaces those values with
 ``REDACTED`` before any handler formats the record.
 """
 
@@ -12,7 +13,9 @@ import logging
 from urllib.parse import unquote_plus
 
 ACCESS_LOGGER = "uvicorn.access"
-SECRET_PARAMETERS = frozenset({"token", "key"})
+# token: a signed report link's; key: a misguided client's API key; code and state: the
+# identity provider's answer at /login/oidc/callback (a code is worth a session until used)
+SECRET_PARAMETERS = frozenset({"token", "key", "code", "state"})
 REDACTED = "REDACTED"
 
 

@@ -51,6 +51,11 @@ def test_the_filter_redacts_the_token_and_keeps_the_record_shape() -> None:
         ("/x?%74oken=abc&run=1", "/x?%74oken=REDACTED&run=1"),  # decoded as the server does
         ("/x?token=a&token=b", "/x?token=REDACTED&token=REDACTED"),
         ("/x?tokens=a&monkey=b", "/x?tokens=a&monkey=b"),
+        # the identity provider's answer at the OIDC callback
+        (
+            "/login/oidc/callback?code=c0de&state=s7a7e",
+            "/login/oidc/callback?code=REDACTED&state=REDACTED",
+        ),
     ],
 )
 def test_redact_query(path: str, expected: str) -> None:

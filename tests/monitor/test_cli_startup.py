@@ -28,7 +28,7 @@ from monitor.settings import Settings
 from monitor.spec.model import ModelSpec
 from tests.conftest import SPEC
 
-HEAVY = ["evidently", "pandas", "scipy", "sklearn", "torch"]
+HEAVY = ["authlib", "evidently", "pandas", "scipy", "sklearn", "torch"]
 # a stored model whose monitors have detector parameters and a streaming detector: reading it
 # back must not build them
 STORED_SPEC = {
