@@ -45,6 +45,8 @@ _OPTIONAL_BODIES: dict[tuple[str, str], type[BaseModel]] = {
 }
 _REFERENCE = (f"{API}/models/{{name}}/reference", "post")
 _REPORT = (f"{API}/models/{{name}}/report", "get")
+_CANDIDATES = (f"{API}/models/{{name}}/runs/{{run_id}}/label-candidates.csv", "get")
+_LINKED = (_REPORT, _CANDIDATES)  # a run's signed report link opens these too
 
 # The statuses each operation answers besides 200, read off its code. Two come on top, by rule:
 # 401 and 403 on every /api/v1 route (the key check, a dependency of each), and 503 on every
@@ -64,6 +66,7 @@ ANSWERS: dict[tuple[str, str], tuple[int, ...]] = {
     (f"{API}/models/{{name}}/results", "get"): (404, 422),
     (f"{API}/models/{{name}}/runs/{{run_id}}", "get"): (404, 422),
     (f"{API}/models/{{name}}/report", "get"): (404, 422),
+    _CANDIDATES: (404, 422),
     (f"{API}/models/{{name}}/monitors", "get"): (404,),
     (f"{API}/models/{{name}}/monitors", "put"): (404, *_BODY),
     (f"{API}/status", "get"): (),
@@ -130,7 +133,7 @@ _SECURITY_SCHEMES = {
         "in": "query",
         "name": "token",
         "description": "the token of a signed report link from an alert e-mail (with its "
-        "expires); it opens that one run's report",
+        "expires); it opens that one run's report and its label candidates",
     },
 }
 
@@ -217,7 +220,7 @@ def _responses(paths: dict[str, Any], shapes: Shapes) -> None:
                 responses[str(code)] = _answer(path, method, code, given, shapes)
             if path.startswith(f"{API}/"):
                 operation["security"] = [{KEY_SCHEME: []}]
-                if (path, method) == _REPORT:
+                if (path, method) in _LINKED:
                     operation["security"].append({LINK_SCHEME: []})
     # the probe answers its own body, ready or not, not an error
     for answer in paths["/readyz"]["get"]["responses"].values():

@@ -72,7 +72,11 @@ def test_report_of_a_drifted_run(
     assert f"Drift report: plankton v1, run {run['id']}" in page
     assert "brightness" in page and "prediction.label" in page
     assert '<img src="data:image/png;base64,' in page
-    assert page.count("data:image/png;base64,") == 1  # brightness: the one numeric feature
+    # a plot per drifted feature (brightness and site here), none of the others
+    drifted = sorted(r["feature"] for r in run["results"] if r["drift"])
+    assert drifted == ["brightness", "site"]
+    assert page.count("data:image/png;base64,") == len(drifted)
+    assert sorted(re.findall(r'data-feature="([^"]+)"', page)) == drifted
     assert EVIDENTLY_MARKER in page
     assert 'sandbox="allow-scripts"' in page
     assert "emb: 3 dimensions" in page  # the vector feature is named as left out of Evidently
@@ -162,7 +166,9 @@ def test_regression_page_and_a_window_no_longer_stored() -> None:
 
     data = ReportInput(spec, transient_run(), [], [], [], table(100, 1.0), table(200, 0.0))
     page = render_report(data)
-    assert page.count("data:image/png;base64,") == 2  # brightness and prediction.value
+    # no results: each column drawn (brightness, prediction.value, site), said untested
+    assert page.count("data:image/png;base64,") == 3
+    assert page.count(">not tested</span>") == 3
     assert EVIDENTLY_MARKER in page and "prediction.value" in page
     gone = ReportInput(spec, transient_run(), [], [], [], None, table(200, 0.0), ["no longer"])
     page = render_report(gone)
