@@ -155,3 +155,23 @@ def test_cli_reports_an_unknown_variable_and_exits_2(tmp_path: Path) -> None:
         app, ["db", "upgrade", "-c", str(config)], env={"TIDEWATCH_SMTP_PASSWORD": "x"}
     )
     assert ok.exit_code == 0, ok.output
+
+
+def test_settings_refuse_an_unusable_oidc_provider() -> None:
+    good = {"oidc_client_id": "c", "oidc_client_secret": "s"}
+    with pytest.raises(ValidationError, match="https"):
+        Settings(oidc_issuer="http://id.example.org", **good)
+    with pytest.raises(ValidationError, match="oidc_client_id and oidc_client_secret"):
+        Settings(oidc_issuer="https://id.example.org", oidc_client_id="c")
+    with pytest.raises(ValidationError, match="openid"):
+        Settings(oidc_issuer="https://id.example.org", oidc_scopes="email", **good)
+    fine = Settings(oidc_issuer="https://id.example.org", **good)
+    assert fine.oidc_allowed_email_domains == [] and fine.oidc_allowed_groups == []
+
+
+def test_oidc_rule_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TIDEWATCH_OIDC_ALLOWED_EMAIL_DOMAINS", "Example.org, @ocean.example")
+    monkeypatch.setenv("TIDEWATCH_OIDC_ALLOWED_GROUPS", '["plankton", "coral reef"]')
+    settings = Settings()
+    assert settings.oidc_allowed_email_domains == ["example.org", "ocean.example"]
+    assert settings.oidc_allowed_groups == ["plankton", "coral reef"]
