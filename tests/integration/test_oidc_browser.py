@@ -107,8 +107,10 @@ def sign_in_at_the_provider(driver: Any, url: str, sub: str) -> None:
     driver.find_element(By.CSS_SELECTOR, f"button[name=sub][value='{sub}']").click()
     # back at Tidewatch: sent on (signed in), or the callback's page saying why not
     WebDriverWait(driver, 30).until(
-        lambda d: d.current_url.startswith(url)
-        and ("/login/oidc/callback" not in d.current_url or d.find_elements(By.ID, "problem"))
+        lambda d: (
+            d.current_url.startswith(url)
+            and ("/login/oidc/callback" not in d.current_url or d.find_elements(By.ID, "problem"))
+        )
     )
 
 
