@@ -134,7 +134,9 @@ class Settings(BaseSettings):
         "openid-configuration); set, /login offers 'Sign in with <provider>'",
     )
     oidc_client_id: str | None = Field(default=None, description="Tidewatch's client id there")
-    oidc_client_secret: str | None = Field(default=None, description="and its client secret")
+    oidc_client_secret: str | None = Field(
+        default=None, repr=False, description="and its client secret"
+    )
     oidc_provider_name: str | None = Field(
         default=None, description="shown on the sign-in button (default: the issuer's host)"
     )
