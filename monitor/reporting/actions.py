@@ -177,8 +177,8 @@ def label_candidates(
     labelled: set[str],
     limit: int = DEFAULT_LIMIT,
 ) -> list[Candidate]:
-    """Up to ``limit`` unlabelled records of ``current`` in the order the module docstring
-    gives (ties by time, then id)."""
+    """Up to ``limit`` unlabelled records of ``current`` (in time order, as windows are read)
+    in the order the module docstring gives; ties keep time order."""
     n = current.num_rows
     cur_cols = table_columns(current, spec)
     region = np.zeros(n, dtype=bool)
@@ -198,12 +198,7 @@ def label_candidates(
     )
     order = sorted(
         (i for i in range(n) if ids[i] not in labelled),
-        key=lambda i: (
-            not region[i],
-            np.inf if np.isnan(margin[i]) else margin[i],
-            ts[i],
-            ids[i],
-        ),
+        key=lambda i: (not region[i], np.inf if np.isnan(margin[i]) else margin[i], i),
     )
     return [
         Candidate(
