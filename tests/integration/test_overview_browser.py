@@ -108,7 +108,20 @@ def test_sign_in_overview_report_and_sign_out(driver: Any, service: tuple[str, s
     card.find_element(By.CLASS_NAME, "latest-report").click()
     WebDriverWait(driver, 90).until(lambda d: d.title.startswith("Tidewatch: plankton"))
     assert "/api/v1/models/plankton/report?run=" in driver.current_url
-    assert "brightness" in driver.find_element(By.TAG_NAME, "body").text
+    body = driver.find_element(By.TAG_NAME, "body").text
+    assert "brightness" in body
+    # the report's own sections: since when, a plot per drifted feature, what to do
+    for heading in ("What drifted, and how much", "Since when", "What to do"):
+        assert heading in body, heading
+    assert "drifting since" in driver.find_element(By.ID, "history-brightness").text
+    plotted = {
+        f.get_attribute("data-feature")
+        for f in driver.find_elements(By.CSS_SELECTOR, "figure.plot")
+    }
+    assert plotted == {"brightness", "site"}  # the drifted ones
+    assert driver.find_element(By.ID, "promote").text.startswith(
+        "tidewatch reference promote plankton --from "
+    )
 
     driver.get(f"{url}/")
     driver.find_element(By.ID, "sign-out").click()

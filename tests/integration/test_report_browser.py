@@ -120,7 +120,10 @@ def test_report_renders_offline_in_chromium(driver: Any, page: Path) -> None:
     inside = driver.find_element(By.TAG_NAME, "body").text
     assert "brightness" in inside and "site" in inside
     driver.switch_to.default_content()
-    # the page sizes the iframe to Evidently's content (posted from inside it)
+    # the page sizes the iframe to Evidently's content (posted from inside it) once it is in
+    # view: it sits below Tidewatch's own sections, and Chromium does not lay out a
+    # cross-origin (sandboxed) frame that is out of view, as a reader scrolling down would
+    driver.execute_script("arguments[0].scrollIntoView()", frame)
     WebDriverWait(driver, 10).until(
         expected_conditions.text_to_be_present_in_element_attribute(
             (By.ID, "evidently"), "style", "height"
