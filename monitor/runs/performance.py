@@ -237,7 +237,7 @@ def estimate_performance(
             threshold = model_threshold(registered, calibration)
         except ValueError as exc:
             return [], f"no estimate ({exc})"
-    cbpe = CBPE(metrics=CBPE_METRICS, n_bootstrap=0, threshold=threshold, device=device)
+    cbpe = CBPE(metrics=CBPE_METRICS, threshold=threshold, device=device)
     estimate = cbpe.fit(proba, truth, classes=classes).estimate(_rows_summing_to_one(current))
     rows = [
         MetricRow(str(ResultKey.estimated(m)), float(estimate[m].value), None, False, len(truth))
