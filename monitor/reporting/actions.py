@@ -143,29 +143,35 @@ def _outside(
 
 def margins(table: pa.Table, spec: ModelSpec) -> tuple[np.ndarray, np.ndarray]:
     """Top-class probability and margin (top minus second) per record; NaN without
-    probabilities (other tasks, or a record sent without them).
+    probabilities (other tasks, or a record sent without them). ``p.proba`` is in the layout's
+    form (a fixed-size list, :func:`monitor.data.layout.arrow_schema`).
 
     >>> from monitor.spec.model import ModelSpec
     >>> spec = ModelSpec.model_validate({"name": "m", "features": [{"name": "x",
     ...     "kind": "numeric"}], "output": {"task": "classification", "classes": ["a", "b"]}})
-    >>> top, margin = margins(pa.table({"p.proba": [[0.6, 0.4], None, [1.0, 3.0]]}), spec)
+    >>> proba = pa.array([[0.6, 0.4], None, [1.0, 3.0]], pa.list_(pa.float32(), 2))
+    >>> top, margin = margins(pa.table({"p.proba": proba}), spec)
     >>> [round(v, 2) for v in top.tolist()], [round(v, 2) for v in margin.tolist()]
     ([0.6, nan, 0.75], [0.2, nan, 0.5])
     """
     n = table.num_rows
     top, margin = np.full(n, np.nan), np.full(n, np.nan)
-    if spec.output.task != "classification" or "p.proba" not in table.schema.names:
+    if spec.output.task != "classification" or "p.proba" not in table.schema.names or not n:
         return top, margin
-    for i, row in enumerate(table.column("p.proba").to_pylist()):
-        if row is None or not len(row):
-            continue
-        p = np.asarray(row, dtype=np.float64)
-        total = p.sum()
-        if not np.isfinite(total) or total <= 0:
-            continue
-        p = np.sort(p / total)[::-1]  # stored as float32 and often rounded: renormalised
-        top[i] = p[0]
-        margin[i] = p[0] - p[1] if len(p) > 1 else p[0]
+    column = table.column("p.proba").combine_chunks()
+    k = column.type.list_size
+    # the child values of a fixed-size list, this slice's rows (null rows hold slots too)
+    flat = np.asarray(column.values.to_numpy(zero_copy_only=False), dtype=np.float64)
+    matrix = flat[column.offset * k : (column.offset + n) * k].reshape(n, k)
+    valid = ~np.asarray(column.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+    total = matrix.sum(axis=1)
+    valid &= np.isfinite(total) & (total > 0)
+    if not valid.any():
+        return top, margin
+    # stored as float32 and often rounded by the sender: renormalised, largest first
+    ordered = -np.sort(-(matrix[valid] / total[valid, None]), axis=1)
+    top[valid] = ordered[:, 0]
+    margin[valid] = ordered[:, 0] - ordered[:, 1] if k > 1 else ordered[:, 0]
     return top, margin
 
 

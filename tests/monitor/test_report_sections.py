@@ -390,12 +390,13 @@ def test_verdict_sentences() -> None:
 # -- the history of a longer episode --------------------------------------------------------
 
 
-def test_an_episode_counts_back_to_the_last_calm_window(built: dict[str, Any]) -> None:
+def test_an_episode_counts_back_to_the_last_calm_window(
+    client: TestClient, model: dict[str, Any]
+) -> None:
     """drift, calm, then drift, a run without the feature's result, drift x 13: the episode
     starts after the calm window, spans more runs than the strip shows, and the run without a
-    result neither breaks nor extends it."""
-    client = built["client"]
-    with client.app.state.tidewatch.sessions() as session:
+    result neither breaks nor extends it (on SQLite and PostgreSQL)."""
+    with client.app.state.tidewatch.sessions() as session:  # type: ignore[attr-defined]
         version = session.query(ModelVersion).first()
         assert version is not None
         t0 = datetime(2027, 1, 1, tzinfo=UTC)
@@ -459,3 +460,24 @@ def test_fewer_than_three_values_are_points_on_a_sensible_axis() -> None:
     many = plots.numeric_figure("x", np.arange(50.0), np.arange(50.0) + 5)
     assert many is not None and many.axes[0].patches  # enough values: a histogram
     assert plots.numeric_png("x", np.array([np.nan]), np.array([1.0])) is None
+
+
+def test_margins_of_chunked_and_sliced_windows() -> None:
+    from monitor.reporting.actions import margins
+
+    spec = ModelSpec.model_validate(SPEC)
+    rng = np.random.default_rng(5)
+    rows = rng.dirichlet([1.0, 1.0], 40).astype(np.float32).tolist()
+    rows[7] = None
+    proba = pa.array(rows, pa.list_(pa.float32(), 2))
+    whole = pa.table({"p.proba": proba})
+    top, margin = margins(whole, spec)
+    assert np.isnan(margin[7]) and np.isnan(top[7])
+    kept = [i for i in range(40) if i != 7]
+    expected = [abs(rows[i][0] - rows[i][1]) / (rows[i][0] + rows[i][1]) for i in kept]
+    assert np.allclose(margin[kept], expected, atol=1e-6)
+    # a window read from several batches, then filtered and cut: the same numbers per record
+    chunked = pa.concat_tables([whole.slice(0, 15), whole.slice(15)]).slice(5, 30)
+    top_cut, margin_cut = margins(chunked, spec)
+    assert np.allclose(margin_cut, margin[5:35], equal_nan=True)
+    assert np.allclose(top_cut, top[5:35], equal_nan=True)
