@@ -338,7 +338,13 @@ def _number(value: float | None) -> str:
 
 
 def _moment(value: datetime | None) -> str:
-    return "\u2013" if value is None else value.astimezone(UTC).isoformat(timespec="milliseconds")
+    """A moment as people read it: ``2026-03-02 08:14:59 UTC`` (the JSON keeps full precision)."""
+    return "\u2013" if value is None else f"{value.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
+
+
+def _percent(value: float | None) -> str:
+    """A share as a percentage, 3 significant digits at most: ``0.5`` is ``50%``."""
+    return "\u2013" if value is None else f"{100 * value:.3g}%"
 
 
 def _short(value: datetime | None) -> str:
@@ -353,4 +359,5 @@ _ENV = Environment(
 )
 _ENV.filters["num"] = _number
 _ENV.filters["moment"] = _moment
+_ENV.filters["percent"] = _percent
 _ENV.filters["short"] = _short

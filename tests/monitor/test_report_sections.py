@@ -70,8 +70,8 @@ def moment(iso: str) -> datetime:
 
 
 def shown(value: datetime) -> str:
-    """A moment as the page writes it."""
-    return value.isoformat(timespec="milliseconds")
+    """A moment as the page writes it (to the second, in UTC)."""
+    return f"{value.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
 
 
 def test_the_scenario_drifts_as_intended(built: dict[str, Any]) -> None:
