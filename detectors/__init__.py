@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from detectors.performance.classification import ClassificationMetrics, classification_metrics
     from detectors.performance.detection import Box, DetectionMetrics, detection_metrics
     from detectors.performance.dle import DLE, RegressionEstimate
+    from detectors.performance.importance import ImportanceWeightedCBPE
     from detectors.performance.regression import RegressionMetrics, regression_metrics
     from detectors.prediction import PredictionColumns, PredictionDrift
     from detectors.quality import DataQuality, QualityReport
@@ -54,6 +55,7 @@ _WHERE = {
     "AndersonDarlingTest": "detectors.univariate.anderson",
     "Box": "detectors.performance.detection",
     "CBPE": "detectors.performance.cbpe",
+    "ImportanceWeightedCBPE": "detectors.performance.importance",
     "CORRECTIONS": "detectors.correction",
     "CVMTest": "detectors.univariate.cvm",
     "CategoricalJensenShannon": "detectors.categorical.distances",
@@ -116,6 +118,7 @@ __all__ = [
     "DriftResult",
     "EnergyDistance",
     "Hellinger",
+    "ImportanceWeightedCBPE",
     "JensenShannon",
     "KLDivergence",
     "KSTest",

@@ -4,13 +4,15 @@ calibrators, one class against the rest, optionally weighted.
 
 A fitted calibrator is kept as the isotonic step function's knots and applied with
 ``np.interp``, what scikit-learn's ``IsotonicRegression`` computes. The fit runs scipy's pool
-adjacent violators on scores sorted once per reference: the bootstrap calibrations reweight
-the same sorted rows instead of sorting a resample each (scikit-learn's ``fit`` spends most of
-its time validating and sorting).
+adjacent violators on scores sorted once per reference (cross-validation folds reweight the
+same sorted rows; scikit-learn's ``fit`` spends most of its time validating and sorting). Each
+block the fit pools is a weighted mean of labels, which gives the calibration's own variance
+without refitting (:meth:`Calibrated.variance`).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +20,9 @@ from typing import Any
 import numpy as np
 from scipy.optimize import isotonic_regression
 from sklearn.model_selection import KFold
+
+# reference rows the calibration variance's cross-class term is summed over, at most
+CROSS_ROWS = 10_000
 
 
 def check_probabilities(data: Any, *, name: str, n_classes: int | None = None) -> np.ndarray:
@@ -102,23 +107,56 @@ def class_index(
     return names, label_index
 
 
-def _knots(
-    x: np.ndarray, positives: np.ndarray, weights: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Isotonic regression on distinct sorted scores ``x`` carrying ``weights`` rows of which
-    ``positives`` (weighted) belong to the class: the step function's knots, as scikit-learn's
-    ``IsotonicRegression(y_min=0, y_max=1, out_of_bounds="clip")`` fits them (pool adjacent
-    violators on the weighted means), up to its dropping of knots inside flat stretches, which
-    ``np.interp`` does not need."""
+@dataclass(frozen=True)
+class Step:
+    """One class's isotonic step function: its knots (``np.interp`` between them) and its
+    blocks (the flat stretches pool adjacent violators made), each block's mean being a
+    weighted mean of the reference rows it pooled."""
+
+    x: np.ndarray  # knots, ascending scores
+    y: np.ndarray  # calibrated probability at each knot
+    block: np.ndarray  # the block each knot belongs to
+    mean: np.ndarray  # per block: its weighted mean of the class's 0/1 labels
+    total: np.ndarray  # per block: the sum of its rows' weights
+    squares: np.ndarray  # per block: the sum of its rows' squared weights
+    row_block: np.ndarray  # per reference row: its block (0 for rows of weight 0)
+
+
+def _step(
+    x: np.ndarray,
+    inverse: np.ndarray,
+    positives: np.ndarray,
+    weights: np.ndarray,
+    squares: np.ndarray,
+) -> Step:
+    """Isotonic regression on distinct sorted scores ``x`` (``inverse``: each reference row's
+    position in ``x``) carrying ``weights`` rows (squared weights ``squares``) of which
+    ``positives`` (weighted) belong to the class, as scikit-learn's
+    ``IsotonicRegression(y_min=0, y_max=1, out_of_bounds="clip")`` fits it (pool adjacent
+    violators on the weighted means)."""
     keep = weights > 0
-    x = x[keep]
-    y = np.clip(isotonic_regression(positives[keep] / weights[keep], weights=weights[keep]).x, 0, 1)
+    kept = np.flatnonzero(keep)
+    x, positives, weights, squares = x[keep], positives[keep], weights[keep], squares[keep]
+    y = np.clip(isotonic_regression(positives / weights, weights=weights).x, 0.0, 1.0)
+    new = np.ones(len(y), dtype=bool)
+    new[1:] = y[1:] != y[:-1]
+    block = np.cumsum(new) - 1
+    total = np.bincount(block, weights=weights)
+    distinct_block = np.zeros(len(keep), dtype=np.int64)
+    distinct_block[kept] = block
     # inside a flat stretch only its two ends matter to the interpolation (fewer knots make
     # every np.interp faster); scikit-learn drops the same points
-    inner = np.ones(len(y), dtype=bool)
-    inner[1:-1] = (y[1:-1] == y[:-2]) & (y[1:-1] == y[2:])
-    inner[0] = inner[-1] = False
-    return x[~inner], y[~inner]
+    inner = np.zeros(len(y), dtype=bool)
+    inner[1:-1] = ~new[1:-1] & ~new[2:]
+    return Step(
+        x=x[~inner],
+        y=y[~inner],
+        block=block[~inner],
+        mean=np.bincount(block, weights=positives) / total,
+        total=total,
+        squares=np.bincount(block, weights=squares),
+        row_block=distinct_block[inverse],
+    )
 
 
 @dataclass(frozen=True)
@@ -131,30 +169,156 @@ class _Distinct:
 
 
 def _distinct(probabilities: np.ndarray, labels: np.ndarray) -> list[_Distinct]:
-    classes = [1] if probabilities.shape[1] == 2 else range(probabilities.shape[1])
     out = []
-    for k in classes:
+    for k in calibrated_columns(probabilities.shape[1]):
         x, inverse = np.unique(probabilities[:, k], return_inverse=True)
         out.append(_Distinct(x, inverse, (labels == k).astype(np.float64)))
     return out
 
 
 def _fit(columns: list[_Distinct], weights: np.ndarray) -> Calibrator:
-    knots = []
+    steps = []
     for c in columns:
         size = len(c.x)
-        total = np.bincount(c.inverse, weights=weights, minlength=size)
-        positives = np.bincount(c.inverse, weights=weights * c.member, minlength=size)
-        knots.append(_knots(c.x, positives, total))
-    return Calibrator(tuple(knots))
+        steps.append(
+            _step(
+                c.x,
+                c.inverse,
+                np.bincount(c.inverse, weights=weights * c.member, minlength=size),
+                np.bincount(c.inverse, weights=weights, minlength=size),
+                np.bincount(c.inverse, weights=weights**2, minlength=size),
+            )
+        )
+    return Calibrator(tuple(steps), weights)
+
+
+def calibrated_columns(n_classes: int) -> list[int]:
+    """The columns a calibrator calibrates: the positive one for two classes, else all."""
+    return [1] if n_classes == 2 else list(range(n_classes))
+
+
+@dataclass(frozen=True)
+class Calibrated:
+    """A window's calibrated probabilities, and how they depend on the calibration's blocks.
+
+    ``q`` is (classes, rows), class-major. Row ``i`` of calibrated column ``j`` lies between
+    knots ``left[j][i]`` and ``left[j][i] + 1`` at fraction ``t[j][i]``; ``jacobian`` turns a
+    metric's gradient in ``q`` into one in the calibrated columns (the complement for two
+    classes, the renormalisation for more).
+    """
+
+    q: np.ndarray
+    calibrator: Calibrator
+    left: tuple[np.ndarray, ...]
+    t: tuple[np.ndarray, ...]
+    raw_total: np.ndarray | None  # per row, the calibrated columns' sum before renormalising
+
+    def variance(self, grads: Sequence[np.ndarray]) -> np.ndarray:
+        """(metrics,) variance of the expected metric from the calibration's own error.
+
+        First order in the block means, the blocks taken as fixed: each is a weighted mean of
+        independent labels, so the metric's error is a weighted sum over reference rows of
+        ``u_rj (y_rj - p_rj)``, ``u_rj`` the metric's sensitivity to block ``j``'s mean over
+        that block's weight. For three or more classes one reference row's labels of the
+        different classes are one categorical draw (``p_r``: its blocks' means, renormalised),
+        which correlates the classes' blocks; that part is summed over at most
+        ``CROSS_ROWS`` reference rows drawn once (a sum over a fixed sample, scaled: its
+        relative error is about 1/sqrt(CROSS_ROWS) of a term smaller than the variance).
+        """
+        steps = self.calibrator.steps
+        out = []
+        for g in grads:
+            columns = self._column_gradients(g)
+            per_block = [self._per_block(h, j) for j, h in enumerate(columns)]
+            if self.raw_total is None:  # two classes: one column, blocks independent
+                step = steps[0]
+                variance = step.mean * (1.0 - step.mean) * step.squares / step.total**2
+                out.append(float((per_block[0] ** 2 * variance).sum()))
+                continue
+            # sum_r w_r**2 (sum_j u_rj**2 p_rj - (sum_j u_rj p_rj)**2): the first part per
+            # block (precomputed sums of w**2 p), the second needs each row's sum over classes
+            sensitivity = [b / s.total for b, s in zip(per_block, steps, strict=True)]
+            own = self.calibrator.own
+            first = sum(float((v**2 * o).sum()) for v, o in zip(sensitivity, own, strict=True))
+            cross = self.calibrator.cross
+            mixed = sum(
+                v[blocks] * p
+                for v, blocks, p in zip(sensitivity, cross.blocks, cross.p, strict=True)
+            )
+            out.append(first - cross.scale * float((cross.squares * mixed * mixed).sum()))
+        return np.maximum(np.array(out), 0.0)
+
+    def _per_block(self, h: np.ndarray, j: int) -> np.ndarray:
+        """The metric's sensitivity to each block mean of calibrated column ``j``, from its
+        gradient ``h`` in that column."""
+        step = self.calibrator.steps[j]
+        a, t = self.left[j], self.t[j]
+        b = np.minimum(a + 1, len(step.x) - 1)
+        size = len(step.total)
+        return np.bincount(step.block[a], weights=h * (1.0 - t), minlength=size) + np.bincount(
+            step.block[b], weights=h * t, minlength=size
+        )
+
+    def _column_gradients(self, g: np.ndarray) -> np.ndarray:
+        """A metric's gradient in ``q`` turned into one per calibrated column."""
+        if self.raw_total is None:  # two classes: q0 = 1 - c, q1 = c
+            return (g[1] - g[0])[None]
+        # q_k = c_k / S: dq_k / dc_j = (delta_kj - q_k) / S; rows that fell back to the raw
+        # probabilities (S = 0) do not move with the calibration
+        total = self.raw_total
+        moved = (g - (g * self.q).sum(axis=0)) / np.where(total > 0, total, 1.0)
+        return np.where(total > 0, moved, 0.0)
+
+
+@dataclass(frozen=True)
+class _Cross:
+    blocks: list[np.ndarray]  # per class, each sampled row's block
+    p: np.ndarray  # (classes, sampled rows) probabilities
+    squares: np.ndarray  # squared weights of the sampled rows
+    scale: float  # reference rows per sampled row
 
 
 @dataclass(frozen=True)
 class Calibrator:
-    """Isotonic calibration, one class against the rest: the knots of each class's step
-    function (for two classes only the positive class's; the negative is its complement)."""
+    """Isotonic calibration, one class against the rest: each class's step function (for two
+    classes only the positive class's; the negative is its complement)."""
 
-    knots: tuple[tuple[np.ndarray, np.ndarray], ...]
+    steps: tuple[Step, ...]
+    weights: np.ndarray  # the reference rows' weights the steps were fitted with
+
+    @functools.cached_property
+    def squares(self) -> np.ndarray:
+        return self.weights**2
+
+    @functools.cached_property
+    def row_probabilities(self) -> np.ndarray:
+        """(classes, reference rows): each row's blocks' means, renormalised (3+ classes)."""
+        p = np.stack([s.mean[s.row_block] for s in self.steps])
+        total = p.sum(axis=0)
+        return p / np.where(total > 0, total, 1.0)
+
+    @functools.cached_property
+    def cross(self) -> _Cross:
+        """The reference rows the classes' cross term is summed over (at most CROSS_ROWS)."""
+        n = len(self.weights)
+        rows = np.arange(n)
+        if n > CROSS_ROWS:
+            rows = np.sort(np.random.default_rng(0).choice(n, size=CROSS_ROWS, replace=False))
+        return _Cross(
+            blocks=[s.row_block[rows] for s in self.steps],
+            p=self.row_probabilities[:, rows],
+            squares=self.squares[rows],
+            scale=n / len(rows),
+        )
+
+    @functools.cached_property
+    def own(self) -> list[np.ndarray]:
+        """Per class, per block: the sum over its rows of w**2 times their probability of it."""
+        squares = self.squares
+        return [
+            np.bincount(s.row_block, weights=squares * p, minlength=len(s.total))
+            for s, p in zip(self.steps, self.row_probabilities, strict=True)
+        ]
 
     @classmethod
     def fit(
@@ -168,66 +332,40 @@ class Calibrator:
 
     def apply(self, probabilities: np.ndarray) -> np.ndarray:
         """(rows, classes) calibrated probabilities, rows summing to one."""
-        return apply_many([self], probabilities)[:, 0, :].T
+        return self.calibrate(probabilities).q.T
 
-
-def calibrated_columns(n_classes: int) -> list[int]:
-    """The columns a calibrator calibrates: the positive one for two classes, else all."""
-    return [1] if n_classes == 2 else list(range(n_classes))
-
-
-def apply_many(
-    calibrators: Sequence[Calibrator],
-    probabilities: np.ndarray,
-    orders: Sequence[np.ndarray] | None = None,
-) -> np.ndarray:
-    """(classes, calibrators, rows) calibrated probabilities of one window, class-major.
-
-    Each class's scores are sorted once for all calibrators (``orders``, the stable argsort
-    of each of :func:`calibrated_columns`, when the caller has it): ``np.interp`` on sorted
-    points is several times faster than on unsorted ones.
-    """
-    n, n_classes = probabilities.shape
-    columns = calibrated_columns(n_classes)
-    calibrated = np.empty((len(columns), len(calibrators), n))
-    for j, k in enumerate(columns):
-        order = np.argsort(probabilities[:, k], kind="stable") if orders is None else orders[j]
-        ordered = probabilities[order, k]
-        calibrated[j][:, order] = [np.interp(ordered, *c.knots[j]) for c in calibrators]
-    np.clip(calibrated, 0.0, 1.0, out=calibrated)
-    if n_classes == 2:
-        return np.concatenate([1.0 - calibrated, calibrated])
-    total = calibrated.sum(axis=0)
-    # one-vs-rest calibrators do not sum to 1; a row every calibrator clipped to 0 (scores
-    # outside anything the reference showed) keeps the model's own probabilities instead
-    raw = probabilities.T / np.maximum(probabilities.sum(axis=1), 1e-300)
-    empty = total <= 1e-12
-    calibrated /= np.where(empty, 1.0, total)
-    if empty.any():
-        calibrated = np.where(empty[None], raw[:, None, :], calibrated)
-    return calibrated
-
-
-def bootstrap_calibrators(
-    probabilities: np.ndarray,
-    labels: np.ndarray,
-    n_bootstrap: int,
-    seed: int,
-    weights: np.ndarray | None = None,
-) -> list[Calibrator]:
-    """Calibrators fitted on ``n_bootstrap`` resamples of the rows (with replacement): their
-    spread over a window is the calibration's own estimation error there.
-
-    A resample is the rows weighted by how often it drew them, so the scores are sorted once.
-    """
-    n = len(labels)
-    base = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64)
-    columns = _distinct(probabilities, labels)
-    rng = np.random.default_rng(seed)
-    return [
-        _fit(columns, base * np.bincount(rng.integers(0, n, size=n), minlength=n))
-        for _ in range(n_bootstrap)
-    ]
+    def calibrate(
+        self, probabilities: np.ndarray, orders: Sequence[np.ndarray] | None = None
+    ) -> Calibrated:
+        """A window calibrated. ``orders``: the stable argsort of each calibrated column, when
+        the caller has it (``np.interp`` and the knot search are faster on sorted points)."""
+        n, n_classes = probabilities.shape
+        columns = calibrated_columns(n_classes)
+        calibrated = np.empty((len(columns), n))
+        lefts, fractions = [], []
+        for j, (k, step) in enumerate(zip(columns, self.steps, strict=True)):
+            order = np.argsort(probabilities[:, k], kind="stable") if orders is None else orders[j]
+            ordered = probabilities[order, k]
+            calibrated[j, order] = np.interp(ordered, step.x, step.y)
+            left = np.empty(n, dtype=np.int64)
+            left[order] = np.clip(np.searchsorted(step.x, ordered, side="right") - 1, 0, None)
+            right = np.minimum(left + 1, len(step.x) - 1)
+            width = step.x[right] - step.x[left]
+            inside = np.clip(probabilities[:, k] - step.x[left], 0.0, None)
+            fraction = np.where(width > 0, np.minimum(inside / np.where(width > 0, width, 1), 1), 0)
+            lefts.append(left)
+            fractions.append(fraction)
+        np.clip(calibrated, 0.0, 1.0, out=calibrated)
+        if n_classes == 2:
+            q = np.vstack([1.0 - calibrated, calibrated])
+            return Calibrated(q, self, tuple(lefts), tuple(fractions), None)
+        total = calibrated.sum(axis=0)
+        # one-vs-rest calibrators do not sum to 1; a row every calibrator clipped to 0 (scores
+        # outside anything the reference showed) keeps the model's own probabilities instead
+        raw = probabilities.T / np.maximum(probabilities.sum(axis=1), 1e-300)
+        empty = total <= 1e-12
+        q = np.where(empty, raw, calibrated / np.where(empty, 1.0, total))
+        return Calibrated(q, self, tuple(lefts), tuple(fractions), np.where(empty, 0.0, total))
 
 
 def cross_fitted(

@@ -27,8 +27,6 @@ from scipy import stats
 from detectors.params import Params
 from detectors.performance.calibration import (
     Calibrator,
-    apply_many,
-    bootstrap_calibrators,
     calibrated_columns,
     check_probabilities,
     class_index,
@@ -38,7 +36,6 @@ from detectors.performance.calibration import (
 from detectors.performance.expected import (
     METRICS,
     Decisions,
-    calibration_shifts,
     gradients,
     metric_values,
     sampling_variance,
@@ -55,10 +52,6 @@ __all__ = [
 
 CALIBRATE = ("always", "auto", "never")
 DEVICES = ("auto", "cpu", "cuda")
-
-# Cap on the values one batch of bootstrap calibrations of a window holds (sets x rows x
-# classes), so a window of millions of rows is processed in slices, not in gigabytes.
-_MAX_BATCH_VALUES = 1 << 22
 
 
 @dataclass(frozen=True)
@@ -89,6 +82,8 @@ class PerformanceEstimate:
     n: int
     confidence: float
     standard_error: np.ndarray
+    # reference rows the calibration effectively rests on, when they are weighted
+    effective_rows: float | None = None
 
     def __getitem__(self, metric: str) -> MetricEstimate:
         if metric not in self.metrics:
@@ -129,7 +124,7 @@ def band(
 
 
 def check_common(
-    metrics: Sequence[str], confidence: float, n_bins: int, n_bootstrap: int, threshold: float
+    metrics: Sequence[str], confidence: float, n_bins: int, threshold: float
 ) -> tuple[str, ...]:
     """The checks CBPE and its variants share; the metrics as a tuple."""
     if isinstance(metrics, str):  # one name, not its letters
@@ -143,8 +138,6 @@ def check_common(
         raise ValueError(f"confidence must lie strictly between 0 and 1, got {confidence}")
     if n_bins < 2:
         raise ValueError(f"n_bins must be at least 2, got {n_bins}")
-    if n_bootstrap < 0:
-        raise ValueError(f"n_bootstrap must be 0 or more, got {n_bootstrap}")
     if not 0.0 <= threshold <= 1.0:
         raise ValueError(f"threshold must lie between 0 and 1, got {threshold}")
     return tuple(metrics)
@@ -153,26 +146,6 @@ def check_common(
 def check_device(device: str) -> None:
     if device not in DEVICES and not device.startswith("cuda:"):
         raise ValueError(f"device must be one of {list(DEVICES)} or 'cuda:N', got {device!r}")
-
-
-def spread(
-    calibrators: Sequence[Calibrator],
-    raw: np.ndarray,
-    orders: Sequence[np.ndarray],
-    q: np.ndarray,
-    grads: Sequence[np.ndarray],
-) -> np.ndarray:
-    """(metrics,) variance of the expected metrics over the bootstrap calibrations (to first
-    order: the ROC curves of every calibration would cost a pass over sorted rows each)."""
-    if len(calibrators) < 2:
-        return np.zeros(len(grads))
-    n, n_classes = raw.shape
-    step = max(1, _MAX_BATCH_VALUES // (n * n_classes))
-    shifts = []
-    for start in range(0, len(calibrators), step):
-        others = apply_many(calibrators[start : start + step], raw, orders)
-        shifts.append(calibration_shifts(q, others, grads))
-    return np.var(np.concatenate(shifts, axis=1), axis=1, ddof=1)
 
 
 class CBPE(Params):
@@ -187,24 +160,27 @@ class CBPE(Params):
     class's for two classes (the second column, or ``classes[1]``) and macro one-vs-rest
     averages otherwise. The expected values are NannyML's.
 
-    The band is for *this window's realized metric*, ``value +- z * sd`` (normal), where the
-    variance adds two errors: (1) the labels' own randomness given the rows, from the
-    calibrated probabilities, by the delta method (exact for accuracy; see
-    :mod:`detectors.performance.expected`); (2) the error of a calibration learnt from a finite
-    reference, the variance of the window's expected metric over ``n_bootstrap`` calibrations
-    fitted on bootstrap resamples of the reference (a smooth functional of the isotonic fit,
-    for which the bootstrap is consistent). ``n_bootstrap=0`` leaves (2) out; with
-    ``calibrate`` ending uncalibrated there is no fitted calibration and (2) is 0. The band does
-    not cover a shift that changes how scores map to outcomes (concept shift, or covariate shift
-    into a region the model ranks differently): then the estimate is biased and the band does
-    not say so.
+    The band is for *this window's realized metric*: ``centre +- z * sd`` (normal), where the
+    variance adds two errors, both first order (see :mod:`detectors.performance.expected`):
+    (1) the labels' own randomness given the rows, from the calibrated probabilities (exact for
+    accuracy); (2) the error of a calibration learnt from a finite reference: each isotonic
+    block's probability is a mean of the reference labels it pooled, whose variance moves the
+    window's expected metric through the rows that fall in the block. The centre is ``value``
+    plus ``bias_``, the estimate's error on the reference measured with each reference row
+    calibrated by the folds that did not see it (finite-reference isotonic fits are
+    overconfident at both ends, and for three or more classes one-vs-rest calibration is not
+    calibration of the predicted class). Measured coverage of the 95% band on unshifted
+    windows: 0.93-0.96 (README, "Performance estimation"). With ``calibrate`` ending
+    uncalibrated, (2) is 0 and the centre still moves by the raw probabilities' error on the
+    reference. The band does not cover a shift that changes how scores map to outcomes
+    (concept shift, or covariate shift into a region the model ranks differently): then the
+    estimate is biased and the band does not say so.
 
     ``calibrate="auto"`` keeps the raw probabilities unless cross-validated isotonic calibration
     lowers the expected calibration error on the reference (over ``n_bins`` equal-frequency
-    bins), as NannyML does; ``"always"`` and ``"never"`` decide up front. The same seed gives
-    the same band. The work is numpy on the CPU (a sort per scored class and a few passes over
-    the window per bootstrap calibration); ``device`` is accepted for the detectors' common
-    interface.
+    bins), as NannyML does; ``"always"`` and ``"never"`` decide up front. ``seed`` splits the
+    folds. The work is numpy on the CPU (a sort per scored class and a few passes over the
+    window); ``device`` is accepted for the detectors' common interface.
 
     >>> import numpy as np
     >>> rng = np.random.default_rng(0)
@@ -224,24 +200,21 @@ class CBPE(Params):
         n_bins: int = 10,
         device: str = "auto",
         confidence: float = 0.95,
-        n_bootstrap: int = 20,
         threshold: float = 0.5,
         calibrate: Literal["always", "auto", "never"] = "always",
         seed: int = 0,
     ) -> None:
-        self.metrics = check_common(metrics, confidence, n_bins, n_bootstrap, threshold)
+        self.metrics = check_common(metrics, confidence, n_bins, threshold)
         if calibrate not in CALIBRATE:
             raise ValueError(f"calibrate must be one of {list(CALIBRATE)}, got {calibrate!r}")
         check_device(device)
         self.n_bins = n_bins
         self.device = device
         self.confidence = confidence
-        self.n_bootstrap = n_bootstrap
         self.threshold = threshold
         self.calibrate = calibrate
         self.seed = seed
         self._calibrator: Calibrator | None = None
-        self._bootstrap: list[Calibrator] = []
         self._fitted = False
         self.classes_: np.ndarray = np.empty(0)
         # set by fit: whether the probabilities are recalibrated, and the reference's expected
@@ -283,11 +256,6 @@ class CBPE(Params):
             self.calibrated_ = self.calibrate == "always"
         self._reference_bias(probabilities, labels, out_of_fold)
         self._calibrator = Calibrator.fit(probabilities, labels) if self.calibrated_ else None
-        self._bootstrap = (
-            bootstrap_calibrators(probabilities, labels, self.n_bootstrap, self.seed)
-            if self.calibrated_
-            else []
-        )
         self.classes_ = names
         self._fitted = True
         return self
@@ -306,7 +274,7 @@ class CBPE(Params):
         this error. The correction's own noise comes from the reference labels the calibration
         learnt from, so it cancels most of the calibration error rather than adding to it:
         measured, the corrected error's standard deviation equals the band's (sampling and
-        bootstrap calibration variance) and no third term is added.
+        calibration variance) and no third term is added.
         """
         self.bias_ = np.zeros(len(self.metrics))
         q = out_of_fold if self.calibrated_ else probabilities
@@ -333,19 +301,16 @@ class CBPE(Params):
     def estimate(self, current_probabilities: Any) -> PerformanceEstimate:
         """Expected metrics of an unlabelled window, each with its band."""
         raw = self._checked(current_probabilities)
-        # one stable sort per scored class, shared by the calibrations and the ROC curves
+        # one stable sort per scored class, shared by the calibration and the ROC curves
         orders = [np.argsort(raw[:, k], kind="stable") for k in calibrated_columns(raw.shape[1])]
-        # (classes, 1, rows): the one set of memberships, class-major
-        members = (
-            raw.T[:, None, :]
-            if self._calibrator is None
-            else apply_many([self._calibrator], raw, orders)
-        )
+        calibrated = None if self._calibrator is None else self._calibrator.calibrate(raw, orders)
+        q = raw.T if calibrated is None else calibrated.q  # (classes, rows)
         decisions = Decisions.of(raw, self.threshold, self.metrics, orders)
-        value = metric_values(members, decisions, self.metrics)[:, 0]
-        q = members[:, 0, :]
+        value = metric_values(q[:, None, :], decisions, self.metrics)[:, 0]
         grads = gradients(q, decisions, self.metrics)
-        variance = sampling_variance(q, grads) + spread(self._bootstrap, raw, orders, q, grads)
+        variance = sampling_variance(q, grads)
+        if calibrated is not None:
+            variance = variance + calibrated.variance(grads)
         return band(
             self.method,
             self.metrics,

@@ -112,7 +112,7 @@ def test_estimate_describes_the_model_with_its_own_cut(db_url: str, declared: fl
     assert estimated is not None and abs(estimated - realized) < TOL
     # what the service estimated before (CBPE with the cut of 0.5) describes another classifier
     _, first_score, first_truth = data["first"]
-    at_half = CBPE(metrics=("accuracy",), n_bootstrap=0, device="cpu").fit(first_score, first_truth)
+    at_half = CBPE(metrics=("accuracy",), device="cpu").fit(first_score, first_truth)
     half = at_half.estimate(score)["accuracy"].value
     assert abs(half - realized) > TOL and abs(half - realized_half) < TOL
 
