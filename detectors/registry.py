@@ -20,8 +20,9 @@ import inspect
 from dataclasses import dataclass
 from typing import Any
 
-# set by the monitor itself (device from the settings, alpha and correction from the monitor)
-_MANAGED = frozenset({"device", "alpha", "correction"})
+# set by the monitor itself (device from the settings, alpha and correction from the monitor,
+# family_size from the number of features it corrects together)
+_MANAGED = frozenset({"device", "alpha", "correction", "family_size"})
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,10 @@ class DetectorSpec:
     kinds: frozenset[str]
     description: str
     multivariate: bool = False
+    # A distance with a default threshold instead of a p-value is no test: its false-alarm rate
+    # falls as windows grow. Its threshold is meant for windows of at least this many rows
+    # (reference and current); None for a test with a p-value.
+    threshold_rows: int | None = None
 
     @property
     def cls(self) -> type:
@@ -50,11 +55,30 @@ class DetectorSpec:
 
 
 def _spec(
-    name: str, path: str, kinds: str, description: str, multivariate: bool = False
+    name: str,
+    path: str,
+    kinds: str,
+    description: str,
+    multivariate: bool = False,
+    threshold_rows: int | None = None,
 ) -> DetectorSpec:
     return DetectorSpec(
-        name, f"detectors.{path}", frozenset(kinds.split()), description, multivariate
+        name,
+        f"detectors.{path}",
+        frozenset(kinds.split()),
+        description,
+        multivariate,
+        threshold_rows,
     )
+
+
+# Evidently's default thresholds (0.1), which the distances keep, suit windows of a thousand
+# rows or more (README, Detectors); below, exchangeable windows exceed them often (PSI on 3 in
+# 1,000 features of 500 vs 500 normal rows, Jensen-Shannon and Hellinger on 15). Wasserstein's
+# needs two thousand: 0.1 reference sd was exceeded by 3.9% of features at 1,000 vs 1,000 rows,
+# by 0.05% at 2,000 (2,000 exchangeable normal features each, benchmarks/calibration.py).
+THRESHOLD_ROWS = 1000
+WASSERSTEIN_THRESHOLD_ROWS = 2000
 
 
 REGISTRY: dict[str, DetectorSpec] = {
@@ -78,22 +102,35 @@ REGISTRY: dict[str, DetectorSpec] = {
             "univariate.wasserstein:WassersteinDistance",
             "numeric",
             "Wasserstein distance / ref. std",
+            threshold_rows=WASSERSTEIN_THRESHOLD_ROWS,
         ),
         _spec(
             "psi",
             "univariate.binned:PSI",
             "numeric",
             "population stability index on reference quantile bins",
+            threshold_rows=THRESHOLD_ROWS,
         ),
         _spec(
             "jensen_shannon",
             "univariate.binned:JensenShannon",
             "numeric",
             "Jensen-Shannon distance on bins",
+            threshold_rows=THRESHOLD_ROWS,
         ),
-        _spec("hellinger", "univariate.binned:Hellinger", "numeric", "Hellinger distance on bins"),
         _spec(
-            "kl_divergence", "univariate.binned:KLDivergence", "numeric", "KL divergence on bins"
+            "hellinger",
+            "univariate.binned:Hellinger",
+            "numeric",
+            "Hellinger distance on bins",
+            threshold_rows=THRESHOLD_ROWS,
+        ),
+        _spec(
+            "kl_divergence",
+            "univariate.binned:KLDivergence",
+            "numeric",
+            "KL divergence on bins",
+            threshold_rows=THRESHOLD_ROWS,
         ),
         _spec(
             "chi2",
@@ -106,18 +143,21 @@ REGISTRY: dict[str, DetectorSpec] = {
             "categorical.distances:CategoricalPSI",
             "categorical",
             "PSI over categories",
+            threshold_rows=THRESHOLD_ROWS,
         ),
         _spec(
             "jensen_shannon_categorical",
             "categorical.distances:CategoricalJensenShannon",
             "categorical",
             "Jensen-Shannon distance over categories",
+            threshold_rows=THRESHOLD_ROWS,
         ),
         _spec(
             "tvd",
             "categorical.distances:TotalVariation",
             "categorical",
             "total variation distance over categories",
+            threshold_rows=THRESHOLD_ROWS,
         ),
         _spec(
             "ks_pca",
@@ -198,17 +238,27 @@ def check(
 
 
 def build(
-    name: str, params: dict[str, Any] | None = None, *, device: str = "auto", alpha: float = 0.05
+    name: str,
+    params: dict[str, Any] | None = None,
+    *,
+    device: str = "auto",
+    alpha: float = 0.05,
+    family_size: int = 1,
 ) -> Any:
     """A detector ready to fit, with multiple-testing correction left to the caller.
 
-    Multivariate detectors come wrapped in :class:`PerVector` (one instance per vector feature).
+    ``family_size`` is how many tests the caller corrects together
+    (:func:`detectors.verdict.family_size`): detectors that draw permutations draw enough for
+    their smallest p-value to pass that correction. Multivariate detectors come wrapped in
+    :class:`PerVector` (one instance per vector feature).
     """
     spec = check(name, params)
     kwargs: dict[str, Any] = dict(params or {}, device=device)
     accepted = inspect.signature(spec.cls).parameters
     if "alpha" in accepted:
         kwargs["alpha"] = alpha
+    if "family_size" in accepted:
+        kwargs["family_size"] = family_size
     if "correction" in accepted:
         kwargs["correction"] = "none"  # the monitor corrects across all its features together
     if spec.multivariate:

@@ -8,6 +8,7 @@ import torch
 
 from detectors.device import resolve_device
 from detectors.multivariate.kernels import PairFunction, PermutationTwoSampleTest
+from detectors.permutations import Permutations
 
 
 def _euclidean(sq: torch.Tensor) -> torch.Tensor:
@@ -23,11 +24,12 @@ class EnergyDistance(PermutationTwoSampleTest):
     square-root form) and so what ``frouros.detectors.data_drift.EnergyDistance`` reports. The
     permutation test compares the squared form, which orders permutations the same way.
 
-    p-value: ``(1 + #{permuted >= observed}) / (1 + n_permutations)`` over random splits of the
-    pooled rows drawn with a ``torch.Generator`` seeded by ``seed``, batched as in
-    :class:`~detectors.multivariate.mmd.MMD`; distance sums are computed in ``chunk_size``
-    blocks and above ``permutation_rows`` pooled rows the p-value uses a seeded subsample.
-    Rows with a NaN are dropped.
+    p-value: ``(1 + #{permuted >= observed}) / (1 + P)`` over random splits of the pooled rows
+    drawn with a ``torch.Generator`` seeded by ``seed``, batched as in
+    :class:`~detectors.multivariate.mmd.MMD`; ``n_permutations="auto"`` sizes ``P`` to the
+    correction family (``family_size``, set by the monitor) as MMD does. Distance sums are
+    computed in ``chunk_size`` blocks and above ``permutation_rows`` pooled rows the p-value
+    uses a seeded subsample. Rows with a NaN are dropped.
 
     >>> import numpy as np
     >>> rng = np.random.default_rng(0)
@@ -44,7 +46,8 @@ class EnergyDistance(PermutationTwoSampleTest):
     def __init__(
         self,
         *,
-        n_permutations: int = 200,
+        n_permutations: Permutations = "auto",
+        family_size: int | None = None,
         seed: int = 0,
         alpha: float = 0.05,
         device: str = "auto",
@@ -52,6 +55,7 @@ class EnergyDistance(PermutationTwoSampleTest):
         permutation_rows: int = 10_000,
     ) -> None:
         self.n_permutations = n_permutations
+        self.family_size = family_size
         self.seed = seed
         self.alpha = alpha
         self.device = device

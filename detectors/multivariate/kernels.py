@@ -27,6 +27,14 @@ import torch
 
 from detectors.base import check_matrix, feature_names, multivariate_result
 from detectors.params import Params
+from detectors.permutations import (
+    Permutations,
+    check_family_size,
+    check_permutations,
+    random_subsets,
+    resolve_permutations,
+    window_seed,
+)
 from detectors.result import DriftResult
 
 # squared distances -> kernel or distance values, applied block by block
@@ -40,6 +48,10 @@ DIRECT_MAX_DIM = 16
 _EXPANSION_ROUNDING = 64 * float(np.finfo(np.float64).eps)
 # The median heuristic looks at the pairs of at most this many reference rows (2 million pairs)
 MEDIAN_MAX_ROWS = 2000
+# Indicator values (permutations x pooled rows) one batch of permutations holds at once: 64 MiB of
+# float64 for the indicators, as much for their product with the pair matrix and for the random
+# keys that draw them. A window of 300 pooled rows takes 27,000 permutations in one batch.
+PERMUTATION_BUDGET = 1 << 23
 # Permuted and observed statistics closer than this (relative to the size of a pair value) count
 # as ties: they go through the same products, but rounding may differ between their rows
 TIE_TOLERANCE = 1e-9
@@ -112,11 +124,7 @@ def permutation_indicators(
     n_total: int, n_first: int, n_permutations: int, generator: torch.Generator
 ) -> torch.Tensor:
     """(P, n_total) float64 0/1 rows, each marking a uniformly random set of ``n_first`` rows."""
-    keys = torch.rand((n_permutations, n_total), generator=generator, dtype=torch.float64)
-    chosen = torch.argsort(keys, dim=1)[:, :n_first]
-    mask = torch.zeros((n_permutations, n_total), dtype=torch.float64)
-    mask.scatter_(1, chosen, 1.0)
-    return mask
+    return random_subsets(n_total, n_first, n_permutations, generator)
 
 
 def indicator_products(
@@ -177,6 +185,34 @@ def permutation_sums(
     total = products[-1].sum()  # the row of ones: the sum of all of K
     s_yy = total - s_xx - 2.0 * s_xy
     return s_xx[:-1], s_xy[:-1], s_yy[:-1]
+
+
+def chunked_permutation_sums(
+    rows: torch.Tensor,
+    n_first: int,
+    n_permutations: int,
+    generator: torch.Generator,
+    fn: PairFunction,
+    chunk_size: int,
+    prefix: torch.Tensor | None = None,
+    budget: int = PERMUTATION_BUDGET,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`permutation_sums` with the permutations drawn in batches of at most ``budget``
+    indicator values (``batch x N``), so memory stays bounded however many are asked for.
+
+    Each batch is still one matrix product per pair block for all its permutations; the
+    generator runs on from batch to batch, so a given (seed, P, N) always draws the same
+    permutations, and one batch (``P x N <= budget``) draws what one call would.
+    """
+    per_batch = max(1, budget // max(len(rows), 1))
+    parts: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+    for start in range(0, n_permutations, per_batch):
+        size = min(per_batch, n_permutations - start)
+        sums = permutation_sums(rows, n_first, size, generator, fn, chunk_size, prefix)
+        # entry 0 is the observed split: kept from the first batch only
+        parts.append(sums if not parts else (sums[0][1:], sums[1][1:], sums[2][1:]))
+    s_xx, s_xy, s_yy = (torch.cat(part) for part in zip(*parts, strict=True))
+    return s_xx, s_xy, s_yy
 
 
 def permutation_p_value(observed: float, permuted: np.ndarray, scale: float) -> float:
@@ -259,13 +295,25 @@ class PermutationTwoSampleTest(Params):
 
     When the pooled sample has more than ``permutation_rows`` rows, the statistic is still
     computed on all rows but the p-value comes from a permutation test on a random subsample of
-    ``permutation_rows`` pooled rows (drawn with ``seed``, each side in proportion): the cost of
-    the permutations grows with the square of the pooled size.
+    ``permutation_rows`` pooled rows (drawn at random, each side in proportion): the cost of
+    the permutations grows with the square of the pooled size. The subsample and the
+    permutations are drawn from ``seed`` and the window's values together
+    (:func:`~detectors.permutations.window_seed`): the same window gives the same p-value, and
+    each window draws its own permutations, so the false-alarm rate over many windows is the
+    test's exact level rather than the level of one fixed set of permutations.
+
+    ``n_permutations="auto"`` draws enough permutations that the smallest p-value passes the
+    correction over ``family_size`` tests (:mod:`detectors.permutations`): 200 for one
+    test at alpha 0.05, ``ceil(2 m / alpha) - 1`` for a family of ``m``. The monitor sets
+    ``family_size`` to the number of features it corrects together; alone, a test is its own
+    family. The number drawn is in the result's ``extra["n_permutations"]``.
     """
 
     method = ""
     min_rows = 1  # complete rows needed on each side
-    n_permutations: int
+    min_permutations = 200  # what "auto" draws at least
+    n_permutations: Permutations
+    family_size: int | None
     seed: int
     alpha: float
     chunk_size: int
@@ -276,7 +324,8 @@ class PermutationTwoSampleTest(Params):
         return self.min_rows
 
     def _init_state(self) -> None:
-        check_positive_int(self.n_permutations, "n_permutations")
+        check_permutations(self.n_permutations)
+        check_family_size(self.family_size)
         check_positive_int(self.chunk_size, "chunk_size")
         check_positive_int(self.permutation_rows, "permutation_rows", 2 * self.min_rows)
         check_alpha(self.alpha)
@@ -310,6 +359,16 @@ class PermutationTwoSampleTest(Params):
         return {}
 
     # --- shared ------------------------------------------------------------------------------
+    def permutations(self) -> int:
+        """How many permutations ``score`` draws (``n_permutations``, resolved if "auto")."""
+        return resolve_permutations(
+            self.n_permutations,
+            family_size=self.family_size or 1,
+            alpha=self.alpha,
+            minimum=self.min_permutations,
+        )
+
+    # --- fit and score ------------------------------------------------------------------------
     def _complete(self, data: np.ndarray, name: str) -> torch.Tensor:
         rows = complete_rows(data)
         if len(rows) < self.min_rows:
@@ -356,23 +415,23 @@ class PermutationTwoSampleTest(Params):
         return multivariate_result(
             method=self.method,
             statistic=self._reported(statistic),
-            p_value=self._p_value(x, y, fn),
+            p_value=self._p_value(x, y, fn, window_seed(self.seed, data)),
             alpha=self.alpha,
             n_reference=len(x),
             n_current=len(y),
-            extra=self._extra(),
+            extra={**self._extra(), "n_permutations": np.asarray(self.permutations())},
         )
 
-    def _p_value(self, x: torch.Tensor, y: torch.Tensor, fn: PairFunction) -> float:
-        generator = torch.Generator().manual_seed(self.seed)
+    def _p_value(self, x: torch.Tensor, y: torch.Tensor, fn: PairFunction, seed: int) -> float:
+        generator = torch.Generator().manual_seed(seed)
         first, second = subsample_split(len(x), len(y), self.permutation_rows, generator)
         prefix = self._prefix
         if len(first) < len(x) and prefix is not None:
             prefix = prefix[first.to(prefix.device)][:, first.to(prefix.device)]
         rows = torch.cat([x[first.to(x.device)], y[second.to(y.device)]])
         n, m = len(first), len(second)
-        s_xx, s_xy, s_yy = permutation_sums(
-            rows, n, self.n_permutations, generator, fn, self.chunk_size, prefix
+        s_xx, s_xy, s_yy = chunked_permutation_sums(
+            rows, n, self.permutations(), generator, fn, self.chunk_size, prefix
         )
         values = self._statistic(s_xx, s_xy, s_yy, n, m).cpu().numpy()
         # ties are judged against the size of a typical pair value (mean kernel or distance)

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import torch
 
+from detectors.permutations import check_family_size, window_seed
 from detectors.univariate import anderson_ties
 from detectors.univariate.columns import SortedColumns, feature_chunks, pooled
 from detectors.univariate.ranks import searchsorted_both
@@ -98,7 +99,10 @@ class AndersonDarlingTest(SortedColumnsTest):
     pooled values at most half the pooled sample, integer counts for example) the p-value is a
     permutation p-value of the same statistic instead, as
     ``anderson_ksamp(..., method=PermutationMethod())``, with enough permutations for the
-    correction over all features (``anderson_ties.n_permutations``). More sensitive than KS in
+    correction over ``family_size`` tests (``anderson_ties.n_permutations``: at least 999,
+    ``ceil(2 m / alpha) - 1`` for a family of ``m``). The monitor sets ``family_size`` to the
+    number of features it corrects together; ``None`` takes this test's own tested features.
+    More sensitive than KS in
     the tails. Features with fewer than two finite values on a side, or a single distinct
     pooled value, are not tested.
 
@@ -113,6 +117,23 @@ class AndersonDarlingTest(SortedColumnsTest):
     method = "anderson"
     # a2akn holds a few (features x pooled) tensors at once: a smaller budget per chunk
     chunk_budget = 1 << 23
+
+    def __init__(
+        self,
+        *,
+        device: str = "auto",
+        alpha: float = 0.05,
+        correction: str = "bh",
+        family_size: int | None = None,
+    ) -> None:
+        check_family_size(family_size)
+        super().__init__(device=device, alpha=alpha, correction=correction)
+        self.family_size = family_size
+
+    def permutations(self) -> int:
+        """How many permutations ``score`` draws for a tie-heavy feature (continuous ones take
+        the table)."""
+        return anderson_ties.n_permutations(self.family_size or len(self.features_), self.alpha)
 
     def _statistic(
         self, start: int, stop: int, ref: SortedColumns, cur: SortedColumns
@@ -134,26 +155,23 @@ class AndersonDarlingTest(SortedColumnsTest):
         for j in np.flatnonzero(testable):
             statistic[j] = (raw[j] - 1) / math.sqrt(_sigma_squared(int(n_ref[j]), int(n_cur[j])))
         p = np.where(testable, anderson_p_value(np.nan_to_num(statistic)), np.nan)
-        self._permute_tied(p, raw, testable, cur)
-        return Outcome(statistic, p, testable)
+        drawn = self._permute_tied(p, raw, testable, cur, window_seed(0, current))
+        return Outcome(statistic, p, testable, {"n_permutations": drawn})
 
     def _permute_tied(
-        self, p: np.ndarray, raw: np.ndarray, testable: np.ndarray, cur: SortedColumns
-    ) -> None:
-        """Replace the table's p-values of tie-heavy features by permutation p-values."""
+        self, p: np.ndarray, raw: np.ndarray, testable: np.ndarray, cur: SortedColumns, seed: int
+    ) -> np.ndarray:
+        """Replace the table's p-values of tie-heavy features by permutation p-values; returns
+        the permutations drawn for each feature (0 where none)."""
         assert self._ref is not None
         ref = self._ref
         budget = ref.values.shape[1] + cur.values.shape[1]
-        heavy: list[np.ndarray] = []
-        for a, b in feature_chunks(len(p), budget, self.chunk_budget):
-            z = pooled(ref.rows(a, b), cur.rows(a, b))
-            total = (ref.counts[a:b] + cur.counts[a:b]).to(torch.float64)
-            few = anderson_ties.distinct_counts(z) <= anderson_ties.HEAVY_TIES * total
-            heavy.append(few.cpu().numpy())
-        tied = np.concatenate(heavy) & testable if heavy else testable
+        tied = testable & anderson_ties.heavy_ties(ref, cur, self.chunk_budget)
+        drawn = np.zeros(len(p), dtype=np.int64)
         if not tied.any():
-            return
-        permutations = anderson_ties.n_permutations(int(testable.sum()), self.alpha)
+            return drawn
+        family = self.family_size or int(testable.sum())
+        permutations = anderson_ties.n_permutations(family, self.alpha)
         n_ref, n_cur = ref.counts_numpy(), cur.counts_numpy()
         for nr, nc in {(int(n_ref[j]), int(n_cur[j])) for j in np.flatnonzero(tied)}:
             members = np.flatnonzero(tied & (n_ref == nr) & (n_cur == nc))
@@ -162,5 +180,7 @@ class AndersonDarlingTest(SortedColumnsTest):
                 group = SortedColumns(ref.values[index], ref.counts[index])
                 z = pooled(group, SortedColumns(cur.values[index], cur.counts[index]))
                 p[members[a:b]] = anderson_ties.permutation_p_values(
-                    z[:, : nr + nc], nr, nc, raw[members[a:b]], permutations, seed=0
+                    z[:, : nr + nc], nr, nc, raw[members[a:b]], permutations, seed
                 )
+        drawn[tied] = permutations
+        return drawn

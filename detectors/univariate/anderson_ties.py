@@ -21,6 +21,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from detectors.permutations import AUTO, resolve_permutations
+from detectors.univariate.columns import SortedColumns, feature_chunks, pooled
 from detectors.univariate.permutation import _REL_TOL, running_counts
 from detectors.univariate.ranks import searchsorted_both
 
@@ -38,11 +40,24 @@ def distinct_counts(z: torch.Tensor) -> torch.Tensor:
     return starts.sum(dim=1)
 
 
+def heavy_ties(ref: SortedColumns, cur: SortedColumns, budget: int) -> np.ndarray:
+    """Whether each feature's pooled finite values are tie-heavy: distinct values at most
+    :data:`HEAVY_TIES` of them (computed in feature chunks within ``budget`` values)."""
+    width = ref.values.shape[1] + cur.values.shape[1]
+    heavy: list[np.ndarray] = []
+    for a, b in feature_chunks(ref.n_features, width, budget):
+        z = pooled(ref.rows(a, b), cur.rows(a, b))
+        total = (ref.counts[a:b] + cur.counts[a:b]).to(torch.float64)
+        heavy.append((distinct_counts(z) <= HEAVY_TIES * total).cpu().numpy())
+    return np.concatenate(heavy) if heavy else np.zeros(0, dtype=bool)
+
+
 def n_permutations(n_tests: int, alpha: float) -> int:
     """Enough permutations that the smallest attainable p-value, ``1 / (P + 1)``, is half the
     smallest level Benjamini-Hochberg (or Bonferroni) uses over ``n_tests`` features, and at
-    least 999 (so a p-value near alpha is estimated to about +-0.007)."""
-    return max(999, int(np.ceil(2 * max(n_tests, 1) / alpha)) - 1)
+    least 999 (so a p-value near alpha is estimated to about +-0.007); see
+    :mod:`detectors.permutations`."""
+    return resolve_permutations(AUTO, family_size=n_tests, alpha=alpha, minimum=999)
 
 
 def _distinct_terms(

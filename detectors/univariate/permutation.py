@@ -18,8 +18,13 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from detectors.permutations import random_subsets
+
 # ties between the observed and a permuted statistic computed along different float paths
 _REL_TOL = 1e-9
+# values one batch of permutations may hold at once (its running counts, and what ``permuted``
+# makes of them), so memory stays bounded however many permutations the family needs
+BUDGET = 1 << 23
 
 
 def running_counts(
@@ -27,10 +32,7 @@ def running_counts(
 ) -> torch.Tensor:
     """``C`` of shape (P, N + 1): ``C[p, k]`` = current-sample positions among the first k."""
     generator = torch.Generator(device="cpu").manual_seed(seed)
-    keys = torch.rand((n_permutations, n_total), generator=generator, dtype=torch.float64)
-    chosen = torch.argsort(keys, dim=1)[:, :n_cur]
-    mask = torch.zeros((n_permutations, n_total), dtype=torch.float64)
-    mask.scatter_(1, chosen, 1.0)
+    mask = random_subsets(n_total, n_cur, n_permutations, generator)
     counts = torch.zeros((n_permutations, n_total + 1), dtype=torch.float64)
     counts[:, 1:] = mask.cumsum(dim=1)
     return counts.to(device)
@@ -45,23 +47,32 @@ def permutation_p_values(
     *,
     n_permutations: int,
     seed: int,
+    per_feature: int = 1,
 ) -> np.ndarray:
     """One p-value per feature.
 
     ``pooled_sorted`` is (features, rows) with missing values last; features are grouped by
     their (reference, current) sizes. ``permuted(members, z, counts, n_ref, n_cur)`` returns the
     (features, permutations) statistics of the group's features ``members`` (indices), whose
-    pooled values are ``z`` (features, N).
+    pooled values are ``z`` (features, N). Permutations are drawn in batches of at most
+    :data:`BUDGET` values (``per_feature`` is what ``permuted`` holds per feature and
+    permutation); batch ``b`` is seeded ``seed + b``, so one batch draws what one call would.
     """
     p = np.full(len(observed), np.nan)
     testable = (n_ref > 0) & (n_cur > 0) & np.isfinite(observed)
     for nr, nc in {(int(a), int(b)) for a, b in zip(n_ref[testable], n_cur[testable], strict=True)}:
         members = np.flatnonzero(testable & (n_ref == nr) & (n_cur == nc))
-        counts = running_counts(nr + nc, nc, n_permutations, seed, pooled_sorted.device)
         index = torch.as_tensor(members, device=pooled_sorted.device)
         z = pooled_sorted[index, : nr + nc]
-        stats = permuted(index, z, counts, nr, nc).cpu().numpy()
         obs = observed[members][:, None]
-        exceed = (stats >= obs - _REL_TOL * np.abs(obs)).sum(axis=1)
+        exceed = np.zeros(len(members))
+        # the running counts and one more (P, N) array (a permuted ECDF gap), then the rest
+        width = 2 * (nr + nc + 1) + len(members) * per_feature
+        per_batch = max(1, BUDGET // width)
+        for number, start in enumerate(range(0, n_permutations, per_batch)):
+            size = min(per_batch, n_permutations - start)
+            counts = running_counts(nr + nc, nc, size, seed + number, pooled_sorted.device)
+            stats = permuted(index, z, counts, nr, nc).cpu().numpy()
+            exceed += (stats >= obs - _REL_TOL * np.abs(obs)).sum(axis=1)
         p[members] = (1.0 + exceed) / (1.0 + n_permutations)
     return p

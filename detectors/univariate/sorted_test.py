@@ -8,7 +8,7 @@ p-values to the test. Missing values (NaN, infinities) are left out per feature.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar, Self
 
 import numpy as np
@@ -29,6 +29,7 @@ class Outcome:
     statistic: np.ndarray
     p_value: np.ndarray
     testable: np.ndarray
+    extra: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 class SortedColumnsTest(Params):
@@ -75,6 +76,7 @@ class SortedColumnsTest(Params):
             correction=self.correction,
             n_reference=np.where(tested.testable, n_ref, 0),
             n_current=np.where(tested.testable, n_cur, 0),
+            extra=tested.extra,
         )
 
     def _after_fit(self, reference: np.ndarray) -> None:

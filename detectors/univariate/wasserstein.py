@@ -11,6 +11,13 @@ import torch
 from detectors.base import check_matrix, drift_result, feature_names
 from detectors.device import resolve_device
 from detectors.params import Params
+from detectors.permutations import (
+    Permutations,
+    check_family_size,
+    check_permutations,
+    resolve_permutations,
+    window_seed,
+)
 from detectors.result import DriftResult
 from detectors.univariate.columns import SortedColumns, ecdf_at, pooled, sort_columns
 from detectors.univariate.permutation import permutation_p_values
@@ -52,7 +59,9 @@ class WassersteinDistance(Params):
     Evidently's for ``wasserstein`` drift. The raw distance (``normalized=False``) is in the
     feature's unit and equals ``scipy.stats.wasserstein_distance``; give it a ``threshold``.
     With ``n_permutations > 0`` drift is decided by a permutation p-value instead (see
-    :mod:`detectors.univariate.permutation`).
+    :mod:`detectors.univariate.permutation`); ``n_permutations="auto"`` draws enough for the
+    smallest p-value to pass the correction over ``family_size`` tests (at least 999; see
+    :mod:`detectors.permutations`).
 
     >>> import numpy as np
     >>> rng = np.random.default_rng(0)
@@ -69,18 +78,19 @@ class WassersteinDistance(Params):
         device: str = "auto",
         normalized: bool = True,
         threshold: float | None = None,
-        n_permutations: int = 0,
+        n_permutations: Permutations = 0,
         seed: int = 0,
         alpha: float = 0.05,
         correction: str = "bh",
+        family_size: int | None = None,
     ) -> None:
         if threshold is None and not normalized and n_permutations == 0:
             raise ValueError(
                 "the raw Wasserstein distance is in the feature's unit: give a threshold, "
                 "use normalized=True or a permutation test (n_permutations > 0)"
             )
-        if n_permutations < 0:
-            raise ValueError("n_permutations must be >= 0")
+        check_permutations(n_permutations, minimum=0)
+        check_family_size(family_size)
         self.device = device
         self.normalized = normalized
         self.threshold = 0.1 if threshold is None else threshold
@@ -88,6 +98,7 @@ class WassersteinDistance(Params):
         self.seed = seed
         self.alpha = alpha
         self.correction = correction
+        self.family_size = family_size
         self._device = resolve_device(device)
         self._ref: SortedColumns | None = None
         self._scale: torch.Tensor | None = None
@@ -104,6 +115,16 @@ class WassersteinDistance(Params):
         self._scale = torch.as_tensor(np.maximum(std, _MIN_SCALE), device=self._device)
         return self
 
+    def permutations(self) -> int:
+        """How many permutations ``score`` draws: ``n_permutations``, or with ``"auto"`` enough
+        for the correction over ``family_size`` tests (this detector's features if None)."""
+        return resolve_permutations(
+            self.n_permutations,
+            family_size=self.family_size or len(self.features_),
+            alpha=self.alpha,
+            minimum=999,
+        )
+
     def score(self, current: np.ndarray) -> DriftResult:
         if self._ref is None or self._scale is None:
             raise RuntimeError("call fit(reference) before score(current)")
@@ -113,11 +134,19 @@ class WassersteinDistance(Params):
         statistic = (wasserstein(self._ref, cur) / scale).cpu().numpy()
         n_ref, n_cur = self._ref.counts_numpy(), cur.counts_numpy()
         p_value = None
-        if self.n_permutations:
+        drawn = self.permutations()
+        if drawn:
             z = pooled(self._ref, cur)
             raw = statistic * scale.cpu().numpy()
             p_value = permutation_p_values(
-                z, n_ref, n_cur, raw, _permuted, n_permutations=self.n_permutations, seed=self.seed
+                z,
+                n_ref,
+                n_cur,
+                raw,
+                _permuted,
+                n_permutations=drawn,
+                seed=window_seed(self.seed, current),
+                per_feature=1,
             )
         return drift_result(
             method=self.method,
@@ -129,4 +158,5 @@ class WassersteinDistance(Params):
             n_reference=n_ref,
             n_current=n_cur,
             threshold=self.threshold,
+            extra={"n_permutations": np.full(len(self.features_), drawn, dtype=np.int64)},
         )

@@ -20,11 +20,12 @@ import numpy as np
 import pyarrow as pa
 from sqlalchemy.orm import Session
 
-from detectors import DriftResult, adjust
+from detectors import DriftResult
 from detectors import registry as detector_registry
 from detectors.effects import EffectReference
 from detectors.quality import DataQuality
 from detectors.streaming import StreamingDriftDetector
+from detectors.verdict import family_size, window_verdict
 from monitor.data.arrays import Columns, table_columns
 from monitor.data.layout import from_bytes
 from monitor.db.models import RegisteredModel
@@ -84,15 +85,15 @@ def fit_reference(
     groups = _select(columns, monitor)
     detectors: dict[str, Any] = {}
     names: dict[str, list[str]] = {}
-    for kind in _KINDS:
-        if not groups[kind]:
-            continue
-        if kind not in monitor.tested_kinds():
-            continue
+    tested = [kind for kind in _KINDS if groups[kind] and kind in monitor.tested_kinds()]
+    # every tested feature is one test of the family corrected in _drift_step(): permutation
+    # tests draw enough permutations for their smallest p-value to pass that correction
+    family = family_size(sum(len(groups[kind]) for kind in tested), monitor.correction)
+    for kind in tested:
         choice = monitor.detector(kind)
-        # correction is applied once across every kind together, in run_monitor()
+        # correction is applied once across every kind together, in _drift_step()
         detector = detector_registry.build(
-            choice.name, choice.params, device=device, alpha=monitor.alpha
+            choice.name, choice.params, device=device, alpha=monitor.alpha, family_size=family
         )
         names[kind] = list(groups[kind])
         detectors[kind] = detector.fit(_stack(kind, groups[kind]), names[kind])
@@ -288,13 +289,9 @@ def _drift_step(
     effects = fitted.effects.compare(
         numeric=cols["numeric"], categorical=cols["categorical"], vector=cols["vector"]
     )
-    p_value = np.concatenate([r.p_value for r in results]) if results else np.zeros(0)
-    p_adjusted = adjust(p_value, monitor.correction)
-    # distances without a p-value keep their own verdict (statistic above its threshold)
-    own_verdict = np.concatenate([r.drift for r in results]) if results else np.zeros(0, bool)
-    drift = np.where(
-        np.isnan(p_value), own_verdict, np.nan_to_num(p_adjusted, nan=1.0) < monitor.alpha
-    )
+    # one correction family over every kind (the calibration suite checks this same verdict)
+    verdict = window_verdict(results, alpha=monitor.alpha, correction=monitor.correction)
+    p_value, p_adjusted, drift = verdict.p_value, verdict.p_adjusted, verdict.drift
     offset = 0
     for res in results:
         for j, feature in enumerate(res.features):

@@ -30,6 +30,7 @@ from detectors.multivariate.classifier import ClassifierTest, fold_p_values, man
 from detectors.multivariate.energy import EnergyDistance
 from detectors.multivariate.kernels import permutation_indicators, permutation_sums, rows_tensor
 from detectors.multivariate.mmd import MMD, LinearMMD
+from detectors.permutations import window_seed
 
 RNG = np.random.default_rng(20261125)
 DATASETS = {
@@ -111,8 +112,9 @@ def test_permutation_statistics_equal_a_naive_loop(
     test = cls(device="cpu", n_permutations=n_perm, seed=seed, chunk_size=5).fit(ref)
     result = test.score(cur)
     pooled = np.concatenate([ref, cur])
+    drawn_from = window_seed(seed, cur)  # the permutations come from the seed and the window
     masks = permutation_indicators(
-        len(pooled), len(ref), n_perm, torch.Generator().manual_seed(seed)
+        len(pooled), len(ref), n_perm, torch.Generator().manual_seed(drawn_from)
     )
 
     def statistic(x: np.ndarray, y: np.ndarray) -> float:
@@ -128,7 +130,7 @@ def test_permutation_statistics_equal_a_naive_loop(
     assert divisor is not None
     x = rows_tensor((pooled - ref.mean(axis=0)) / divisor, torch.device("cpu"))
     sums = permutation_sums(
-        x, len(ref), n_perm, torch.Generator().manual_seed(seed), test._pair_function(), 5
+        x, len(ref), n_perm, torch.Generator().manual_seed(drawn_from), test._pair_function(), 5
     )
     batched = test._statistic(*sums, len(ref), len(cur)).numpy()
     np.testing.assert_allclose(batched[1:], permuted, rtol=1e-9, atol=1e-12)

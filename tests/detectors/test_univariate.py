@@ -20,6 +20,7 @@ from scipy import stats
 from scipy.spatial import distance
 
 from detectors.categorical.distances import CategoricalJensenShannon, CategoricalPSI, TotalVariation
+from detectors.permutations import window_seed
 from detectors.univariate.anderson import AndersonDarlingTest
 from detectors.univariate.binned import PSI, Hellinger, JensenShannon, KLDivergence
 from detectors.univariate.cvm import CVMTest
@@ -142,28 +143,18 @@ def test_permutation_p_values_equal_a_plain_loop(method: str) -> None:
         detector = cls(device="cpu", n_permutations=n_perm, seed=3)
 
         def fn(a: np.ndarray, b: np.ndarray) -> float:
-            return float(formula(*_numpy_bins_fixed(ref_col, a, b)))
+            # each split is binned on its own reference's quantiles, as the observed one is
+            return float(formula(*_numpy_bins(a, b, 10)))
 
     result = detector.fit(ref).score(cur)
-    counts = running_counts(
-        len(ref) + len(cur), len(cur), n_perm, detector.seed, torch.device("cpu")
-    )
+    # the permutations come from the seed and the window's values
+    seed = window_seed(detector.seed, cur)
+    counts = running_counts(len(ref) + len(cur), len(cur), n_perm, seed, torch.device("cpu"))
     masks = np.diff(counts.numpy(), axis=1) > 0
     for j in range(ref.shape[1]):
-        ref_col = ref[:, j]
         z = np.sort(np.concatenate([ref[:, j], cur[:, j]]))
         observed = fn(ref[:, j], cur[:, j])
         assert result.p_value[j] == _naive_permutation_p(fn, z, masks, observed)
-
-
-def _numpy_bins_fixed(
-    ref_col: np.ndarray, a: np.ndarray, b: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    # bins stay the fitted reference's while the permuted samples are counted in them
-    edges = np.quantile(ref_col, np.arange(1, 10) / 10)
-    r = np.bincount(np.searchsorted(edges, a, side="right"), minlength=10) / len(a)
-    c = np.bincount(np.searchsorted(edges, b, side="right"), minlength=10) / len(b)
-    return r, c
 
 
 def test_permutation_p_values_are_reproducible_and_detect_shift() -> None:

@@ -1,0 +1,69 @@
+"""A window's verdict from its detectors' results, as the service forms it.
+
+Every feature of a monitor, whatever its kind and detector, is one test of one correction
+family: the p-values of all results are adjusted together (Benjamini-Hochberg by default), and
+a feature drifts when its adjusted p-value is below alpha. A distance without a p-value (PSI,
+Jensen-Shannon, ... with their default thresholds) keeps its own verdict (statistic above its
+threshold) and does not count as a test in the family. The window is flagged when any feature
+drifts.
+
+>>> import numpy as np
+>>> from detectors import KSTest
+>>> rng = np.random.default_rng(0)
+>>> ref = rng.normal(size=(500, 3))
+>>> res = KSTest(device="cpu", correction="none").fit(ref).score(rng.normal(size=(300, 3)) + 1)
+>>> window_verdict([res], alpha=0.05, correction="bh").flagged
+True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from detectors.correction import adjust
+from detectors.result import DriftResult
+
+
+@dataclass(frozen=True)
+class WindowVerdict:
+    """Per feature, in the order of the results and their features: the raw and adjusted
+    p-value (NaN for a distance without one, or a feature that could not be tested) and the
+    verdict."""
+
+    p_value: np.ndarray
+    p_adjusted: np.ndarray
+    drift: np.ndarray
+
+    @property
+    def flagged(self) -> bool:
+        """The dataset-level verdict: any feature drifts."""
+        return bool(self.drift.any())
+
+
+def window_verdict(
+    results: Sequence[DriftResult], *, alpha: float, correction: str
+) -> WindowVerdict:
+    """Correct the p-values of all ``results`` together and decide each feature."""
+    if not results:
+        empty = np.zeros(0)
+        return WindowVerdict(empty, empty.copy(), np.zeros(0, dtype=bool))
+    p_value = np.concatenate([r.p_value for r in results]).astype(np.float64)
+    p_adjusted = adjust(p_value, correction)
+    # distances without a p-value keep their own verdict (statistic above its threshold)
+    own = np.concatenate([r.drift for r in results]).astype(bool)
+    drift = np.where(np.isnan(p_value), own, np.nan_to_num(p_adjusted, nan=1.0) < alpha)
+    return WindowVerdict(p_value, p_adjusted, drift)
+
+
+def family_size(n_features: int, correction: str) -> int:
+    """How many tests one correction family holds: every feature under ``bonferroni`` or
+    ``bh``, each on its own under ``none``. Detectors that draw permutations size them so the
+    smallest p-value they can give passes the correction over this many tests.
+
+    >>> family_size(21, "bh"), family_size(21, "none")
+    (21, 1)
+    """
+    return max(1, n_features) if correction != "none" else 1
