@@ -6,7 +6,10 @@ import numpy as np
 import torch
 from scipy import special, stats
 
-from detectors.univariate.columns import SortedColumns
+from detectors.permutations import check_family_size, window_seed
+from detectors.univariate import anderson_ties, cvm_ties
+from detectors.univariate.anderson_ties import heavy_ties
+from detectors.univariate.columns import SortedColumns, feature_chunks, pooled
 from detectors.univariate.ranks import midranks, tie_bounds, valid_mask
 from detectors.univariate.sorted_test import Outcome, SortedColumnsTest
 
@@ -74,6 +77,14 @@ class CVMTest(SortedColumnsTest):
     exact p-value comes from scipy itself, per feature, which is cheap at that size. Features
     with fewer than two finite values on a side are not tested.
 
+    Not on tie-heavy features (distinct pooled values at most half the pooled sample, integer
+    counts for example): there scipy's rank formula is inflated by the ties and its p-value
+    flagged every exchangeable Poisson(2) window. Such a feature's statistic is the integral
+    form (equal to scipy's when nothing is tied) and its p-value a permutation p-value
+    (:mod:`detectors.univariate.cvm_ties`), with enough permutations for the correction over
+    ``family_size`` tests (at least 999; the monitor sets it, ``None`` takes this test's own
+    tested features), drawn from the window's values.
+
     >>> import numpy as np
     >>> rng = np.random.default_rng(1)
     >>> ref = rng.normal(size=(500, 2))
@@ -82,6 +93,22 @@ class CVMTest(SortedColumnsTest):
     """
 
     method = "cvm"
+
+    def __init__(
+        self,
+        *,
+        device: str = "auto",
+        alpha: float = 0.05,
+        correction: str = "bh",
+        family_size: int | None = None,
+    ) -> None:
+        check_family_size(family_size)
+        super().__init__(device=device, alpha=alpha, correction=correction)
+        self.family_size = family_size
+
+    def permutations(self) -> int:
+        """How many permutations ``score`` draws for a tie-heavy feature."""
+        return anderson_ties.n_permutations(self.family_size or len(self.features_), self.alpha)
 
     def _after_fit(self, reference: np.ndarray) -> None:
         assert self._ref is not None
@@ -113,4 +140,42 @@ class CVMTest(SortedColumnsTest):
             assert self._reference is not None
             x, y = self._reference[:, j], current[:, j]
             p[j] = stats.cramervonmises_2samp(x[np.isfinite(x)], y[np.isfinite(y)]).pvalue
-        return Outcome(np.where(testable, raw, np.nan), p, testable)
+        statistic = np.where(testable, raw, np.nan)
+        drawn = self._permute_tied(statistic, p, testable, cur, window_seed(0, current))
+        return Outcome(statistic, p, testable, {"n_permutations": drawn})
+
+    def _permute_tied(
+        self,
+        statistic: np.ndarray,
+        p: np.ndarray,
+        testable: np.ndarray,
+        cur: SortedColumns,
+        seed: int,
+    ) -> np.ndarray:
+        """Integral-form statistics and permutation p-values of the tie-heavy features; returns
+        the permutations drawn for each feature (0 where none)."""
+        assert self._ref is not None
+        ref = self._ref
+        tied = testable & heavy_ties(ref, cur, self.chunk_budget)
+        drawn = np.zeros(len(p), dtype=np.int64)
+        if not tied.any():
+            return drawn
+        permutations = anderson_ties.n_permutations(
+            self.family_size or int(testable.sum()), self.alpha
+        )
+        n_ref, n_cur = ref.counts_numpy(), cur.counts_numpy()
+        budget = ref.values.shape[1] + cur.values.shape[1]
+        for nr, nc in {(int(n_ref[j]), int(n_cur[j])) for j in np.flatnonzero(tied)}:
+            members = np.flatnonzero(tied & (n_ref == nr) & (n_cur == nc))
+            for a, b in feature_chunks(len(members), budget, self.chunk_budget):
+                index = torch.as_tensor(members[a:b], device=ref.values.device)
+                group_cur = SortedColumns(cur.values[index], cur.counts[index])
+                z = pooled(SortedColumns(ref.values[index], ref.counts[index]), group_cur)
+                z = z[:, : nr + nc].contiguous()
+                observed = cvm_ties.observed_statistics(z, group_cur.values, nr, nc)
+                statistic[members[a:b]] = observed.cpu().numpy()
+                p[members[a:b]] = cvm_ties.permutation_p_values(
+                    z, nr, nc, observed.cpu().numpy(), permutations, seed
+                )
+        drawn[tied] = permutations
+        return drawn
