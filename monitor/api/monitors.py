@@ -81,6 +81,10 @@ def _status_out(status: ModelStatus) -> ModelStatusOut:
         last_run_at=status.last_run_at,
         monitors=[MonitorStatusOut(**m.__dict__) for m in status.monitors],
         ignored_features=status.ignored_features,
+        estimator=status.estimator,
+        estimator_error=status.estimator_error,
+        estimator_windows=status.estimator_windows,
+        estimator_reason=status.estimator_reason,
     )
 
 

@@ -209,6 +209,18 @@ class ModelStatusOut(BaseModel):
         description="undeclared features left out of the latest telemetry (the last 20 "
         "batches that left any out, within 24 hours): name -> records",
     )
+    estimator: str | None = Field(
+        default=None,
+        description="the label-free performance estimator the model's estimates use (cbpe, "
+        "iw-cbpe), as a backtest on its labelled history chose it; null before any estimate",
+    )
+    estimator_error: float | None = Field(
+        default=None,
+        description="mean absolute error of that estimator's accuracy over the backtest's past "
+        "windows; null when the history was too short for a backtest",
+    )
+    estimator_windows: int = Field(default=0, description="past windows the backtest used")
+    estimator_reason: str = Field(default="", description="why the backtest chose it")
 
 
 class StatusOut(BaseModel):

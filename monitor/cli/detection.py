@@ -209,8 +209,11 @@ def status(
         for s in statuses
     ]
     console.print(fitted(console, STATUS_COLUMNS, rows, wide=wide))
-    for line in _late_lines(statuses) + _ignored_lines(statuses) + _untested_lines(statuses):
+    lines = _late_lines(statuses) + _ignored_lines(statuses) + _untested_lines(statuses)
+    for line in lines:
         console.print(line, style="yellow", highlight=False, markup=False)
+    for line in _estimator_lines(statuses):
+        console.print(line, highlight=False, markup=False)
     if holder is None:
         console.print("scheduler: no leader has run yet")
     else:
@@ -229,6 +232,20 @@ def _late_lines(statuses: list[Any]) -> list[str]:
         for s in statuses
         for m in s.monitors
         if m.late_records and m.late_from is not None and m.late_to is not None
+    ]
+
+
+def _estimator_lines(statuses: list[Any]) -> list[str]:
+    """One line per model with label-free estimates: the estimator and its backtest error."""
+    return [
+        f"{s.model}: performance estimated by {s.estimator} "
+        + (
+            f"(backtest accuracy error {s.estimator_error:.3f} over {s.estimator_windows} windows)"
+            if s.estimator_error is not None
+            else f"({s.estimator_reason})"
+        )
+        for s in statuses
+        if s.estimator is not None
     ]
 
 

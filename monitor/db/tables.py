@@ -273,6 +273,22 @@ class MonitorState(Base):
     late_checked_batch: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
+class EstimatorChoice(Base):
+    """The label-free performance estimator a model version's estimates use, as the backtest
+    on its labelled history chose it (monitor.runs.estimation), with that backtest's error."""
+
+    __tablename__ = "estimator_choices"
+    model_version_id: Mapped[int] = mapped_column(
+        ForeignKey("model_versions.id", ondelete="CASCADE"), primary_key=True
+    )
+    estimator: Mapped[str] = mapped_column(String(32))  # cbpe | iw-cbpe
+    # mean absolute error of the estimated accuracy over the backtest windows; None without one
+    backtest_error: Mapped[float | None] = mapped_column(Float, nullable=True)
+    backtest_windows: Mapped[int] = mapped_column(Integer, default=0)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
 class SchedulerLeader(Base):
     """Who leads scheduling now (written by the holder of the leader lock, for people to read)."""
 

@@ -9,27 +9,22 @@ concept-drift detector, in prediction-time order.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
-from sqlalchemy import and_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from detectors.performance.cbpe import CBPE
 from detectors.performance.classification import classification_metrics
-from detectors.performance.decision import decision_threshold
 from detectors.performance.regression import regression_metrics
 from detectors.streaming import StreamingDriftDetector
-from monitor.data.layout import from_bytes
 from monitor.db.models import RegisteredModel
-from monitor.db.tables import Label, TelemetryBatch, TelemetryRecord
+from monitor.db.tables import Label
 from monitor.spec.model import PERFORMANCE_METRICS, PerformanceSpec, performance_metrics
 from monitor.vocabulary import ResultKey
 
 _ID_CHUNK = 900
-CBPE_METRICS = ("accuracy", "f1", "roc_auc")
 
 
 @dataclass(frozen=True)
@@ -65,8 +60,9 @@ def load_labels(
     return found
 
 
-def _rows_summing_to_one(rows: list[list[float]]) -> np.ndarray:
-    # stored as float32 (and often rounded by the sender): renormalise in float64
+def rows_summing_to_one(rows: list[list[float]]) -> np.ndarray:
+    """Stored probabilities as float64 rows summing to one (they are stored as float32, and
+    often rounded by the sender)."""
     matrix = np.asarray(rows, dtype=np.float64)
     return matrix / matrix.sum(axis=1, keepdims=True)
 
@@ -93,7 +89,7 @@ def _labelled(
         return rows, {
             "truth": np.array([truth[i] for i in rows], dtype=object),
             "predicted": np.array([predicted[i] for i in rows], dtype=object),
-            "proba": _rows_summing_to_one([proba[i] for i in rows])
+            "proba": rows_summing_to_one([proba[i] for i in rows])
             if len(rows) and all(proba[i] is not None for i in rows)
             else np.zeros((0, 0)),
         }
@@ -135,115 +131,6 @@ def _metric_values(
         for name in PERFORMANCE_METRICS[task]
     }
     return values, errors
-
-
-@dataclass(frozen=True)
-class Calibration:
-    """Labelled records predicted before a window: what CBPE learns its calibration from."""
-
-    probabilities: np.ndarray  # (rows, classes), rows summing to one
-    truth: np.ndarray  # true labels (class names)
-    predicted: np.ndarray  # the model's own predicted labels (class names, None if absent)
-
-
-def _calibration(
-    session: Session, registered: RegisteredModel, before: datetime, limit: int
-) -> Calibration:
-    """Probabilities, true and predicted labels of the newest labelled records predicted
-    before ``before``."""
-    rows = session.execute(
-        select(TelemetryRecord.record_id, TelemetryRecord.batch_id, Label.label)
-        .join(
-            Label,
-            and_(
-                Label.model_id == TelemetryRecord.model_id,
-                Label.record_id == TelemetryRecord.record_id,
-            ),
-        )
-        .join(TelemetryBatch, TelemetryBatch.id == TelemetryRecord.batch_id)
-        .where(
-            TelemetryRecord.model_id == registered.model.id,
-            TelemetryBatch.model_version_id == registered.version.id,
-            TelemetryRecord.ts < before,
-            Label.label.is_not(None),
-        )
-        .order_by(TelemetryRecord.ts.desc())
-        .limit(limit)
-    ).all()
-    wanted: dict[int, dict[str, str]] = {}
-    for record_id, batch_id, label in rows:
-        wanted.setdefault(batch_id, {})[record_id] = str(label)
-    probabilities: list[list[float]] = []
-    truth: list[str] = []
-    predicted: list[str | None] = []
-    for batch_id, labels in wanted.items():
-        blob = session.scalar(select(TelemetryBatch.data).where(TelemetryBatch.id == batch_id))
-        if blob is None:
-            continue
-        batch = from_bytes(blob)
-        for rid, proba, label in zip(
-            batch.column("id").to_pylist(),
-            batch.column("p.proba").to_pylist(),
-            batch.column("p.label").to_pylist(),
-            strict=True,
-        ):
-            if rid in labels and proba is not None:
-                probabilities.append(proba)
-                truth.append(labels[rid])
-                predicted.append(label)
-    return Calibration(
-        _rows_summing_to_one(probabilities) if probabilities else np.zeros((0, 0)),
-        np.asarray(truth, dtype=object),
-        np.asarray(predicted, dtype=object),
-    )
-
-
-def model_threshold(registered: RegisteredModel, calibration: Calibration) -> float:
-    """The binary model's cut on ``classes[1]``'s probability: declared in the spec, or read
-    from the labelled records' predicted labels (ValueError when no cut explains them)."""
-    declared = registered.spec.output.threshold
-    if declared is not None:
-        return declared
-    known = np.isin(calibration.predicted, registered.spec.output.classes)
-    if not known.any():
-        # no predicted labels stored: the rule of the largest probability
-        return 0.5
-    positive = calibration.predicted[known] == registered.spec.output.classes[1]
-    return decision_threshold(calibration.probabilities[known, 1], positive)
-
-
-def estimate_performance(
-    session: Session,
-    registered: RegisteredModel,
-    spec: PerformanceSpec,
-    table: pa.Table,
-    before: datetime,
-    device: str,
-) -> tuple[list[MetricRow], str]:
-    """CBPE estimates of the window's accuracy, F1 and ROC AUC from its probabilities alone."""
-    classes = registered.spec.output.classes
-    calibration = _calibration(session, registered, before, spec.calibration_rows)
-    proba, truth = calibration.probabilities, calibration.truth
-    current = table.column("p.proba").drop_null().to_pylist()
-    missing = sorted(set(classes) - set(truth.tolist()))
-    if len(truth) < spec.min_labels or missing or not current:
-        why = f"{len(truth)} labelled records before the window" + (
-            f", none of class {missing[0]!r}" if missing else ""
-        )
-        return [], f"no estimate ({why})"
-    threshold = 0.5
-    if len(classes) == 2:
-        try:
-            threshold = model_threshold(registered, calibration)
-        except ValueError as exc:
-            return [], f"no estimate ({exc})"
-    cbpe = CBPE(metrics=CBPE_METRICS, threshold=threshold, device=device)
-    estimate = cbpe.fit(proba, truth, classes=classes).estimate(_rows_summing_to_one(current))
-    rows = [
-        MetricRow(str(ResultKey.estimated(m)), float(estimate[m].value), None, False, len(truth))
-        for m in CBPE_METRICS
-    ]
-    return rows, f"estimated on {len(truth)} earlier labels"
 
 
 def score_performance(

@@ -39,7 +39,8 @@ from monitor.db.tables import (
     WindowStat,
 )
 from monitor.db.telemetry import load_window
-from monitor.runs.performance import estimate_performance, score_performance
+from monitor.runs.estimation import estimate_performance
+from monitor.runs.performance import score_performance
 from monitor.runs.quality import fit_quality, score_quality
 from monitor.runs.window_stats import window_stats
 from monitor.spec.model import MonitorConfig, PerformanceSpec

@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from monitor.db.models import StoredModel, stored_models
-from monitor.db.tables import DetectionRun, MonitorState, TelemetryBatch
+from monitor.db.tables import DetectionRun, EstimatorChoice, MonitorState, TelemetryBatch
 from monitor.scheduling.leader import current_leader
 from monitor.spec.detector_defaults import merged, tested_kinds, untested_features
 from monitor.vocabulary import ModelStatus as Status
@@ -53,6 +53,12 @@ class ModelStatus:
     monitors: list[MonitorStatus] = field(default_factory=list)
     # undeclared features left out of recent telemetry: name -> records (see ignored_features)
     ignored_features: dict[str, int] = field(default_factory=dict)
+    # the label-free performance estimator the backtest chose (monitor.runs.estimation), the
+    # mean absolute error of its estimated accuracy over how many past windows, and why
+    estimator: str | None = None
+    estimator_error: float | None = None
+    estimator_windows: int = 0
+    estimator_reason: str = ""
 
 
 # what "recent" means for the undeclared features a status names
@@ -112,6 +118,7 @@ def _combine(
     states: dict[str, MonitorState],
     ignored: dict[str, int],
     late: dict[tuple[int, str], Late],
+    choice: EstimatorChoice | None = None,
 ) -> ModelStatus:
     monitors = []
     for name in stored.monitor_names:
@@ -145,6 +152,10 @@ def _combine(
         last_run_at=max(last) if last else None,
         monitors=monitors,
         ignored_features=ignored,
+        estimator=None if choice is None else choice.estimator,
+        estimator_error=None if choice is None else choice.backtest_error,
+        estimator_windows=0 if choice is None else choice.backtest_windows,
+        estimator_reason="" if choice is None else choice.reason,
     )
 
 
@@ -157,12 +168,19 @@ def model_statuses(session: Session, name: str | None = None) -> list[ModelStatu
         by_version.setdefault(row.model_version_id, {})[row.monitor] = row
     now = datetime.now(UTC)
     late = late_runs(session, versions)
+    choices = {
+        c.model_version_id: c
+        for c in session.scalars(
+            select(EstimatorChoice).where(EstimatorChoice.model_version_id.in_(versions))
+        )
+    }
     return [
         _combine(
             m,
             by_version.get(m.version.id, {}),
             ignored_features(session, m.version.id, now),
             late,
+            choices.get(m.version.id),
         )
         for m in models
     ]
