@@ -337,14 +337,14 @@ class Calibrator:
     def calibrate(
         self, probabilities: np.ndarray, orders: Sequence[np.ndarray] | None = None
     ) -> Calibrated:
-        """A window calibrated. ``orders``: the stable argsort of each calibrated column, when
+        """A window calibrated. ``orders``: the argsort of each calibrated column, when
         the caller has it (``np.interp`` and the knot search are faster on sorted points)."""
         n, n_classes = probabilities.shape
         columns = calibrated_columns(n_classes)
         calibrated = np.empty((len(columns), n))
         lefts, fractions = [], []
         for j, (k, step) in enumerate(zip(columns, self.steps, strict=True)):
-            order = np.argsort(probabilities[:, k], kind="stable") if orders is None else orders[j]
+            order = np.argsort(probabilities[:, k]) if orders is None else orders[j]
             ordered = probabilities[order, k]
             calibrated[j, order] = np.interp(ordered, step.x, step.y)
             left = np.empty(n, dtype=np.int64)

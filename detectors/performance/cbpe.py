@@ -301,8 +301,8 @@ class CBPE(Params):
     def estimate(self, current_probabilities: Any) -> PerformanceEstimate:
         """Expected metrics of an unlabelled window, each with its band."""
         raw = self._checked(current_probabilities)
-        # one stable sort per scored class, shared by the calibration and the ROC curves
-        orders = [np.argsort(raw[:, k], kind="stable") for k in calibrated_columns(raw.shape[1])]
+        # one sort per scored class, shared by the calibration and the ROC curves
+        orders = [np.argsort(raw[:, k]) for k in calibrated_columns(raw.shape[1])]
         calibrated = None if self._calibrator is None else self._calibrator.calibrate(raw, orders)
         q = raw.T if calibrated is None else calibrated.q  # (classes, rows)
         decisions = Decisions.of(raw, self.threshold, self.metrics, orders)

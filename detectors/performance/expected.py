@@ -34,15 +34,16 @@ METRICS = ("accuracy", "f1", "roc_auc")
 class Ranking:
     """One class's scores in ascending order, cut into groups of tied scores."""
 
-    order: np.ndarray  # row positions, ascending score (stable)
+    order: np.ndarray  # row positions, ascending score
     starts: np.ndarray  # where each tie group starts in ``order``
     group: np.ndarray  # the tie group of each position of ``order``
 
 
 def ranking(scores: np.ndarray, order: np.ndarray | None = None) -> Ranking:
-    """``scores`` ranked; ``order`` is their stable argsort when the caller has it."""
+    """``scores`` ranked; ``order`` is their argsort when the caller has it (tied scores form
+    one group whatever their order)."""
     if order is None:
-        order = np.argsort(scores, kind="stable")
+        order = np.argsort(scores)
     ordered = scores[order]
     new = np.empty(len(ordered), dtype=bool)
     new[:1] = True
@@ -73,7 +74,7 @@ class Decisions:
     ) -> Decisions:
         """Decisions of a model with (rows, classes) ``scores``: for two classes positive when
         the second column is at least ``threshold``, otherwise the class of largest score.
-        ``orders``: the stable argsort of each scored class's column, if already known."""
+        ``orders``: the argsort of each scored class's column, if already known."""
         n_classes = scores.shape[1]
         if n_classes == 2:
             predicted = (scores[:, 1] >= threshold).astype(np.int64)

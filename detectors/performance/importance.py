@@ -218,7 +218,7 @@ class ImportanceWeightedCBPE(Params):
             current_probabilities, name="current_probabilities", n_classes=len(self.classes_)
         )
         calibrator = Calibrator.fit(self._probabilities, self._labels, weights)
-        orders = [np.argsort(raw[:, k], kind="stable") for k in calibrated_columns(raw.shape[1])]
+        orders = [np.argsort(raw[:, k]) for k in calibrated_columns(raw.shape[1])]
         calibrated = calibrator.calibrate(raw, orders)
         q = calibrated.q
         decisions = Decisions.of(raw, self.threshold, self.metrics, orders)
