@@ -195,16 +195,17 @@ def chunked_permutation_sums(
     fn: PairFunction,
     chunk_size: int,
     prefix: torch.Tensor | None = None,
-    budget: int = PERMUTATION_BUDGET,
+    budget: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """:func:`permutation_sums` with the permutations drawn in batches of at most ``budget``
-    indicator values (``batch x N``), so memory stays bounded however many are asked for.
+    indicator values (``batch x N``; :data:`PERMUTATION_BUDGET` by default), so memory stays
+    bounded however many are asked for.
 
     Each batch is still one matrix product per pair block for all its permutations; the
     generator runs on from batch to batch, so a given (seed, P, N) always draws the same
     permutations, and one batch (``P x N <= budget``) draws what one call would.
     """
-    per_batch = max(1, budget // max(len(rows), 1))
+    per_batch = max(1, (budget or PERMUTATION_BUDGET) // max(len(rows), 1))
     parts: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
     for start in range(0, n_permutations, per_batch):
         size = min(per_batch, n_permutations - start)
