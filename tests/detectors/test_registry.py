@@ -57,6 +57,11 @@ def test_check_refuses_what_a_monitor_could_get_wrong() -> None:
     with pytest.raises(ValueError, match="device"):
         check("ks", {"device": "cuda"})  # set by the service, not by a monitor
     assert check("mmd", {"n_permutations": 50}, kind="vector").multivariate
+    assert check("psi", {"n_permutations": "auto"}, kind="numeric").threshold_rows == 1000
+    with pytest.raises(ValueError, match="'auto' or an integer"):
+        check("mmd", {"n_permutations": "many"})
+    with pytest.raises(ValueError, match=r"no parameter\(s\) \['family_size'\]"):
+        check("mmd", {"family_size": 3})  # set by the service from the monitor's features
 
 
 @pytest.mark.parametrize("name", sorted(REGISTRY))
