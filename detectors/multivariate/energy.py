@@ -25,11 +25,13 @@ class EnergyDistance(PermutationTwoSampleTest):
     permutation test compares the squared form, which orders permutations the same way.
 
     p-value: ``(1 + #{permuted >= observed}) / (1 + P)`` over random splits of the pooled rows
-    drawn with a ``torch.Generator`` seeded by ``seed``, batched as in
+    drawn from ``seed`` and the window's values, batched as in
     :class:`~detectors.multivariate.mmd.MMD`; ``n_permutations="auto"`` sizes ``P`` to the
     correction family (``family_size``, set by the monitor) as MMD does. Distance sums are
     computed in ``chunk_size`` blocks and above ``permutation_rows`` pooled rows the p-value
-    uses a seeded subsample. Rows with a NaN are dropped.
+    uses a seeded subsample. Rows with a NaN are dropped. Cost as MMD's (200 vs 100 rows, 32
+    dims: 0.004 s for 200 permutations, 0.21 s for 19,999; 1,000 vs 1,000 rows: 0.063 s and
+    4.8 s; benchmarks/calibration.py --cost, one run on 2 CPU cores).
 
     >>> import numpy as np
     >>> rng = np.random.default_rng(0)

@@ -13,7 +13,7 @@ Sizes (CI: 2 cores; the full grid is ``benchmarks/calibration.py``):
 
 - numeric and categorical detectors: 400 windows of 5 features, 200 reference rows against 100
   (distances with a threshold at their documented size instead: 1,000 rows a side, Wasserstein
-  2,000). 400 windows is where the bound starts to mean something at alpha 0.01: it is 0.0199,
+  3,000). 400 windows is where the bound starts to mean something at alpha 0.01: it is 0.0199,
   twice alpha (0.0718 at 0.05); below 4 (1 - alpha) / alpha windows it exceeds twice alpha;
 - embeddings: 100 windows of one vector feature, 200 rows against 100 (one fit per window; the
   classifier trains two small networks per window). The bound is 0.0936 and 0.0299: a smoke
