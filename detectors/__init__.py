@@ -4,7 +4,9 @@ are numpy arrays and Python numbers.
 
 Layout: ``univariate/`` (numeric features), ``categorical/``, ``multivariate/`` (embeddings),
 ``performance/`` (metrics with labels, CBPE and DLE without), ``prediction.py`` (prediction
-drift), ``quality.py``, ``streaming.py``, ``registry.py`` (config names), ``correction.py``.
+drift), ``quality.py``, ``streaming.py``, ``registry.py`` (config names), ``correction.py``,
+``verdict.py`` (a window's verdict, as the service forms it), ``permutations.py`` (how many
+permutations, and which), ``calibration.py`` (false alarms of every registry detector).
 
 >>> from detectors import KSTest
 >>> import numpy as np
