@@ -75,7 +75,7 @@ class CusumGLR:
     ...     if detector.drift:
     ...         break
     >>> i  # the rate rose at 2000
-    2045
+    2046
     """
 
     def __init__(self, config: GLRConfig) -> None:

@@ -62,7 +62,7 @@ ANSWERS: dict[tuple[str, str], tuple[int, ...]] = {
     (f"{API}/models/{{name}}/telemetry", "post"): (404, *_BODY),
     (f"{API}/models/{{name}}/labels", "post"): (404, *_BODY),
     (f"{API}/models/{{name}}/reference", "post"): (404, *_BODY, 415),
-    (f"{API}/models/{{name}}/detect", "post"): (404,),
+    (f"{API}/models/{{name}}/detect", "post"): (404, 422),  # 422: a query parameter repeated
     (f"{API}/models/{{name}}/results", "get"): (404, 422),
     (f"{API}/models/{{name}}/runs/{{run_id}}", "get"): (404, 422),
     (f"{API}/models/{{name}}/report", "get"): (404, 422),
