@@ -16,8 +16,8 @@ from monitor.api.deps import (
     require,
 )
 from monitor.api.schemas import ModelOut
-from monitor.db.models import RegisteredModel, count_records, list_models, upsert_model
-from monitor.db.references import get_reference
+from monitor.db.listing import count_records, reference_rows
+from monitor.db.models import RegisteredModel, list_models, upsert_model
 from monitor.spec.model import ModelSpec
 
 router = APIRouter(prefix="/api/v1", tags=["models"])
@@ -25,14 +25,13 @@ _SPEC = TypeAdapter(ModelSpec)
 
 
 def _out(session: Session, registered: RegisteredModel, created: bool = False) -> ModelOut:
-    reference = get_reference(session, registered)
     return ModelOut(
         name=registered.spec.name,
         version=registered.spec.version,
         created=created,
         spec=registered.spec,
-        reference_rows=None if reference is None else reference.n_rows,
-        records=count_records(session, registered),
+        reference_rows=reference_rows(session, registered.version.id),
+        records=count_records(session, registered.version.id),
     )
 
 

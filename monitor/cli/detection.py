@@ -188,12 +188,11 @@ def status(
     config: ConfigOption = None,
 ) -> None:
     """Each model's status (ok, warning, drift, no data), since when, and who schedules."""
-    from monitor.db.engine import make_sessionmaker
-    from monitor.runs.status import leader, model_statuses
+    from monitor.runs.status import leader, model_statuses  # Core queries, no ORM
 
-    with make_sessionmaker(engine_of(settings_of(config)))() as session:
-        statuses = model_statuses(session, model)
-        holder, heartbeat = leader(session)
+    with engine_of(settings_of(config)).connect() as conn:
+        statuses = model_statuses(conn, model)
+        holder, heartbeat = leader(conn)
     if model is not None and not statuses:
         console.print(f"[red]unknown model {model!r}[/]")
         raise typer.Exit(1)

@@ -57,22 +57,21 @@ def models_create(
 @group.command("list")
 def models_list(wide: WideOption = False, config: ConfigOption = None) -> None:
     """The registered models with their current version and data volume."""
-    from monitor.db.engine import make_sessionmaker
-    from monitor.db.models import count_records, stored_models
-    from monitor.db.references import get_reference
+    # Core on a connection: the ORM and its mapped classes are a quarter of this command
+    from monitor.db.listing import count_records, reference_rows, stored_models
 
     rows = []
-    with make_sessionmaker(engine_of(settings_of(config)))() as session:
-        for m in stored_models(session):
-            ref = get_reference(session, m)
+    with engine_of(settings_of(config)).connect() as conn:
+        for m in stored_models(conn):
+            n_rows = reference_rows(conn, m.version_id)
             rows.append(
                 [
-                    m.model.name,
-                    m.version.version,
+                    m.name,
+                    m.version,
                     m.task,
                     str(m.n_features),
-                    "-" if ref is None else str(ref.n_rows),
-                    str(count_records(session, m)),
+                    "-" if n_rows is None else str(n_rows),
+                    str(count_records(conn, m.version_id)),
                 ]
             )
     console.print(fitted(console, MODEL_COLUMNS, rows, wide=wide))

@@ -1,7 +1,8 @@
 """Registered models and their versions.
 
-The spec's pydantic models load where a spec is validated, not on import: listing models and
-reading their statuses (:func:`stored_models`) needs only a few fields of the stored spec.
+The spec's pydantic models load where a spec is validated, not on import. Listing models and
+reading their statuses needs only a few fields of the stored spec, read with Core in
+:mod:`monitor.db.listing`.
 """
 
 from __future__ import annotations
@@ -10,11 +11,11 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from monitor.db.tables import Model, ModelVersion, TelemetryBatch
+from monitor.db.tables import Model, ModelVersion
 
 if TYPE_CHECKING:
     from monitor.spec.model import ModelSpec
@@ -29,31 +30,6 @@ class RegisteredModel:
     model: Model
     version: ModelVersion
     spec: ModelSpec
-
-
-@dataclass(frozen=True)
-class StoredModel:
-    """A model at its current version, its spec as stored and not validated.
-
-    What listing models and reading statuses need, without loading the spec's models, the
-    detectors' registry and the alert rules (about 30 ms of a 0.5 s command line). A stored spec
-    is a validated spec's JSON (:func:`upsert_model`), so these fields are always there.
-    """
-
-    model: Model
-    version: ModelVersion
-
-    @property
-    def task(self) -> str:
-        return str(self.version.spec["output"]["task"])
-
-    @property
-    def n_features(self) -> int:
-        return len(self.version.spec["features"])
-
-    @property
-    def monitor_names(self) -> list[str]:
-        return [str(m["name"]) for m in self.version.spec["monitors"]]
 
 
 def upsert_model(session: Session, spec: ModelSpec) -> tuple[RegisteredModel, bool]:
@@ -133,27 +109,3 @@ def list_models(session: Session) -> list[RegisteredModel]:
     names = session.scalars(select(Model.name).order_by(Model.name)).all()
     found = (get_model(session, name) for name in names)
     return [m for m in found if m is not None]
-
-
-def stored_models(session: Session) -> list[StoredModel]:
-    """Every model at its current version, by name, in one query."""
-    query = (
-        select(Model, ModelVersion)
-        .join(
-            ModelVersion,
-            (ModelVersion.model_id == Model.id) & (ModelVersion.version == Model.current_version),
-        )
-        .order_by(Model.name)
-    )
-    return [StoredModel(model, version) for model, version in session.execute(query)]
-
-
-def count_records(session: Session, registered: RegisteredModel | StoredModel) -> int:
-    """Telemetry records stored for the model's version (here, not beside the telemetry code,
-    so that listing models loads no Arrow)."""
-    total = session.scalar(
-        select(func.coalesce(func.sum(TelemetryBatch.n_records), 0)).where(
-            TelemetryBatch.model_version_id == registered.version.id
-        )
-    )
-    return int(total or 0)

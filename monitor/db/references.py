@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from monitor.db.models import RegisteredModel, StoredModel
+from monitor.db.models import RegisteredModel
 from monitor.db.tables import ReferenceSet
 
 if TYPE_CHECKING:  # Arrow loads when a reference is saved, not when one is counted
@@ -34,9 +34,7 @@ def save_reference(session: Session, registered: RegisteredModel, table: pa.Tabl
     return row
 
 
-def get_reference(
-    session: Session, registered: RegisteredModel | StoredModel
-) -> ReferenceSet | None:
+def get_reference(session: Session, registered: RegisteredModel) -> ReferenceSet | None:
     return session.scalar(
         select(ReferenceSet).where(ReferenceSet.model_version_id == registered.version.id)
     )

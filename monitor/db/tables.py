@@ -1,367 +1,261 @@
-"""The stored tables, as typed SQLAlchemy 2 models.
+"""The stored tables as typed SQLAlchemy 2 ORM classes, mapped onto :mod:`monitor.db.schema`.
 
-Telemetry is stored compactly: one ``telemetry_batches`` row per accepted batch holds all its
-columns as one compressed Arrow blob; ``telemetry_records`` keeps only what idempotency and the
-join of delayed labels need (record id, batch, timestamp); the row itself is found by id
-in the batch blob.
+Each class maps the Core table of the same name (``__table__``); its annotations give the
+attributes their types and declare no column (the table does). What only reads and is not
+the service (``models list``, ``status``) uses the Core tables and never imports this module.
 
 No ``from __future__ import annotations`` here: SQLAlchemy would then evaluate every
-``Mapped[...]`` annotation from its text when the module loads, in every command line.
+``Mapped[...]`` annotation from its text when the module loads.
 """
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import (
-    JSON,
-    Boolean,
-    DateTime,
-    Float,
-    ForeignKey,
-    Index,
-    Integer,
-    LargeBinary,
-    String,
-    Text,
-    TypeDecorator,
-    UniqueConstraint,
-)
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped
 
+from monitor.db import schema
 
-class UTCDateTime(TypeDecorator[datetime]):
-    """Timezone-aware UTC datetimes on every backend (SQLite stores them naive)."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)
-        return value.astimezone(UTC)
-
-    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def partial_index(name: str, *columns: str, where: str, unique: bool = False) -> Index:
-    """An index of only the rows where ``where`` holds (PostgreSQL and SQLite both have them).
-
-    The predicate is kept in ``info["where"]`` and written by the migration that creates the
-    index (nothing here creates tables), not given as ``postgresql_where=`` and
-    ``sqlite_where=``: SQLAlchemy checks those by importing each dialect, which put the whole
-    PostgreSQL dialect into every command line, SQLite ones included (about 25 ms of 0.5 s).
-    Alembic does not compare predicates; tests/monitor/test_storage.py checks each migrated
-    index against ``info["where"]``.
-    """
-    return Index(name, *columns, unique=unique, info={"where": where})
+# where the migrations (and older code) import them from
+from monitor.db.schema import UTCDateTime as UTCDateTime
+from monitor.db.schema import partial_index as partial_index
+from monitor.db.schema import utcnow as utcnow
 
 
 class Base(DeclarativeBase):
-    pass
+    metadata = schema.metadata
 
 
 class Model(Base):
-    __tablename__ = "models"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    name: Mapped[str] = mapped_column(String(128), unique=True)
-    current_version: Mapped[str] = mapped_column(String(128))
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    __table__ = schema.models
+    id: Mapped[int]
+    name: Mapped[str]
+    current_version: Mapped[str]
+    created_at: Mapped[datetime]
 
 
 class ModelVersion(Base):
-    __tablename__ = "model_versions"
-    __table_args__ = (UniqueConstraint("model_id", "version"),)
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"))
-    version: Mapped[str] = mapped_column(String(128))
-    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    __table__ = schema.model_versions
+    id: Mapped[int]
+    model_id: Mapped[int]
+    version: Mapped[str]
+    spec: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
 
 
 class ApiKey(Base):
-    __tablename__ = "api_keys"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    prefix: Mapped[str] = mapped_column(String(16))
-    scopes: Mapped[str] = mapped_column(Text)  # space-separated, e.g. "read ingest:plankton"
-    description: Mapped[str] = mapped_column(Text, default="")
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
-    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
-    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    __table__ = schema.api_keys
+    id: Mapped[int]
+    key_hash: Mapped[str]
+    prefix: Mapped[str]
+    scopes: Mapped[str]
+    description: Mapped[str]
+    created_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+    last_used_at: Mapped[datetime | None]
+    expires_at: Mapped[datetime | None]
 
 
 class ReferenceSet(Base):
-    __tablename__ = "reference_sets"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    model_version_id: Mapped[int] = mapped_column(
-        ForeignKey("model_versions.id", ondelete="CASCADE"), unique=True
-    )
-    n_rows: Mapped[int] = mapped_column(Integer)
-    sha256: Mapped[str] = mapped_column(String(64))
-    data: Mapped[bytes] = mapped_column(LargeBinary)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    __table__ = schema.reference_sets
+    id: Mapped[int]
+    model_version_id: Mapped[int]
+    n_rows: Mapped[int]
+    sha256: Mapped[str]
+    data: Mapped[bytes]
+    created_at: Mapped[datetime]
 
 
 class TelemetryBatch(Base):
-    __tablename__ = "telemetry_batches"
-    __table_args__ = (
-        Index("ix_telemetry_batches_version_last_ts", "model_version_id", "last_ts"),
-        partial_index(
-            "ix_telemetry_batches_ignored",
-            "model_version_id",
-            "received_at",
-            where="ignored_features IS NOT NULL",
-        ),
-    )
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    model_version_id: Mapped[int] = mapped_column(
-        ForeignKey("model_versions.id", ondelete="CASCADE")
-    )
-    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    first_ts: Mapped[datetime] = mapped_column(UTCDateTime)
-    last_ts: Mapped[datetime] = mapped_column(UTCDateTime)
-    n_records: Mapped[int] = mapped_column(Integer)
-    sampling_rate: Mapped[float] = mapped_column(Float, default=1.0)
-    data: Mapped[bytes] = mapped_column(LargeBinary)
-    # undeclared feature name -> records of this batch that carried it (None: none left out)
-    ignored_features: Mapped[dict[str, int] | None] = mapped_column(JSON, nullable=True)
+    __table__ = schema.telemetry_batches
+    id: Mapped[int]
+    model_version_id: Mapped[int]
+    received_at: Mapped[datetime]
+    first_ts: Mapped[datetime]
+    last_ts: Mapped[datetime]
+    n_records: Mapped[int]
+    sampling_rate: Mapped[float]
+    data: Mapped[bytes]
+    ignored_features: Mapped[dict[str, int] | None]
 
 
 class TelemetryRecord(Base):
-    __tablename__ = "telemetry_records"
-    __table_args__ = (Index("ix_telemetry_records_batch", "batch_id"),)
-    model_id: Mapped[int] = mapped_column(
-        ForeignKey("models.id", ondelete="CASCADE"), primary_key=True
-    )
-    record_id: Mapped[str] = mapped_column(String(200), primary_key=True)
-    batch_id: Mapped[int] = mapped_column(ForeignKey("telemetry_batches.id", ondelete="CASCADE"))
-    ts: Mapped[datetime] = mapped_column(UTCDateTime)
+    __table__ = schema.telemetry_records
+    model_id: Mapped[int]
+    record_id: Mapped[str]
+    batch_id: Mapped[int]
+    ts: Mapped[datetime]
 
 
 class Label(Base):
-    __tablename__ = "labels"
-    model_id: Mapped[int] = mapped_column(
-        ForeignKey("models.id", ondelete="CASCADE"), primary_key=True
-    )
-    record_id: Mapped[str] = mapped_column(String(200), primary_key=True)
-    label: Mapped[str | None] = mapped_column(Text, nullable=True)
-    value: Mapped[float | None] = mapped_column(Float, nullable=True)
-    payload: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
-    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    __table__ = schema.labels
+    model_id: Mapped[int]
+    record_id: Mapped[str]
+    label: Mapped[str | None]
+    value: Mapped[float | None]
+    payload: Mapped[dict[str, Any] | None]
+    received_at: Mapped[datetime]
 
 
 class DetectionRun(Base):
-    __tablename__ = "detection_runs"
-    __table_args__ = (
-        Index("ix_detection_runs_version_started", "model_version_id", "started_at"),
-        # a tumbling window is computed once: a second scheduler (or a retried job) that
-        # computes it again fails on this constraint and its transaction rolls back
-        UniqueConstraint(
-            "model_version_id", "monitor", "window_key", name="uq_detection_runs_window"
-        ),
-        # the status lists the runs with late records: few, so a partial index keeps it cheap
-        partial_index(
-            "ix_detection_runs_late", "model_version_id", "monitor", where="late_records > 0"
-        ),
-    )
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    model_version_id: Mapped[int] = mapped_column(
-        ForeignKey("model_versions.id", ondelete="CASCADE")
-    )
-    monitor: Mapped[str] = mapped_column(String(128))
-    # ok | warning | drift | insufficient_data | no_reference
-    status: Mapped[str] = mapped_column(String(32))
-    message: Mapped[str] = mapped_column(Text, default="")
-    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
-    window_start: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
-    window_end: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
-    n_reference: Mapped[int] = mapped_column(Integer, default=0)
-    n_current: Mapped[int] = mapped_column(Integer, default=0)
-    drifted_share: Mapped[float | None] = mapped_column(Float, nullable=True)
-    correction: Mapped[str] = mapped_column(String(32), default="bh")
-    alpha: Mapped[float] = mapped_column(Float, default=0.05)
-    # "t:<start>" or "c:<first batch>.<first row>" for tumbling windows, None for sliding runs
-    window_key: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    trigger: Mapped[str] = mapped_column(String(16), default="manual")  # or schedule, backfill
-    runner: Mapped[str | None] = mapped_column(String(256), nullable=True)  # host:pid
-    # records of this window that arrived after the run was computed (monitor.runs.late)
-    late_records: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    __table__ = schema.detection_runs
+    id: Mapped[int]
+    model_version_id: Mapped[int]
+    monitor: Mapped[str]
+    status: Mapped[str]
+    message: Mapped[str]
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+    window_start: Mapped[datetime | None]
+    window_end: Mapped[datetime | None]
+    n_reference: Mapped[int]
+    n_current: Mapped[int]
+    drifted_share: Mapped[float | None]
+    correction: Mapped[str]
+    alpha: Mapped[float]
+    window_key: Mapped[str | None]
+    trigger: Mapped[str]
+    runner: Mapped[str | None]
+    late_records: Mapped[int]
 
 
 class DetectionResult(Base):
-    __tablename__ = "detection_results"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    run_id: Mapped[int] = mapped_column(
-        ForeignKey("detection_runs.id", ondelete="CASCADE"), index=True
-    )
-    feature: Mapped[str] = mapped_column(String(256))
-    method: Mapped[str] = mapped_column(String(64))
-    statistic: Mapped[float | None] = mapped_column(Float, nullable=True)
-    p_value: Mapped[float | None] = mapped_column(Float, nullable=True)
-    p_adjusted: Mapped[float | None] = mapped_column(Float, nullable=True)
-    drift: Mapped[bool] = mapped_column(Boolean)
-    n_reference: Mapped[int] = mapped_column(Integer)
-    n_current: Mapped[int] = mapped_column(Integer)
-    # how much the feature moved in its own units (monitor.runs.effects); None before 0010
-    effect: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    __table__ = schema.detection_results
+    id: Mapped[int]
+    run_id: Mapped[int]
+    feature: Mapped[str]
+    method: Mapped[str]
+    statistic: Mapped[float | None]
+    p_value: Mapped[float | None]
+    p_adjusted: Mapped[float | None]
+    drift: Mapped[bool]
+    n_reference: Mapped[int]
+    n_current: Mapped[int]
+    effect: Mapped[dict[str, Any] | None]
 
 
 class QualityResult(Base):
     """One data-quality check of one feature in one detection run's window."""
 
-    __tablename__ = "quality_results"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    run_id: Mapped[int] = mapped_column(
-        ForeignKey("detection_runs.id", ondelete="CASCADE"), index=True
-    )
-    feature: Mapped[str] = mapped_column(String(256))
-    check: Mapped[str] = mapped_column(String(64))  # missing_rate | out_of_range_share | ...
-    value: Mapped[float | None] = mapped_column(Float, nullable=True)
-    reference_value: Mapped[float | None] = mapped_column(Float, nullable=True)
-    problem: Mapped[bool] = mapped_column(Boolean)
+    __table__ = schema.quality_results
+    id: Mapped[int]
+    run_id: Mapped[int]
+    feature: Mapped[str]
+    check: Mapped[str]
+    value: Mapped[float | None]
+    reference_value: Mapped[float | None]
+    problem: Mapped[bool]
 
 
 class PerformanceResult(Base):
     """One realized metric of one run's labelled records, with its threshold when set."""
 
-    __tablename__ = "performance_results"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    run_id: Mapped[int] = mapped_column(
-        ForeignKey("detection_runs.id", ondelete="CASCADE"), index=True
-    )
-    metric: Mapped[str] = mapped_column(String(64))
-    value: Mapped[float | None] = mapped_column(Float, nullable=True)
-    threshold: Mapped[float | None] = mapped_column(Float, nullable=True)
-    problem: Mapped[bool] = mapped_column(Boolean)
-    n_labels: Mapped[int] = mapped_column(Integer)
+    __table__ = schema.performance_results
+    id: Mapped[int]
+    run_id: Mapped[int]
+    metric: Mapped[str]
+    value: Mapped[float | None]
+    threshold: Mapped[float | None]
+    problem: Mapped[bool]
+    n_labels: Mapped[int]
 
 
 class MonitorState(Base):
     """What a scheduled monitor needs to continue after a restart, and its current status.
 
-    Updated in the transaction that stores the run, so a crash leaves either both or neither.
-    """
+    Updated in the transaction that stores the run, so a crash leaves either both or neither."""
 
-    __tablename__ = "monitor_states"
-    model_version_id: Mapped[int] = mapped_column(
-        ForeignKey("model_versions.id", ondelete="CASCADE"), primary_key=True
-    )
-    monitor: Mapped[str] = mapped_column(String(128), primary_key=True)
-    # the next tumbling window: {"start": iso} (time) or {"batch": id, "row": n} (count)
-    cursor: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
-    stream_method: Mapped[str | None] = mapped_column(String(32), nullable=True)
-    stream_state: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
-    stream_seen: Mapped[int] = mapped_column(Integer, default=0)
-    status: Mapped[str] = mapped_column(String(32), default="no_data")
-    status_since: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
-    last_run_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    last_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
-    # the last telemetry batch checked for late records (monitor.runs.late)
-    late_checked_batch: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    __table__ = schema.monitor_states
+    model_version_id: Mapped[int]
+    monitor: Mapped[str]
+    cursor: Mapped[dict[str, Any] | None]
+    stream_method: Mapped[str | None]
+    stream_state: Mapped[bytes | None]
+    stream_seen: Mapped[int]
+    status: Mapped[str]
+    status_since: Mapped[datetime | None]
+    last_run_id: Mapped[int | None]
+    last_run_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime]
+    late_checked_batch: Mapped[int | None]
 
 
 class EstimatorChoice(Base):
     """The label-free performance estimator a model version's estimates use, as the backtest
     on its labelled history chose it (monitor.runs.estimation), with that backtest's error."""
 
-    __tablename__ = "estimator_choices"
-    model_version_id: Mapped[int] = mapped_column(
-        ForeignKey("model_versions.id", ondelete="CASCADE"), primary_key=True
-    )
-    estimator: Mapped[str] = mapped_column(String(32))  # cbpe | iw-cbpe
-    # mean absolute error of the estimated accuracy over the backtest windows; None without one
-    backtest_error: Mapped[float | None] = mapped_column(Float, nullable=True)
-    backtest_windows: Mapped[int] = mapped_column(Integer, default=0)
-    reason: Mapped[str] = mapped_column(Text, default="")
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    __table__ = schema.estimator_choices
+    model_version_id: Mapped[int]
+    estimator: Mapped[str]
+    backtest_error: Mapped[float | None]
+    backtest_windows: Mapped[int]
+    reason: Mapped[str]
+    updated_at: Mapped[datetime]
 
 
 class SchedulerLeader(Base):
     """Who leads scheduling now (written by the holder of the leader lock, for people to read)."""
 
-    __tablename__ = "scheduler_leaders"
-    name: Mapped[str] = mapped_column(String(64), primary_key=True)
-    holder: Mapped[str] = mapped_column(String(256))
-    acquired_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    __table__ = schema.scheduler_leaders
+    name: Mapped[str]
+    holder: Mapped[str]
+    acquired_at: Mapped[datetime]
+    heartbeat_at: Mapped[datetime]
 
 
 class WindowStat(Base):
     """A summary of one run's window: class shares, mean confidence, mean prediction."""
 
-    __tablename__ = "window_stats"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    run_id: Mapped[int] = mapped_column(
-        ForeignKey("detection_runs.id", ondelete="CASCADE"), index=True
-    )
-    name: Mapped[str] = mapped_column(String(256))  # class_ratio.<class> | confidence_mean | ...
-    value: Mapped[float] = mapped_column(Float)
+    __table__ = schema.window_stats
+    id: Mapped[int]
+    run_id: Mapped[int]
+    name: Mapped[str]
+    value: Mapped[float]
 
 
 class Alert(Base):
     """One alert of one rule of one model: firing until it resolves, then kept as history."""
 
-    __tablename__ = "alerts"
-    __table_args__ = (
-        # one alert per rule and model while it fires
-        partial_index(
-            "uq_alerts_firing", "model_id", "rule", unique=True, where="state = 'firing'"
-        ),
-        Index("ix_alerts_model_started", "model_id", "started_at"),
-    )
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"))
-    version: Mapped[str] = mapped_column(String(128))
-    rule: Mapped[str] = mapped_column(String(128))
-    kind: Mapped[str] = mapped_column(String(32))
-    severity: Mapped[str] = mapped_column(String(16))
-    state: Mapped[str] = mapped_column(String(16))  # firing | resolved
-    summary: Mapped[str] = mapped_column(Text, default="")
-    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
-    last_notified_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
-    run_id: Mapped[int | None] = mapped_column(Integer, nullable=True)  # the latest run seen
-    acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
-    acknowledged_by: Mapped[str | None] = mapped_column(String(256), nullable=True)
-    silenced_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    __table__ = schema.alerts
+    id: Mapped[int]
+    model_id: Mapped[int]
+    version: Mapped[str]
+    rule: Mapped[str]
+    kind: Mapped[str]
+    severity: Mapped[str]
+    state: Mapped[str]
+    summary: Mapped[str]
+    started_at: Mapped[datetime]
+    resolved_at: Mapped[datetime | None]
+    last_notified_at: Mapped[datetime | None]
+    run_id: Mapped[int | None]
+    acknowledged_at: Mapped[datetime | None]
+    acknowledged_by: Mapped[str | None]
+    silenced_until: Mapped[datetime | None]
 
 
 class AlertEvent(Base):
     """The history of an alert: fired, notified, acknowledged, silenced, resolved."""
 
-    __tablename__ = "alert_events"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"), index=True)
-    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    event: Mapped[str] = mapped_column(String(32))
-    detail: Mapped[str] = mapped_column(Text, default="")
+    __table__ = schema.alert_events
+    id: Mapped[int]
+    alert_id: Mapped[int]
+    at: Mapped[datetime]
+    event: Mapped[str]
+    detail: Mapped[str]
 
 
 class OutboxMessage(Base):
     """A notification waiting for (or done with) delivery on one channel: at least once."""
 
-    __tablename__ = "alert_outbox"
-    __table_args__ = (Index("ix_alert_outbox_due", "state", "next_attempt_at"),)
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"), index=True)
-    channel: Mapped[str] = mapped_column(String(32))
-    payload: Mapped[str] = mapped_column(Text)  # Notification JSON
-    state: Mapped[str] = mapped_column(String(16), default="pending")  # pending|sent|failed
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
-    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    __table__ = schema.alert_outbox
+    id: Mapped[int]
+    alert_id: Mapped[int]
+    channel: Mapped[str]
+    payload: Mapped[str]
+    state: Mapped[str]
+    attempts: Mapped[int]
+    next_attempt_at: Mapped[datetime]
+    last_error: Mapped[str | None]
+    created_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None]

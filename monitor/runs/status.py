@@ -11,16 +11,19 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, Row, func, select
 
-from monitor.db.models import StoredModel, stored_models
-from monitor.db.tables import DetectionRun, EstimatorChoice, MonitorState, TelemetryBatch
+from monitor.db.listing import StoredModel, stored_models
+from monitor.db.schema import detection_runs, estimator_choices, monitor_states, telemetry_batches
 from monitor.scheduling.leader import current_leader
 from monitor.spec.detector_defaults import merged, tested_kinds, untested_features
 from monitor.vocabulary import ModelStatus as Status
 from monitor.vocabulary import worst as worst_of
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 
 @dataclass(frozen=True)
@@ -66,17 +69,20 @@ IGNORED_LOOKBACK = timedelta(hours=24)
 IGNORED_BATCHES = 20
 
 
-def ignored_features(session: Session, version_id: int, now: datetime) -> dict[str, int]:
+def ignored_features(
+    session: Connection | Session, version_id: int, now: datetime
+) -> dict[str, int]:
     """Undeclared features left out of the version's latest batches that left any out (at most
     IGNORED_BATCHES of them, received within IGNORED_LOOKBACK): name -> records."""
+    batch = telemetry_batches.c
     rows = session.scalars(
-        select(TelemetryBatch.ignored_features)
+        select(batch.ignored_features)
         .where(
-            TelemetryBatch.model_version_id == version_id,
-            TelemetryBatch.ignored_features.is_not(None),
-            TelemetryBatch.received_at >= now - IGNORED_LOOKBACK,
+            batch.model_version_id == version_id,
+            batch.ignored_features.is_not(None),
+            batch.received_at >= now - IGNORED_LOOKBACK,
         )
-        .order_by(TelemetryBatch.received_at.desc())
+        .order_by(batch.received_at.desc())
         .limit(IGNORED_BATCHES)
     )
     total: Counter[str] = Counter()
@@ -85,9 +91,9 @@ def ignored_features(session: Session, version_id: int, now: datetime) -> dict[s
     return dict(sorted(total.items()))
 
 
-def late_runs(session: Session, versions: list[int]) -> dict[tuple[int, str], Late]:
+def late_runs(session: Connection | Session, versions: list[int]) -> dict[tuple[int, str], Late]:
     """(version id, monitor) -> the late records of its runs, the windows and their span."""
-    run = DetectionRun
+    run = detection_runs.c
     rows = session.execute(
         select(
             run.model_version_id,
@@ -106,24 +112,25 @@ def late_runs(session: Session, versions: list[int]) -> dict[tuple[int, str], La
 def _untested(stored: StoredModel, monitor: str) -> list[str]:
     """Input features this monitor's drift tests leave out; none for a monitor that tests no
     kind at all (a monitor of performance only says so by ``"detectors": {}``)."""
-    config = next(m for m in stored.version.spec["monitors"] if m["name"] == monitor)
+    config = next(m for m in stored.spec["monitors"] if m["name"] == monitor)
     detectors = merged(config.get("detectors") or {})
     if not tested_kinds(detectors):
         return []
-    return untested_features(stored.version.spec["features"], detectors, config.get("features"))
+    return untested_features(stored.spec["features"], detectors, config.get("features"))
 
 
 def _combine(
     stored: StoredModel,
-    states: dict[str, MonitorState],
+    states: dict[str, Row[Any]],
     ignored: dict[str, int],
     late: dict[tuple[int, str], Late],
-    choice: EstimatorChoice | None = None,
+    choice: Row[Any] | None = None,
 ) -> ModelStatus:
+    """The model's status from its monitors' ``monitor_states`` rows and estimator choice."""
     monitors = []
     for name in stored.monitor_names:
         state = states.get(name)
-        found = late.get((stored.version.id, name), (0, 0, None, None))
+        found = late.get((stored.version_id, name), (0, 0, None, None))
         untested = _untested(stored, name)
         if state is None:
             monitors.append(
@@ -145,8 +152,8 @@ def _combine(
     sinces = [m.since for m in monitors if m.status == worst and m.since is not None]
     last = [m.last_run_at for m in monitors if m.last_run_at is not None]
     return ModelStatus(
-        model=stored.model.name,
-        version=stored.version.version,
+        model=stored.name,
+        version=stored.version,
         status=worst,
         since=min(sinces) if sinces else None,
         last_run_at=max(last) if last else None,
@@ -159,33 +166,37 @@ def _combine(
     )
 
 
-def model_statuses(session: Session, name: str | None = None) -> list[ModelStatus]:
-    models = [m for m in stored_models(session) if name is None or m.model.name == name]
-    versions = [m.version.id for m in models]
-    rows = session.scalars(select(MonitorState).where(MonitorState.model_version_id.in_(versions)))
-    by_version: dict[int, dict[str, MonitorState]] = {}
+def model_statuses(session: Connection | Session, name: str | None = None) -> list[ModelStatus]:
+    """Every model's status (or the one named), with Core queries: the command line reads it
+    on a ``Connection`` without the ORM, the service on its ``Session``."""
+    models = [m for m in stored_models(session) if name is None or m.name == name]
+    versions = [m.version_id for m in models]
+    rows = session.execute(
+        select(monitor_states).where(monitor_states.c.model_version_id.in_(versions))
+    )
+    by_version: dict[int, dict[str, Row[Any]]] = {}
     for row in rows:
         by_version.setdefault(row.model_version_id, {})[row.monitor] = row
     now = datetime.now(UTC)
     late = late_runs(session, versions)
     choices = {
         c.model_version_id: c
-        for c in session.scalars(
-            select(EstimatorChoice).where(EstimatorChoice.model_version_id.in_(versions))
+        for c in session.execute(
+            select(estimator_choices).where(estimator_choices.c.model_version_id.in_(versions))
         )
     }
     return [
         _combine(
             m,
-            by_version.get(m.version.id, {}),
-            ignored_features(session, m.version.id, now),
+            by_version.get(m.version_id, {}),
+            ignored_features(session, m.version_id, now),
             late,
-            choices.get(m.version.id),
+            choices.get(m.version_id),
         )
         for m in models
     ]
 
 
-def leader(session: Session) -> tuple[str | None, datetime | None]:
+def leader(session: Connection | Session) -> tuple[str | None, datetime | None]:
     row = current_leader(session)
     return (None, None) if row is None else (row.holder, row.heartbeat_at)

@@ -19,12 +19,14 @@ import socket
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Engine, text
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import Connection, Engine, Row, select, text
 
-from monitor.db.tables import SchedulerLeader
+from monitor.db.schema import scheduler_leaders
+
+if TYPE_CHECKING:  # `tidewatch status` reads the leader without the ORM (current_leader)
+    from sqlalchemy.orm import Session, sessionmaker
 
 # An arbitrary constant: the advisory-lock key that means "Tidewatch scheduler".
 SCHEDULER_LOCK_KEY = 0x7464776C65616472
@@ -115,6 +117,8 @@ class LeaderLock:
 
 def announce(sessions: sessionmaker[Session], holder: str, *, acquired: bool) -> None:
     """Write who leads (``acquired``) or that the leader is still alive (a heartbeat)."""
+    from monitor.db.tables import SchedulerLeader
+
     now = datetime.now(UTC)
     with sessions() as session:
         row = session.get(SchedulerLeader, ROLE)
@@ -127,5 +131,7 @@ def announce(sessions: sessionmaker[Session], holder: str, *, acquired: bool) ->
         session.commit()
 
 
-def current_leader(session: Session) -> SchedulerLeader | None:
-    return session.get(SchedulerLeader, ROLE)
+def current_leader(session: Connection | Session) -> Row[Any] | None:
+    """The ``scheduler_leaders`` row (holder, acquired_at, heartbeat_at); None before any."""
+    query = select(scheduler_leaders).where(scheduler_leaders.c.name == ROLE)
+    return session.execute(query).first()

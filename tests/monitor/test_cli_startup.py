@@ -142,7 +142,14 @@ def test_models_list_and_status_read_the_stored_spec_without_validating_it(
     with make_sessionmaker(engine)() as session:
         upsert_model(session, ModelSpec.model_validate(STORED_SPEC))
     engine.dispose()
-    lazy = ["monitor.spec.model", "alerts.rules", "sqlalchemy.dialects.postgresql"]
+    # the ORM too: both read the Core tables of monitor.db.schema on a connection
+    lazy = [
+        "monitor.spec.model",
+        "alerts.rules",
+        "sqlalchemy.dialects.postgresql",
+        "sqlalchemy.orm",
+        "monitor.db.tables",
+    ]
     done = subprocess.run(
         [sys.executable, "-c", LIST_PROBE, str(config), json.dumps(lazy)],
         capture_output=True,
