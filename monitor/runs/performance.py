@@ -40,7 +40,7 @@ class MetricRow:
 class PerformanceOutcome:
     rows: list[MetricRow]
     n_labels: int
-    breached: list[str]  # metrics worse than their threshold
+    breached: list[str]  # metrics worse than their threshold, in words (breach_text)
     stream_drifts: int  # drifts the streaming detector saw in this window
     stream_warning: bool
 
@@ -133,6 +133,12 @@ def _metric_values(
     return values, errors
 
 
+def breach_text(name: str, value: float, threshold: float, higher_is_better: bool) -> str:
+    """``accuracy 0.713 below 0.85``: which way the metric crossed, three significant digits."""
+    side = "below" if higher_is_better else "above"
+    return f"{name} {value:.3g} {side} {threshold:.3g}"
+
+
 def score_performance(
     session: Session,
     registered: RegisteredModel,
@@ -164,8 +170,8 @@ def score_performance(
             and threshold is not None
             and (value < threshold if higher_is_better[name] else value > threshold)
         )
-        if problem:
-            breached.append(name)
+        if problem and value is not None and threshold is not None:
+            breached.append(breach_text(name, value, threshold, higher_is_better[name]))
         metric_rows.append(MetricRow(name, value, threshold, problem, n))
     if stream is not None:
         metric_rows.append(

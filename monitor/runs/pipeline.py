@@ -362,7 +362,7 @@ def _performance_step(
         message = f"performance on {outcome.n_labels} labels"
         status = RunStatus.OK
         if outcome.breached:
-            message += f": {', '.join(outcome.breached)} beyond threshold"
+            message += f": {', '.join(outcome.breached)}"
             status = RunStatus.DRIFT
     if outcome.stream_drifts:
         message += (

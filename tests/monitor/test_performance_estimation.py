@@ -21,6 +21,7 @@ from collectors.wire import Prediction, Record
 from detectors.performance.cbpe import CBPE
 from monitor.db.tables import PerformanceResult
 from monitor.runs.monitoring import run_due
+from monitor.runs.performance import breach_text
 from monitor.runs.pipeline import ReferenceCache
 from monitor.spec.model import ModelSpec
 from tests.monitor.monitoring_helpers import CLASSES, T0, Db, make_db
@@ -153,3 +154,16 @@ def test_a_threshold_is_for_binary_classifiers_only() -> None:
         ModelSpec.model_validate(
             {**base, "output": {"task": "classification", "classes": ["a", "b"], "threshold": 1}}
         )
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "threshold", "higher_is_better", "text"),
+    [
+        ("accuracy", 0.7133526850507983, 0.85, True, "accuracy 0.713 below 0.85"),
+        ("mae", 2.4861, 2.0, False, "mae 2.49 above 2"),
+    ],
+)
+def test_a_breached_metric_says_which_way_in_three_digits(
+    name: str, value: float, threshold: float, higher_is_better: bool, text: str
+) -> None:
+    assert breach_text(name, value, threshold, higher_is_better) == text
