@@ -1,6 +1,6 @@
 """Detector speed, side by side with the peers, on the same data in one process and one run.
 
-    DO_NOT_TRACK=1 .venv/bin/python benchmarks/detectors.py [--quick]
+    DO_NOT_TRACK=1 .venv/bin/python benchmarks/detectors.py [--quick] [--only univariate ...]
 
 Workloads (issue #3):
 
@@ -104,9 +104,17 @@ def univariate(n_features: int, n_rows: int) -> None:
                 "baseline" if device == "cpu" else "",
             )
         # the floor of any exact ECDF test: the window sorted once, column by column (numpy's
-        # vectorised sort of a (features, rows) copy, the fastest sort on this CPU)
+        # vectorised sort of a (features, rows) copy, the fastest sort on this CPU); timed
+        # right after the score, so that both see the same load on a shared machine
         _, floor_s = timed(lambda: np.sort(np.ascontiguousarray(cur.T), axis=1))
-        record(workload, "floor: one sort of the window (numpy)", floor_s)
+        cpu_score = next(s for w, n, s, _ in ROWS if w == workload and n == "tidewatch score (cpu)")
+        assert cpu_score is not None
+        record(
+            workload,
+            "floor: one sort of the window (numpy)",
+            floor_s,
+            f"tidewatch score (cpu) / floor = {cpu_score / floor_s:.2f}",
+        )
         expected = np.array([scipy_p(ref[:, j], cur[:, j]) for j in range(n_features)])
         agree = np.max(np.abs(result.p_value - expected))
 
@@ -260,22 +268,31 @@ def print_table() -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, to check the script")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=WORKLOADS,
+        default=list(WORKLOADS),
+        help="run only these workloads (default: all)",
+    )
     parser.add_argument("--mmd-large-child", nargs=2, type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.mmd_large_child:
         mmd_large_child(*args.mmd_large_child)
         return
-    if args.quick:
-        univariate(20, 2_000)
-        mmd_permutations(200, 8, 50)
-        mmd_large(2_000, 16)
-        cbpe(5_000)
-    else:
-        univariate(200, 20_000)
-        mmd_permutations(2_000, 32, 200)
-        mmd_large(50_000, 128)
-        cbpe(100_000)
+    for name in args.only:
+        run, full, quick = WORKLOADS[name]
+        run(*(quick if args.quick else full))
     print_table()
+
+
+# name: (function, full-size arguments, --quick arguments)
+WORKLOADS: dict[str, tuple[Callable[..., None], tuple[int, ...], tuple[int, ...]]] = {
+    "univariate": (univariate, (200, 20_000), (20, 2_000)),
+    "mmd": (mmd_permutations, (2_000, 32, 200), (200, 8, 50)),
+    "mmd-large": (mmd_large, (50_000, 128), (2_000, 16)),
+    "cbpe": (cbpe, (100_000,), (5_000,)),
+}
 
 
 if __name__ == "__main__":

@@ -47,14 +47,23 @@ def _sort_columns_numpy(data: np.ndarray) -> SortedColumns:
 
     numpy sorts float64 with vectorised (SIMD) quicksort; ``torch.sort`` on the CPU does not,
     and took 4-8x as long on 200 columns of 20,000 rows. The sorted window is the floor of
-    every ECDF test, so this is most of what a KS score costs.
+    every ECDF test, so this is most of what a KS score costs. Missing values are found after
+    the sort, from each row's ends (numpy sorts -inf first, +inf then NaN last), so complete
+    data costs no pass beyond the copy and the sort; only rows with missing values are mended
+    and sorted again.
     """
     columns = np.array(np.asarray(data, dtype=np.float64).T, order="C")  # a copy, (features, rows)
-    finite = np.isfinite(columns)
-    counts = finite.sum(axis=1, dtype=np.int64)
-    if counts.sum() != columns.size:
-        columns[~finite] = np.inf
     columns.sort(axis=1)
+    counts = np.full(columns.shape[0], columns.shape[1], dtype=np.int64)
+    if columns.shape[1]:
+        incomplete = np.flatnonzero(~(np.isfinite(columns[:, 0]) & np.isfinite(columns[:, -1])))
+        if len(incomplete):
+            rows = columns[incomplete]
+            finite = np.isfinite(rows)
+            counts[incomplete] = finite.sum(axis=1)
+            rows[~finite] = np.inf
+            rows.sort(axis=1)
+            columns[incomplete] = rows
     return SortedColumns(torch.from_numpy(columns), torch.from_numpy(counts))
 
 

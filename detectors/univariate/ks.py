@@ -11,74 +11,12 @@ import torch
 
 from detectors.univariate.columns import SortedColumns
 from detectors.univariate.kolmogorov import kstwo_sf
+from detectors.univariate.ks_statistic import ks_statistic
 from detectors.univariate.sorted_test import Outcome, SortedColumnsTest
 
 # scipy's rule for method="auto": exact while both samples have at most this many values
 MAX_EXACT_N = 10_000
 KSMethod = Literal["auto", "exact", "asymp"]
-
-
-def ref_counts_at_or_below(ref: SortedColumns, cur: SortedColumns) -> torch.Tensor:
-    """``#ref <= y`` for every current value ``y``, per feature (int64, cur's shape).
-
-    On the CPU, both rows are already sorted, so a stable argsort of the pooled row is one merge
-    (numpy's stable sort is a timsort, linear on two sorted runs): the current value ``k`` lands
-    at pooled position ``p``, after ``p - k`` reference values, equal ones included (the
-    reference comes first among equals). That took about a third of the time of a binary search
-    per value (``torch.searchsorted``), which stays the GPU's path.
-    """
-    if ref.values.device.type != "cpu":
-        return torch.searchsorted(ref.values, cur.values, right=True)
-    x, y = ref.values.numpy(), cur.values.numpy()
-    order = np.argsort(np.concatenate([x, y], axis=1), axis=1, kind="stable")
-    positions = np.nonzero(order >= x.shape[1])[1].reshape(y.shape)  # row by row, ascending
-    return torch.from_numpy(positions - np.arange(y.shape[1]))
-
-
-def ks_statistic(ref: SortedColumns, cur: SortedColumns) -> torch.Tensor:
-    """Largest gap between the two empirical CDFs, one value per feature, exact with ties.
-
-    Only the current values are placed in the sorted reference (no pooled statistic is built):
-    between two consecutive distinct current values ``y_a < y_b`` the current ECDF is constant
-    and the reference ECDF rises from ``#ref <= y_a`` to ``#ref < y_b``, so the gap's extremes
-    over that interval are at those two counts. Before the first current value the gap is
-    ``#ref < y_1 / n``. This is the supremum scipy's ``ks_2samp`` takes over all pooled values.
-
-    Continuous data without missing values (no value repeated within the window or shared with
-    the reference) takes a shorter path with the same result: every current value is then the
-    last of its ties and ``#ref < y`` equals ``#ref <= y``.
-    """
-    y = cur.values
-    width = y.shape[1]
-    le_counts = ref_counts_at_or_below(ref, cur)
-    n = ref.counts.clamp(min=1).to(torch.float64)[:, None]
-    m = cur.counts.clamp(min=1).to(torch.float64)[:, None]
-    # a current value shared with the reference equals the reference value just below its count
-    just_below = ref.values.gather(1, (le_counts - 1).clamp(min=0))
-    shared = bool((just_below == y).any())  # (missing values, +inf on both sides, count too)
-    repeated = bool((y[:, 1:] == y[:, :-1]).any())
-    ref_le = le_counts.to(torch.float64).div_(n)
-    k = torch.arange(width, device=y.device)
-    cur_le = (k + 1).to(torch.float64)[None, :] / m
-    if not shared and not repeated and width > 0:
-        below = (cur_le - ref_le).amax(dim=1)  # the current ECDF above the reference's
-        gap = torch.maximum(below, ref_le[:, 0])
-        if width > 1:  # the reference's ECDF just below the next current value, above
-            gap = torch.maximum(gap, (ref_le[:, 1:] - cur_le[:, :-1]).amax(dim=1))
-        return gap
-    ref_lt = (
-        torch.searchsorted(ref.values, y, right=False).to(torch.float64) / n if shared else ref_le
-    )
-    valid = k[None, :] < cur.counts[:, None]
-    following = torch.cat([y[:, 1:], torch.full_like(y[:, :1], float("inf"))], dim=1)
-    last_of_ties = valid & (y != following)  # the current ECDF steps here: #cur <= y is k + 1
-    # reference ECDF just below the next distinct current value (1 after the last one)
-    ref_below_next = torch.cat([ref_lt[:, 1:], torch.ones_like(ref_lt[:, :1])], dim=1)
-    zero = torch.zeros((), dtype=torch.float64, device=y.device)
-    at_values = torch.where(last_of_ties, (ref_le - cur_le).abs(), zero).amax(dim=1)
-    between = torch.where(last_of_ties, ref_below_next - cur_le, zero).amax(dim=1)
-    before_first = ref_lt[:, 0]
-    return torch.maximum(torch.maximum(at_values, between), before_first)
 
 
 def ks_asymptotic_p_value(

@@ -162,10 +162,10 @@ def test_statistic_matches_scipy_with_many_ties(ref: np.ndarray, cur: np.ndarray
 )
 @settings(deadline=None, max_examples=50)
 def test_merged_placement_equals_a_binary_search(ref: np.ndarray, cur: np.ndarray) -> None:
-    """The CPU's merge (a stable argsort of the pooled sorted rows) counts ``#ref <= y`` exactly
-    as ``searchsorted(right=True)`` does, ties and missing values (+inf) included."""
+    """The CPU's placement (numpy's search row by row) counts ``#ref <= y`` exactly as torch's
+    ``searchsorted(right=True)`` does, ties and missing values (+inf) included."""
     from detectors.univariate.columns import sort_columns
-    from detectors.univariate.ks import ref_counts_at_or_below
+    from detectors.univariate.ks_statistic import ref_counts_at_or_below
 
     ref[0, 0], cur[-1, 1] = np.nan, np.nan
     cur[: len(cur) // 2, 2] = ref[0, 2]  # values shared with the reference
@@ -173,3 +173,61 @@ def test_merged_placement_equals_a_binary_search(ref: np.ndarray, cur: np.ndarra
     sorted_cur = sort_columns(cur, torch.device("cpu"))
     expected = torch.searchsorted(sorted_ref.values, sorted_cur.values, right=True)
     assert torch.equal(ref_counts_at_or_below(sorted_ref, sorted_cur), expected)
+
+
+def _numerators(ref: np.ndarray, cur: np.ndarray, step: int) -> tuple[np.ndarray, np.ndarray]:
+    from detectors.univariate.columns import sort_columns
+    from detectors.univariate.ks_statistic import general_numerators, grid_numerators
+
+    sorted_ref = sort_columns(ref, torch.device("cpu"))
+    sorted_cur = sort_columns(cur, torch.device("cpu"))
+    grid = grid_numerators(sorted_ref.values.numpy(), sorted_cur.values.numpy(), step)
+    return grid, general_numerators(sorted_ref, sorted_cur).numpy()
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    arrays(np.float64, st.tuples(st.integers(1, 70), st.just(3)), elements=st.integers(-3, 3)),
+    arrays(np.float64, st.tuples(st.integers(1, 70), st.just(3)), elements=finite),
+    st.sampled_from([1, 2, 3, 5, 10, 16, 64]),
+    st.booleans(),
+)
+def test_grid_statistic_equals_placing_every_value(
+    ref: np.ndarray, cur: np.ndarray, step: int, integral: bool
+) -> None:
+    """The CPU's grid (every ``step``-th window value placed, the rest only where a bound says
+    the largest gap could be) against every value placed: ties within the window and shared
+    with the reference, a window narrower than the grid step, equal and unequal sizes."""
+    if integral:
+        cur = np.round(cur) % 5 - 2  # small integers: shared with the reference and repeated
+    grid, general = _numerators(ref, cur, step)
+    np.testing.assert_array_equal(grid, general)
+
+
+@pytest.mark.parametrize(
+    ("shift", "scale"), [(0.0, 1.0), (0.03, 1.0), (0.5, 1.0), (0.0, 3.0), (10.0, 1.0)]
+)
+def test_grid_statistic_on_drifted_gaussians(shift: float, scale: float) -> None:
+    """Enough rows for the bound to leave most intervals out (and disjoint samples at 10 sd)."""
+    rng = np.random.default_rng(7)
+    ref = rng.normal(size=(3000, 4))
+    cur = rng.normal(shift, scale, size=(2500, 4))
+    cur[:40, 3] = ref[:40, 3]  # some values shared with the reference
+    grid, general = _numerators(ref, cur, 64)
+    np.testing.assert_array_equal(grid, general)
+
+
+def test_missing_and_infinite_values_are_left_out_after_the_sort() -> None:
+    """The CPU sort finds non-finite values from each sorted row's ends (-inf first, NaN last)."""
+    from detectors.univariate.columns import sort_columns
+
+    data = RNG.normal(size=(50, 5))
+    data[3, 0], data[7, 1], data[9, 2], data[[1, 2], 3] = np.nan, -np.inf, np.inf, np.nan
+    result = sort_columns(data, torch.device("cpu"))
+    finite = np.isfinite(data)
+    assert result.counts.tolist() == finite.sum(axis=0).tolist()
+    for j in range(5):
+        kept = np.sort(data[finite[:, j], j])
+        row = result.values[j].numpy()
+        np.testing.assert_array_equal(row[: len(kept)], kept)
+        assert np.all(row[len(kept) :] == np.inf)
