@@ -188,6 +188,24 @@ def test_kswin_without_seed_restores_its_generator() -> None:
     )
 
 
+@pytest.mark.parametrize("after", [0.3, 0.7])
+def test_kswin_on_zero_one_errors_is_frouros_kswin(after: float) -> None:
+    """Issue #18 reported that ``kswin`` never flagged 0/1 errors going from 0.1 to 0.3 where
+    frouros' KSWIN did. Fed the same values with the same seed, through ``update_many``, the
+    two flag the same positions, none for 0.1 -> 0.3 (at frouros' defaults, alpha 1e-4 on 30
+    sampled values against the 30 latest, a ties-heavy 0/1 sample almost never gets there: 0 of
+    50 streams of 1,000 + 1,000 values, in both) and the same one for 0.1 -> 0.7."""
+    rng = np.random.default_rng(0)
+    rate = np.r_[np.full(300, 0.1), np.full(300, after)]
+    stream = (rng.random(600) < rate).astype(np.float64)
+    expected = [
+        i for i, (drift, _) in enumerate(raw_frouros("kswin", {"seed": 0}, stream)) if drift
+    ]
+    assert make_streaming("kswin", seed=0).update_many(stream).tolist() == expected
+    if after == 0.7:
+        assert expected, "the stream must exercise a drift"
+
+
 # (c) behaviour on drift and on stationary streams ---------------------------------------------
 
 # Most alarms tolerated on a stationary stream of N values (defaults, seeds 0 and 1). Over 12
