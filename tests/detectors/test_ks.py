@@ -70,6 +70,13 @@ def test_all_missing_feature_is_untested_not_drift() -> None:
     assert np.isnan(result.p_value[1]) and not result.drift[1]
 
 
+def test_an_empty_sample_is_untested_not_an_error() -> None:
+    data = RNG.normal(size=(30, 2))
+    for ref, cur in ((data, data[:0]), (data[:0], data)):
+        result = KSTest(device="cpu").fit(ref).score(cur)
+        assert np.isnan(result.p_value).all() and not result.drift.any()
+
+
 def test_chunking_gives_the_same_answer(monkeypatch: pytest.MonkeyPatch) -> None:
     ref, cur = RNG.normal(size=(400, 9)), RNG.normal(size=(300, 9))
     whole = KSTest(device="cpu").fit(ref).score(cur)
