@@ -1,13 +1,13 @@
 """Calibration of a classifier's probabilities on a labelled reference (shared by the
-label-free estimators): input checks, class indices, expected calibration error, and isotonic
-calibrators, one class against the rest, optionally weighted.
+label-free estimators): input checks, class indices, and isotonic calibrators, one class
+against the rest, optionally weighted (cross-validated: :mod:`detectors.performance.crossfit`).
 
-A fitted calibrator is kept as the isotonic step function's knots and applied with
-``np.interp``, what scikit-learn's ``IsotonicRegression`` computes. The fit runs scipy's pool
-adjacent violators on scores sorted once per reference (cross-validation folds reweight the
-same sorted rows; scikit-learn's ``fit`` spends most of its time validating and sorting). Each
-block the fit pools is a weighted mean of labels, which gives the calibration's own variance
-without refitting (:meth:`Calibrated.variance`).
+A fitted calibrator is kept as the isotonic step function's knots and applied as ``np.interp``
+does (its arithmetic, on all columns at once), what scikit-learn's ``IsotonicRegression``
+computes. The fit runs scipy's pool adjacent violators on scores sorted once per reference
+(cross-validation folds reuse the same sorted rows; scikit-learn's ``fit`` spends most of its
+time validating and sorting). Each block the fit pools is a weighted mean of labels, which
+gives the calibration's own variance without refitting (:meth:`Calibrated.variance`).
 """
 
 from __future__ import annotations
@@ -19,10 +19,11 @@ from typing import Any
 
 import numpy as np
 from scipy.optimize import isotonic_regression
-from sklearn.model_selection import KFold
 
 # reference rows the calibration variance's cross-class term is summed over, at most
 CROSS_ROWS = 10_000
+# the cross term is a (blocks, blocks) quadratic form when all classes' blocks are at most
+CROSS_MATRIX_BLOCKS = 1_000
 
 
 def check_probabilities(data: Any, *, name: str, n_classes: int | None = None) -> np.ndarray:
@@ -48,29 +49,6 @@ def check_probabilities(data: Any, *, name: str, n_classes: int | None = None) -
     if not np.all(np.isfinite(array)) or array.min() < 0.0 or array.max() > 1.0:
         raise ValueError(f"{name} must hold finite probabilities in [0, 1]")
     return array
-
-
-def expected_calibration_error(
-    probabilities: np.ndarray, labels: np.ndarray, *, n_bins: int = 10
-) -> float:
-    """Mean one-vs-rest expected calibration error over equal-frequency bins.
-
-    ``labels`` are class indices into the columns. For two classes only the positive column is
-    scored (the negative one has the same error). Per class: rows sorted by probability, cut
-    into ``n_bins`` equally full bins, ``sum_b |sum p - sum y| / n``.
-
-    >>> p = np.array([[0.8, 0.2], [0.8, 0.2], [0.3, 0.7], [0.3, 0.7]])
-    >>> expected_calibration_error(p, np.array([0, 0, 1, 1]), n_bins=2)
-    0.25
-    """
-    classes = [1] if probabilities.shape[1] == 2 else range(probabilities.shape[1])
-    errors = []
-    for k in classes:
-        order = np.argsort(probabilities[:, k], kind="stable")
-        bins = np.array_split(order, min(n_bins, len(order)))
-        gap = sum(abs(probabilities[b, k].sum() - (labels[b] == k).sum()) for b in bins)
-        errors.append(gap / len(labels))
-    return float(np.mean(errors))
 
 
 def class_index(
@@ -122,6 +100,24 @@ class Step:
     row_block: np.ndarray  # per reference row: its block (0 for rows of weight 0)
 
 
+def isotonic(
+    positives: np.ndarray, weights: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Pool adjacent violators on the weighted means of distinct sorted scores: which scores
+    carry weight (``kept``, their positions), and over those the fitted values in [0, 1],
+    where each flat stretch starts, and which are knots (inside a flat stretch only its two
+    ends matter to the interpolation; fewer knots make every search faster, and scikit-learn
+    drops the same). Positions, not a boolean mask: numpy gathers by index faster."""
+    kept = np.flatnonzero(weights > 0)
+    carried = weights[kept].astype(np.float64)
+    y = np.clip(isotonic_regression(positives[kept] / carried, weights=carried).x, 0.0, 1.0)
+    new = np.ones(len(y), dtype=bool)
+    new[1:] = y[1:] != y[:-1]
+    inner = np.zeros(len(y), dtype=bool)
+    inner[1:-1] = ~new[1:-1] & ~new[2:]
+    return kept, y, new, ~inner
+
+
 def _step(
     x: np.ndarray,
     inverse: np.ndarray,
@@ -134,24 +130,16 @@ def _step(
     ``positives`` (weighted) belong to the class, as scikit-learn's
     ``IsotonicRegression(y_min=0, y_max=1, out_of_bounds="clip")`` fits it (pool adjacent
     violators on the weighted means)."""
-    keep = weights > 0
-    kept = np.flatnonzero(keep)
-    x, positives, weights, squares = x[keep], positives[keep], weights[keep], squares[keep]
-    y = np.clip(isotonic_regression(positives / weights, weights=weights).x, 0.0, 1.0)
-    new = np.ones(len(y), dtype=bool)
-    new[1:] = y[1:] != y[:-1]
+    kept, y, new, knot = isotonic(positives, weights)
+    distinct_block = np.zeros(len(x), dtype=np.int64)
+    x, positives, weights, squares = x[kept], positives[kept], weights[kept], squares[kept]
     block = np.cumsum(new) - 1
     total = np.bincount(block, weights=weights)
-    distinct_block = np.zeros(len(keep), dtype=np.int64)
     distinct_block[kept] = block
-    # inside a flat stretch only its two ends matter to the interpolation (fewer knots make
-    # every np.interp faster); scikit-learn drops the same points
-    inner = np.zeros(len(y), dtype=bool)
-    inner[1:-1] = ~new[1:-1] & ~new[2:]
     return Step(
-        x=x[~inner],
-        y=y[~inner],
-        block=block[~inner],
+        x=x[knot],
+        y=y[knot],
+        block=block[knot],
         mean=np.bincount(block, weights=positives) / total,
         total=total,
         squares=np.bincount(block, weights=squares),
@@ -160,23 +148,34 @@ def _step(
 
 
 @dataclass(frozen=True)
-class _Distinct:
+class SortedScores:
     """One class's reference scores made distinct and sorted, once for every fit."""
 
     x: np.ndarray  # distinct scores, ascending
     inverse: np.ndarray  # row -> its score's position in ``x``
     member: np.ndarray  # row -> 1.0 when its label is the class
+    order: np.ndarray  # the rows by ascending score (the argsort the ROC curves rank by)
 
 
-def _distinct(probabilities: np.ndarray, labels: np.ndarray) -> list[_Distinct]:
+def distinct(probabilities: np.ndarray, labels: np.ndarray) -> list[SortedScores]:
+    """Each calibrated column's reference scores, sorted once for every fit (what
+    ``np.unique(return_inverse=True)`` computes, its argsort kept)."""
     out = []
     for k in calibrated_columns(probabilities.shape[1]):
-        x, inverse = np.unique(probabilities[:, k], return_inverse=True)
-        out.append(_Distinct(x, inverse, (labels == k).astype(np.float64)))
+        column = np.ascontiguousarray(probabilities[:, k])
+        order = column.argsort()
+        ordered = column[order]
+        new = np.empty(len(ordered), dtype=bool)
+        new[:1] = True
+        new[1:] = ordered[1:] != ordered[:-1]
+        inverse = np.empty(len(ordered), dtype=np.intp)
+        inverse[order] = np.cumsum(new) - 1
+        out.append(SortedScores(ordered[new], inverse, (labels == k).astype(np.float64), order))
     return out
 
 
-def _fit(columns: list[_Distinct], weights: np.ndarray) -> Calibrator:
+def fit_distinct(columns: list[SortedScores], weights: np.ndarray) -> Calibrator:
+    """A calibrator from the reference's sorted columns (:func:`distinct`), rows weighted."""
     steps = []
     for c in columns:
         size = len(c.x)
@@ -197,23 +196,37 @@ def calibrated_columns(n_classes: int) -> list[int]:
     return [1] if n_classes == 2 else list(range(n_classes))
 
 
+def sorted_columns(probabilities: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(columns, rows) argsort of each calibrated column of (rows, classes) ``probabilities``,
+    and the columns sorted (each copied contiguous first: sorting a strided column costs a
+    quarter more)."""
+    columns = np.ascontiguousarray(probabilities.T[calibrated_columns(probabilities.shape[1])])
+    orders = np.argsort(columns, axis=1)
+    return orders, columns.ravel()[orders + (columns.shape[1] * np.arange(len(columns)))[:, None]]
+
+
 @dataclass(frozen=True)
 class Calibrated:
     """A window's calibrated probabilities, and how they depend on the calibration's blocks.
 
-    ``q`` is (classes, rows), class-major. Row ``i`` of calibrated column ``j`` lies between
-    knots ``left[j][i]`` and ``left[j][i] + 1`` at fraction ``t[j][i]``; ``jacobian`` turns a
-    metric's gradient in ``q`` into one in the calibrated columns (the complement for two
-    classes, the renormalisation for more).
+    ``q`` is (classes, rows), class-major. The calibrated columns' values of the window are
+    flattened column by column (``j * rows + i``) and the blocks numbered across the columns
+    (:attr:`Calibrator.offsets`), so that one ``bincount`` spreads every metric's gradient over
+    every block. A value lies between two knots; when they belong to two blocks (a rising
+    step between flat stretches, few rows) it moves with both, by its interpolation weight.
     """
 
     q: np.ndarray
     calibrator: Calibrator
-    left: tuple[np.ndarray, ...]
-    t: tuple[np.ndarray, ...]
+    blocks: np.ndarray  # (columns * rows,): the block of each value's left knot
+    split: np.ndarray  # flat positions of the values between two blocks' knots
+    split_to: np.ndarray  # their right knot's block
+    split_share: np.ndarray  # their interpolation weight on the right knot
     raw_total: np.ndarray | None  # per row, the calibrated columns' sum before renormalising
 
-    def variance(self, grads: Sequence[np.ndarray]) -> np.ndarray:
+    def variance(
+        self, grads: Sequence[np.ndarray] | np.ndarray, means: np.ndarray | None = None
+    ) -> np.ndarray:
         """(metrics,) variance of the expected metric from the calibration's own error.
 
         First order in the block means, the blocks taken as fixed: each is a weighted mean of
@@ -223,59 +236,105 @@ class Calibrated:
         different classes are one categorical draw (``p_r``: its blocks' means, renormalised),
         which correlates the classes' blocks; that part is summed over at most
         ``CROSS_ROWS`` reference rows drawn once (a sum over a fixed sample, scaled: its
-        relative error is about 1/sqrt(CROSS_ROWS) of a term smaller than the variance).
+        relative error is about 1/sqrt(CROSS_ROWS) of a term smaller than the variance),
+        folded into a (blocks, blocks) matrix when the blocks are few. ``means``: per metric
+        and row ``sum_k g_k q_k``, when the caller has it (:func:`expected.sampling_moments`).
         """
-        steps = self.calibrator.steps
-        out = []
-        for g in grads:
-            columns = self._column_gradients(g)
-            per_block = [self._per_block(h, j) for j, h in enumerate(columns)]
-            if self.raw_total is None:  # two classes: one column, blocks independent
-                step = steps[0]
-                variance = step.mean * (1.0 - step.mean) * step.squares / step.total**2
-                out.append(float((per_block[0] ** 2 * variance).sum()))
-                continue
-            # sum_r w_r**2 (sum_j u_rj**2 p_rj - (sum_j u_rj p_rj)**2): the first part per
-            # block (precomputed sums of w**2 p), the second needs each row's sum over classes
-            sensitivity = [b / s.total for b, s in zip(per_block, steps, strict=True)]
-            own = self.calibrator.own
-            first = sum(float((v**2 * o).sum()) for v, o in zip(sensitivity, own, strict=True))
-            cross = self.calibrator.cross
-            mixed = sum(
-                v[blocks] * p
-                for v, blocks, p in zip(sensitivity, cross.blocks, cross.p, strict=True)
-            )
-            out.append(first - cross.scale * float((cross.squares * mixed * mixed).sum()))
-        return np.maximum(np.array(out), 0.0)
+        calibrator = self.calibrator
+        per_block = self._per_block(self._column_gradients(np.asarray(grads), means))
+        if self.raw_total is None:  # two classes: one column, blocks independent
+            return np.maximum((per_block**2 * calibrator.block_variance).sum(axis=1), 0.0)
+        # sum_r w_r**2 (sum_j u_rj**2 p_rj - (sum_j u_rj p_rj)**2): the first part per
+        # block (precomputed sums of w**2 p), the second needs each row's sum over classes
+        sensitivity = per_block / calibrator.totals
+        first = (sensitivity**2 * calibrator.own).sum(axis=1)
+        cross = calibrator.cross
+        if cross.matrix is not None:
+            second = ((sensitivity @ cross.matrix) * sensitivity).sum(axis=1)
+        else:
+            mixed = (sensitivity[:, cross.blocks] * cross.p).sum(axis=1)
+            second = (cross.squares * mixed * mixed).sum(axis=1)
+        return np.maximum(first - cross.scale * second, 0.0)
 
-    def _per_block(self, h: np.ndarray, j: int) -> np.ndarray:
-        """The metric's sensitivity to each block mean of calibrated column ``j``, from its
-        gradient ``h`` in that column."""
-        step = self.calibrator.steps[j]
-        a, t = self.left[j], self.t[j]
-        b = np.minimum(a + 1, len(step.x) - 1)
-        size = len(step.total)
-        return np.bincount(step.block[a], weights=h * (1.0 - t), minlength=size) + np.bincount(
-            step.block[b], weights=h * t, minlength=size
-        )
+    def _per_block(self, columns: np.ndarray) -> np.ndarray:
+        """(metrics, blocks): each metric's sensitivity to each block mean, from its gradient
+        in the calibrated columns ((metrics, columns, rows))."""
+        size = self.calibrator.n_blocks
+        out = np.empty((len(columns), size))
+        # every value to its left knot's block; those between two blocks move their right
+        # knot's share over
+        index = np.concatenate([self.split_to, self.blocks[self.split]])
+        for m, h in enumerate(columns.reshape(len(columns), -1)):
+            out[m] = np.bincount(self.blocks, weights=h, minlength=size)
+            moved = h[self.split] * self.split_share
+            out[m] += np.bincount(index, weights=np.concatenate([moved, -moved]), minlength=size)
+        return out
 
-    def _column_gradients(self, g: np.ndarray) -> np.ndarray:
-        """A metric's gradient in ``q`` turned into one per calibrated column."""
+    def _column_gradients(self, g: np.ndarray, means: np.ndarray | None) -> np.ndarray:
+        """Gradients in ``q`` ((metrics, classes, rows)) turned into ones per calibrated
+        column."""
         if self.raw_total is None:  # two classes: q0 = 1 - c, q1 = c
-            return (g[1] - g[0])[None]
+            return (g[:, 1] - g[:, 0])[:, None]
         # q_k = c_k / S: dq_k / dc_j = (delta_kj - q_k) / S; rows that fell back to the raw
         # probabilities (S = 0) do not move with the calibration
+        if means is None:
+            means = (g * self.q).sum(axis=1)
         total = self.raw_total
-        moved = (g - (g * self.q).sum(axis=0)) / np.where(total > 0, total, 1.0)
+        if total.min() > 0:
+            return (g - means[:, None]) / total
+        moved = (g - means[:, None]) / np.where(total > 0, total, 1.0)
         return np.where(total > 0, moved, 0.0)
 
 
 @dataclass(frozen=True)
+class _Knots:
+    """Every step's knots in a row, with what the interpolation needs per knot (the next
+    knot's values where there is one: the last knot of a step extends it flat)."""
+
+    x: np.ndarray
+    y: np.ndarray
+    slope: np.ndarray  # to the next knot, as np.interp computes it (0 after the last)
+    gap: np.ndarray  # to the next knot (0 after the last)
+    block: np.ndarray  # the knot's block, numbered across the steps
+    next_block: np.ndarray  # the next knot's block (its own after the last)
+    rising: np.ndarray  # whether the next knot is in another block
+    offsets: np.ndarray  # where each step's knots start
+    first: np.ndarray  # per step, its first knot's score
+
+    @classmethod
+    def of(cls, steps: Sequence[Step], block_offsets: np.ndarray) -> _Knots:
+        slopes, gaps, blocks, nexts = [], [], [], []
+        for step, offset in zip(steps, block_offsets, strict=True):
+            gap = np.append(np.diff(step.x), 0.0)
+            slope = np.zeros(len(step.x))
+            slope[:-1] = (step.y[1:] - step.y[:-1]) / gap[:-1]
+            block = step.block + offset
+            slopes.append(slope)
+            gaps.append(gap)
+            blocks.append(block)
+            nexts.append(np.append(block[1:], block[-1]))
+        block, next_block = np.concatenate(blocks), np.concatenate(nexts)
+        return cls(
+            x=np.concatenate([s.x for s in steps]),
+            y=np.concatenate([s.y for s in steps]),
+            slope=np.concatenate(slopes),
+            gap=np.concatenate(gaps),
+            block=block,
+            next_block=next_block,
+            rising=block != next_block,
+            offsets=np.cumsum([0] + [len(s.x) for s in steps])[:-1],
+            first=np.array([s.x[0] for s in steps]),
+        )
+
+
+@dataclass(frozen=True)
 class _Cross:
-    blocks: list[np.ndarray]  # per class, each sampled row's block
+    blocks: np.ndarray  # (classes, sampled rows): each sampled row's blocks, numbered across
     p: np.ndarray  # (classes, sampled rows) probabilities
     squares: np.ndarray  # squared weights of the sampled rows
     scale: float  # reference rows per sampled row
+    # sum over the sampled rows of w**2 p_j p_k at (block of j, block of k), when not too big
+    matrix: np.ndarray | None
 
 
 @dataclass(frozen=True)
@@ -285,6 +344,30 @@ class Calibrator:
 
     steps: tuple[Step, ...]
     weights: np.ndarray  # the reference rows' weights the steps were fitted with
+
+    @functools.cached_property
+    def offsets(self) -> np.ndarray:
+        """Where each step's blocks start when all steps' blocks are numbered in a row."""
+        return np.cumsum([0] + [len(s.total) for s in self.steps])[:-1]
+
+    @functools.cached_property
+    def knots(self) -> _Knots:
+        return _Knots.of(self.steps, self.offsets)
+
+    @functools.cached_property
+    def n_blocks(self) -> int:
+        return int(sum(len(s.total) for s in self.steps))
+
+    @functools.cached_property
+    def totals(self) -> np.ndarray:
+        """Every step's blocks' total weights, in a row."""
+        return np.concatenate([s.total for s in self.steps])
+
+    @functools.cached_property
+    def block_variance(self) -> np.ndarray:
+        """Per block, the variance of its mean (two classes: blocks independent)."""
+        step = self.steps[0]
+        return step.mean * (1.0 - step.mean) * step.squares / step.total**2
 
     @functools.cached_property
     def squares(self) -> np.ndarray:
@@ -304,21 +387,29 @@ class Calibrator:
         rows = np.arange(n)
         if n > CROSS_ROWS:
             rows = np.sort(np.random.default_rng(0).choice(n, size=CROSS_ROWS, replace=False))
-        return _Cross(
-            blocks=[s.row_block[rows] for s in self.steps],
-            p=self.row_probabilities[:, rows],
-            squares=self.squares[rows],
-            scale=n / len(rows),
-        )
+        blocks = np.stack([s.row_block[rows] for s in self.steps]) + self.offsets[:, None]
+        p = self.row_probabilities[:, rows]
+        squares = self.squares[rows]
+        matrix = None
+        size = self.n_blocks
+        if size <= CROSS_MATRIX_BLOCKS:
+            pairs = blocks[:, None, :] * size + blocks[None, :, :]
+            products = squares * p[:, None, :] * p[None, :, :]
+            matrix = np.bincount(pairs.ravel(), weights=products.ravel(), minlength=size * size)
+            matrix = matrix.reshape(size, size)
+        return _Cross(blocks, p, squares, n / len(rows), matrix)
 
     @functools.cached_property
-    def own(self) -> list[np.ndarray]:
-        """Per class, per block: the sum over its rows of w**2 times their probability of it."""
+    def own(self) -> np.ndarray:
+        """Per block (all steps' in a row): the sum over its rows of w**2 times their
+        probability of its class."""
         squares = self.squares
-        return [
-            np.bincount(s.row_block, weights=squares * p, minlength=len(s.total))
-            for s, p in zip(self.steps, self.row_probabilities, strict=True)
-        ]
+        return np.concatenate(
+            [
+                np.bincount(s.row_block, weights=squares * p, minlength=len(s.total))
+                for s, p in zip(self.steps, self.row_probabilities, strict=True)
+            ]
+        )
 
     @classmethod
     def fit(
@@ -328,70 +419,79 @@ class Calibrator:
         weighted (the weights need not sum to anything in particular)."""
         if weights is None:
             weights = np.ones(len(labels))
-        return _fit(_distinct(probabilities, labels), np.asarray(weights, dtype=np.float64))
+        return fit_distinct(distinct(probabilities, labels), np.asarray(weights, dtype=np.float64))
 
     def apply(self, probabilities: np.ndarray) -> np.ndarray:
         """(rows, classes) calibrated probabilities, rows summing to one."""
         return self.calibrate(probabilities).q.T
 
     def calibrate(
-        self, probabilities: np.ndarray, orders: Sequence[np.ndarray] | None = None
+        self,
+        probabilities: np.ndarray,
+        orders: np.ndarray | None = None,
+        ordered: np.ndarray | None = None,
     ) -> Calibrated:
-        """A window calibrated. ``orders``: the argsort of each calibrated column, when
-        the caller has it (``np.interp`` and the knot search are faster on sorted points)."""
+        """A window calibrated. ``orders``, ``ordered``: the argsort of each calibrated column
+        and the sorted columns ((columns, rows), :func:`sorted_columns`), when the caller has
+        them.
+
+        The columns are calibrated together: each sorted (the knot search is a merge then),
+        the interpolation ``np.interp``'s own arithmetic on a (columns, rows) array, the
+        results scattered back to the rows once.
+        """
         n, n_classes = probabilities.shape
         columns = calibrated_columns(n_classes)
-        calibrated = np.empty((len(columns), n))
-        lefts, fractions = [], []
-        for j, (k, step) in enumerate(zip(columns, self.steps, strict=True)):
-            order = np.argsort(probabilities[:, k]) if orders is None else orders[j]
-            ordered = probabilities[order, k]
-            calibrated[j, order] = np.interp(ordered, step.x, step.y)
-            left = np.empty(n, dtype=np.int64)
-            left[order] = np.clip(np.searchsorted(step.x, ordered, side="right") - 1, 0, None)
-            right = np.minimum(left + 1, len(step.x) - 1)
-            width = step.x[right] - step.x[left]
-            inside = np.clip(probabilities[:, k] - step.x[left], 0.0, None)
-            fraction = np.where(width > 0, np.minimum(inside / np.where(width > 0, width, 1), 1), 0)
-            lefts.append(left)
-            fractions.append(fraction)
+        width = len(columns)
+        knots = self.knots
+        if orders is None or ordered is None:
+            orders, ordered = sorted_columns(probabilities)
+        # flat position of each column's values in ascending order
+        flat = orders + (n * np.arange(width))[:, None]
+        # each value's left knot: the knots at or below it, counted by merging the few knots
+        # into the sorted values (knot k is at or below value i when fewer than i + 1 values
+        # lie below it) rather than searching the knots for every value
+        below = np.concatenate(
+            [
+                np.searchsorted(ordered[j], step.x, side="left") + j * (n + 1)
+                for j, step in enumerate(self.steps)
+            ]
+        )
+        passed = np.bincount(below, minlength=width * (n + 1)).reshape(width, n + 1)[:, :n]
+        left = np.cumsum(passed, axis=1)
+        left += knots.offsets[:, None] - 1
+        # below a step's first knot: that knot, flat (np.interp's left value)
+        np.maximum(left, knots.offsets[:, None], out=left)
+        inside = np.maximum(ordered, knots.first[:, None]) - knots.x[left]
+        # at or past a step's last knot its slope 0 gives the last value (np.interp's right)
+        values = knots.slope[left] * inside + knots.y[left]
+        calibrated = np.empty(width * n)
+        calibrated[flat] = values
+        calibrated = calibrated.reshape(width, n)
         np.clip(calibrated, 0.0, 1.0, out=calibrated)
-        if n_classes == 2:
-            q = np.vstack([1.0 - calibrated, calibrated])
-            return Calibrated(q, self, tuple(lefts), tuple(fractions), None)
-        total = calibrated.sum(axis=0)
-        # one-vs-rest calibrators do not sum to 1; a row every calibrator clipped to 0 (scores
-        # outside anything the reference showed) keeps the model's own probabilities instead
-        raw = probabilities.T / np.maximum(probabilities.sum(axis=1), 1e-300)
-        empty = total <= 1e-12
-        q = np.where(empty, raw, calibrated / np.where(empty, 1.0, total))
-        return Calibrated(q, self, tuple(lefts), tuple(fractions), np.where(empty, 0.0, total))
+        blocks = np.empty(width * n, dtype=np.int64)
+        blocks[flat] = knots.block[left]
+        # sorted positions between two blocks' knots (few: the rising steps are narrow)
+        between = np.flatnonzero(knots.rising[left])
+        knot = left.ravel()[between]
+        to = knots.next_block[knot]
+        share = np.minimum(inside.ravel()[between] / knots.gap[knot], 1.0)
+        q, total = renormalised(probabilities, calibrated)
+        return Calibrated(q, self, blocks, flat.ravel()[between], to, share, total)
 
 
-def cross_fitted(
-    probabilities: np.ndarray, labels: np.ndarray, *, n_bins: int, seed: int
-) -> tuple[float, float, np.ndarray | None]:
-    """Expected calibration error before and after calibration, on held-out folds, and the
-    out-of-fold calibrated probabilities (None with fewer than 2 rows).
-
-    Isotonic regression scored on its own training rows is calibrated by construction, so
-    each fold is calibrated by the other folds. Both errors are taken fold by fold and
-    averaged: pooled out-of-fold probabilities would let a bin's labels leak into the
-    calibration of the same bin's rows from other folds, flattering the calibrated side.
-    """
-    n_splits = min(5, len(labels))
-    if n_splits < 2:
-        return float("nan"), float("nan"), None
-    raw, calibrated = [], []
-    out_of_fold = np.empty_like(probabilities)
-    # one sort of the scores for every fold: a fold's calibrator weighs its rows 1, others 0
-    columns = _distinct(probabilities, labels)
-    folds = KFold(n_splits=n_splits, shuffle=True, random_state=seed)
-    for train, test in folds.split(probabilities):
-        weights = np.zeros(len(labels))
-        weights[train] = 1.0
-        held_out = _fit(columns, weights).apply(probabilities[test])
-        out_of_fold[test] = held_out
-        raw.append(expected_calibration_error(probabilities[test], labels[test], n_bins=n_bins))
-        calibrated.append(expected_calibration_error(held_out, labels[test], n_bins=n_bins))
-    return float(np.mean(raw)), float(np.mean(calibrated)), out_of_fold
+def renormalised(
+    probabilities: np.ndarray, calibrated: np.ndarray
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """(classes, rows) probabilities from the calibrated columns ((columns, rows), in [0, 1]),
+    and per row the columns' sum before renormalising (None for two classes)."""
+    if probabilities.shape[1] == 2:
+        return np.vstack([1.0 - calibrated, calibrated]), None
+    total = calibrated.sum(axis=0)
+    # one-vs-rest calibrators do not sum to 1; a row every calibrator clipped to 0 (scores
+    # outside anything the reference showed) keeps the model's own probabilities instead
+    empty = total <= 1e-12
+    if not empty.any():
+        return calibrated / total, total
+    raw = probabilities.T / np.maximum(probabilities.sum(axis=1), 1e-300)
+    q = np.where(empty, raw, calibrated / np.where(empty, 1.0, total))
+    return q, np.where(empty, 0.0, total)

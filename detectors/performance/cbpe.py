@@ -17,6 +17,7 @@ for other reasons in the new region) biases it too: see
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Self
@@ -27,18 +28,20 @@ from scipy import stats
 from detectors.params import Params
 from detectors.performance.calibration import (
     Calibrator,
-    calibrated_columns,
+    SortedScores,
     check_probabilities,
     class_index,
-    cross_fitted,
-    expected_calibration_error,
+    distinct,
+    fit_distinct,
+    sorted_columns,
 )
+from detectors.performance.crossfit import cross_fitted, expected_calibration_error
 from detectors.performance.expected import (
     METRICS,
     Decisions,
-    gradients,
+    expected_metrics,
     metric_values,
-    sampling_variance,
+    sampling_moments,
 )
 
 __all__ = [
@@ -97,6 +100,13 @@ class PerformanceEstimate:
         )
 
 
+@functools.lru_cache(maxsize=64)
+def _normal_quantile(level: float) -> float:
+    """The standard normal quantile, kept per level: scipy's ``ppf`` costs as much as a
+    tenth of a window's estimate."""
+    return float(stats.norm.ppf(level))
+
+
 def band(
     method: str,
     metrics: tuple[str, ...],
@@ -108,7 +118,7 @@ def band(
 ) -> PerformanceEstimate:
     """The estimate with its normal band ``centre +- z * sd`` (``centre`` defaults to
     ``value``), clipped to [0, 1]."""
-    z = float(stats.norm.ppf(0.5 + confidence / 2))
+    z = _normal_quantile(0.5 + confidence / 2)
     sd = np.sqrt(variance)
     middle = value if centre is None else centre
     return PerformanceEstimate(
@@ -247,21 +257,27 @@ class CBPE(Params):
                 "reference_probabilities; they must match"
             )
         names, labels = class_index(reference_labels, probabilities.shape[1], classes)
+        # the reference's columns sorted once, for the folds, the calibrator and the ROC curves
+        columns = distinct(probabilities, labels)
         self.ece_raw_, self.ece_calibrated_, out_of_fold = cross_fitted(
-            probabilities, labels, n_bins=self.n_bins, seed=self.seed
+            probabilities, labels, n_bins=self.n_bins, seed=self.seed, columns=columns
         )
         if self.calibrate == "auto":
             self.calibrated_ = self.ece_calibrated_ < self.ece_raw_
         else:
             self.calibrated_ = self.calibrate == "always"
-        self._reference_bias(probabilities, labels, out_of_fold)
-        self._calibrator = Calibrator.fit(probabilities, labels) if self.calibrated_ else None
+        self._reference_bias(probabilities, labels, out_of_fold, columns)
+        self._calibrator = fit_distinct(columns, np.ones(len(labels))) if self.calibrated_ else None
         self.classes_ = names
         self._fitted = True
         return self
 
     def _reference_bias(
-        self, probabilities: np.ndarray, labels: np.ndarray, out_of_fold: np.ndarray | None
+        self,
+        probabilities: np.ndarray,
+        labels: np.ndarray,
+        out_of_fold: np.ndarray | None,
+        columns: list[SortedScores],
     ) -> None:
         """The estimate's error on the reference itself: realized minus expected metrics, with
         each row calibrated by the folds that did not see it (the raw probabilities when not
@@ -280,7 +296,8 @@ class CBPE(Params):
         q = out_of_fold if self.calibrated_ else probabilities
         if q is None:
             return
-        decisions = Decisions.of(probabilities, self.threshold, self.metrics)
+        orders = [c.order for c in columns]
+        decisions = Decisions.of(probabilities, self.threshold, self.metrics, orders)
         truth = np.eye(probabilities.shape[1])[labels].T[:, None, :]
         realized = metric_values(truth, decisions, self.metrics)[:, 0]
         expected = metric_values(q.T[:, None, :], decisions, self.metrics)[:, 0]
@@ -302,15 +319,16 @@ class CBPE(Params):
         """Expected metrics of an unlabelled window, each with its band."""
         raw = self._checked(current_probabilities)
         # one sort per scored class, shared by the calibration and the ROC curves
-        orders = [np.argsort(raw[:, k]) for k in calibrated_columns(raw.shape[1])]
-        calibrated = None if self._calibrator is None else self._calibrator.calibrate(raw, orders)
+        orders, ordered = sorted_columns(raw)
+        calibrated = (
+            None if self._calibrator is None else self._calibrator.calibrate(raw, orders, ordered)
+        )
         q = raw.T if calibrated is None else calibrated.q  # (classes, rows)
-        decisions = Decisions.of(raw, self.threshold, self.metrics, orders)
-        value = metric_values(q[:, None, :], decisions, self.metrics)[:, 0]
-        grads = gradients(q, decisions, self.metrics)
-        variance = sampling_variance(q, grads)
+        decisions = Decisions.of(raw, self.threshold, self.metrics, orders, ordered)
+        value, grads = expected_metrics(q, decisions, self.metrics)
+        variance, means = sampling_moments(q, grads)
         if calibrated is not None:
-            variance = variance + calibrated.variance(grads)
+            variance = variance + calibrated.variance(grads, means)
         return band(
             self.method,
             self.metrics,

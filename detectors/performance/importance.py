@@ -36,6 +36,7 @@ from detectors.performance.calibration import (
     calibrated_columns,
     check_probabilities,
     class_index,
+    sorted_columns,
 )
 from detectors.performance.cbpe import (
     METRICS,
@@ -46,9 +47,8 @@ from detectors.performance.cbpe import (
 )
 from detectors.performance.expected import (
     Decisions,
-    gradients,
-    metric_values,
-    sampling_variance,
+    expected_metrics,
+    sampling_moments,
 )
 
 
@@ -218,13 +218,13 @@ class ImportanceWeightedCBPE(Params):
             current_probabilities, name="current_probabilities", n_classes=len(self.classes_)
         )
         calibrator = Calibrator.fit(self._probabilities, self._labels, weights)
-        orders = [np.argsort(raw[:, k]) for k in calibrated_columns(raw.shape[1])]
-        calibrated = calibrator.calibrate(raw, orders)
+        orders, ordered = sorted_columns(raw)
+        calibrated = calibrator.calibrate(raw, orders, ordered)
         q = calibrated.q
-        decisions = Decisions.of(raw, self.threshold, self.metrics, orders)
-        value = metric_values(q[:, None, :], decisions, self.metrics)[:, 0]
-        grads = gradients(q, decisions, self.metrics)
-        variance = sampling_variance(q, grads) + calibrated.variance(grads)
+        decisions = Decisions.of(raw, self.threshold, self.metrics, orders, ordered)
+        value, grads = expected_metrics(q, decisions, self.metrics)
+        variance, means = sampling_moments(q, grads)
+        variance = variance + calibrated.variance(grads, means)
         estimate = band(self.method, self.metrics, value, variance, len(raw), self.confidence)
         effective = float(weights.sum() ** 2 / (weights**2).sum())
         return dataclasses.replace(estimate, effective_rows=effective)
