@@ -4,9 +4,11 @@
 
 NannyML is heavy (lightgbm, plotly, ...) and is not a dependency of Tidewatch; to include it,
 install it in a separate environment and run this script from there (it finds this checkout
-by its own path, no install of Tidewatch needed):
+by its own path, no install of Tidewatch needed; NannyML 0.13.1 imports statsmodels without
+declaring it):
 
-    python3 -m venv /tmp/nml && /tmp/nml/bin/pip install nannyml 'numpy<2.2' torch==2.13.0
+    python3 -m venv /tmp/nml
+    /tmp/nml/bin/pip install nannyml statsmodels 'numpy<2.2' torch==2.13.0
     /tmp/nml/bin/python benchmarks/performance_estimation.py
 
 Table 1 (speed): the same reference (50,000 rows) and the same 50 chunks of 5,000 rows for
