@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from alerts.channel import post_json
-from alerts.effect_text import effect_text
+from alerts.effect_text import effect_text, feature_label
 from alerts.notification import Notification
 
 MAX_EFFECTS = 5  # drifted features whose effect the annotation says; the report lists them all
@@ -70,7 +70,7 @@ def effects(notification: Notification) -> str:
     """How much the most drifted features moved, in their own units, one per line (annotations
     are strings): ``brightness: mean 0.55 -> 0.35 (-3.97 sd)``; "" when none says it."""
     lines = [
-        f"{d.feature}: {text}"
+        f"{feature_label(d.feature)}: {text}"
         for d in notification.drifted[:MAX_EFFECTS]
         if (text := effect_text(d.effect))
     ]

@@ -9,6 +9,17 @@ from __future__ import annotations
 from typing import Any
 
 MAX_CATEGORIES_SAID = 3  # categories named in one line; the report lists them all
+# how people read the stored feature "*": the monitor's joint test over its numeric features
+JOINT_LABEL = "numeric features together (joint test)"
+
+
+def feature_label(feature: str) -> str:
+    """A feature's name for people: the joint stage's ``"*"`` in words, others as they are.
+
+    >>> feature_label("*"), feature_label("brightness")
+    ('numeric features together (joint test)', 'brightness')
+    """
+    return JOINT_LABEL if feature == "*" else feature
 
 
 def _num(value: Any) -> str:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from alerts.channel import DeliveryError
-from alerts.effect_text import effect_text
+from alerts.effect_text import effect_text, feature_label
 from alerts.notification import Notification
 
 if TYPE_CHECKING:
@@ -47,6 +47,7 @@ def _environment() -> jinja2.Environment:
     env.filters["when"] = when
     env.filters["number"] = number
     env.filters["effect"] = effect_text
+    env.filters["feature"] = feature_label
     return env
 
 
@@ -110,7 +111,7 @@ def render_email(notification: Notification, sender: str, max_plots: int = 3) ->
         images.append(
             {
                 "cid": make_msgid("plot", domain)[1:-1],
-                "alt": f"{drift.feature}: reference against current distribution",
+                "alt": f"{feature_label(drift.feature)}: reference against current distribution",
                 "feature": drift.feature,
                 "png": plots.distribution_png(drift),
             }

@@ -262,3 +262,40 @@ def flagged_shares(
         ]
         shares[alpha] = float(np.mean(flags))
     return shares
+
+
+def correlated_numeric(g: np.random.Generator, n: int, f: int) -> np.ndarray:
+    """``f`` numeric columns, neighbours correlated 0.8 (AR(1)), as the pixels of an image or
+    the measurements of one sample are: the joint stage's test sees them together."""
+    return g.normal(size=(n, f)) @ _embedding_mixer(f).T
+
+
+def default_monitor_shares(
+    draw: Draw, alphas: Sequence[float], sizes: Sizes, seed: int, share: float = 0.2
+) -> dict[float, float]:
+    """The share of exchangeable windows the default monitor flags, per alpha: KS on every
+    numeric column and the joint stage (an MMD over the standardized columns) in one weighted
+    Benjamini-Hochberg family (:mod:`detectors.joint`), as the service runs them."""
+    from detectors.joint import BlockTest, joint_family_size, marginal_family_size
+    from detectors.multivariate.mmd import MMD
+    from detectors.univariate.ks import KSTest
+
+    shares: dict[float, float] = {}
+    for alpha in alphas:
+        rng = np.random.default_rng(seed)
+        flags = []
+        for _ in range(sizes.windows):
+            ref, cur = (
+                draw(rng, sizes.reference, sizes.features),
+                draw(rng, sizes.current, sizes.features),
+            )
+            ks = KSTest(device="cpu", alpha=alpha, correction="none").fit(ref).score(cur)
+            mmd = MMD(device="cpu", alpha=alpha, family_size=joint_family_size(share))
+            joint = BlockTest(mmd).fit(ref).score(cur)
+            verdict = window_verdict(
+                [ks], alpha=alpha, correction=CORRECTION, joint=[joint], share=share
+            )
+            flags.append(verdict.flagged)
+        shares[alpha] = float(np.mean(flags))
+    assert marginal_family_size(sizes.features, share) >= sizes.features  # KS needs no draws
+    return shares

@@ -168,6 +168,13 @@ REGISTRY: dict[str, DetectorSpec] = {
             multivariate=True,
         ),
         _spec(
+            "ks_mmd",
+            "multivariate.ks_mmd:ComponentKSMMD",
+            "vector",
+            "KS on every component and an MMD on the whole vector, Simes-combined (default)",
+            multivariate=True,
+        ),
+        _spec(
             "mmd",
             "multivariate.mmd:MMD",
             "vector",
@@ -245,13 +252,15 @@ def build(
     device: str = "auto",
     alpha: float = 0.05,
     family_size: int = 1,
+    per_vector: bool = True,
 ) -> Any:
     """A detector ready to fit, with multiple-testing correction left to the caller.
 
     ``family_size`` is how many tests the caller corrects together
     (:func:`detectors.verdict.family_size`): detectors that draw permutations draw enough for
     their smallest p-value to pass that correction. Multivariate detectors come wrapped in
-    :class:`PerVector` (one instance per vector feature).
+    :class:`PerVector` (one instance per vector feature) unless ``per_vector`` is false (the
+    joint test over a monitor's numeric block is one instance over all its columns).
     """
     spec = check(name, params)
     kwargs: dict[str, Any] = dict(params or {}, device=device)
@@ -262,7 +271,7 @@ def build(
         kwargs["family_size"] = family_size
     if "correction" in accepted:
         kwargs["correction"] = "none"  # the monitor corrects across all its features together
-    if spec.multivariate:
+    if spec.multivariate and per_vector:
         from detectors.multivariate.per_vector import PerVector
 
         return PerVector(lambda: spec.cls(**kwargs), alpha=alpha)

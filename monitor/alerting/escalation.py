@@ -29,6 +29,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from alerts.effect_text import feature_label
 from alerts.notification import Notification
 from alerts.rules import AlertRule, Verdict
 from monitor.db.tables import DetectionResult, DetectionRun, OutboxMessage
@@ -150,12 +151,12 @@ def _stronger(
         if not _grown(max(sized), size, factor):
             return []
         was = next(b.effects[feature] for b in reversed(before) if feature in b.effects)
-        return [f"{feature} effect size {was:.3g} -> {size:.3g}"]
+        return [f"{feature_label(feature)} effect size {was:.3g} -> {size:.3g}"]
     noticed = [s for b in before if (s := b.drifted.get(feature)) is not None]
     if statistic is None or not noticed or not _grown(max(noticed), statistic, factor):
         return []
     was = next(s for b in reversed(before) if (s := b.drifted.get(feature)) is not None)
-    return [f"{feature} statistic {was:.3g} -> {statistic:.3g}"]
+    return [f"{feature_label(feature)} statistic {was:.3g} -> {statistic:.3g}"]
 
 
 def severity_rose(before: list[Standing], now: Standing) -> bool:

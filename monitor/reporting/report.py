@@ -24,7 +24,7 @@ import pyarrow as pa
 from jinja2 import Environment, FileSystemLoader
 from sqlalchemy.orm import Session
 
-from alerts.effect_text import effect_text
+from alerts.effect_text import effect_text, feature_label
 from monitor.data.arrays import table_columns
 from monitor.data.layout import arrow_schema, from_bytes
 from monitor.db.models import RegisteredModel
@@ -361,3 +361,4 @@ _ENV.filters["num"] = _number
 _ENV.filters["moment"] = _moment
 _ENV.filters["percent"] = _percent
 _ENV.filters["short"] = _short
+_ENV.filters["feature"] = feature_label

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from detectors import DriftResult
 from detectors import registry as detector_registry
 from detectors.effects import EffectReference
+from detectors.joint import BlockTest, marginal_family_size
 from detectors.quality import DataQuality
 from detectors.streaming import StreamingDriftDetector
 from detectors.verdict import family_size, window_verdict
@@ -40,6 +41,7 @@ from monitor.db.tables import (
 )
 from monitor.db.telemetry import load_window
 from monitor.runs.estimation import estimate_performance
+from monitor.runs.joint_stage import fit_joint, joint_columns, score_joint, stage_message
 from monitor.runs.performance import score_performance
 from monitor.runs.quality import fit_quality, score_quality
 from monitor.runs.window_stats import window_stats
@@ -58,6 +60,7 @@ class FittedReference:
     names: dict[str, list[str]]  # kind -> column names in detector order
     effects: EffectReference  # the reference side of each tested column's effect size
     quality: DataQuality | None = None
+    joint: BlockTest | None = None  # the joint stage over the numeric block (joint_stage.py)
 
 
 def _select(columns: Columns, monitor: MonitorConfig) -> dict[str, dict[str, np.ndarray]]:
@@ -87,9 +90,14 @@ def fit_reference(
     detectors: dict[str, Any] = {}
     names: dict[str, list[str]] = {}
     tested = [kind for kind in _KINDS if groups[kind] and kind in monitor.tested_kinds()]
+    block = joint_columns(monitor, groups["numeric"])
     # every tested feature is one test of the family corrected in _drift_step(): permutation
-    # tests draw enough permutations for their smallest p-value to pass that correction
-    family = family_size(sum(len(groups[kind]) for kind in tested), monitor.correction)
+    # tests draw enough permutations for their smallest p-value to pass that correction (the
+    # joint stage's weight leaves them 1 - share of it)
+    n_marginal = sum(len(groups[kind]) for kind in tested)
+    family = family_size(n_marginal, monitor.correction)
+    if block and monitor.joint is not None and monitor.correction != "none":
+        family = marginal_family_size(n_marginal, monitor.joint.share)
     for kind in tested:
         choice = monitor.detector(kind)
         # correction is applied once across every kind together, in _drift_step()
@@ -99,12 +107,18 @@ def fit_reference(
         names[kind] = list(groups[kind])
         detectors[kind] = detector.fit(_stack(kind, groups[kind]), names[kind])
     quality = fit_quality(columns, registered.spec, device) if monitor.quality else None
+    joint = fit_joint(monitor, groups["numeric"], block, device) if block else None
     cols = _tested(groups, names)
     effects = EffectReference.fit(
         numeric=cols["numeric"], categorical=cols["categorical"], vector=cols["vector"]
     )
     return FittedReference(
-        n_rows=table.num_rows, detectors=detectors, names=names, quality=quality, effects=effects
+        n_rows=table.num_rows,
+        detectors=detectors,
+        names=names,
+        quality=quality,
+        effects=effects,
+        joint=joint,
     )
 
 
@@ -290,11 +304,19 @@ def _drift_step(
     effects = fitted.effects.compare(
         numeric=cols["numeric"], categorical=cols["categorical"], vector=cols["vector"]
     )
-    # one correction family over every kind (the calibration suite checks this same verdict)
-    verdict = window_verdict(results, alpha=monitor.alpha, correction=monitor.correction)
+    joint = [score_joint(fitted.joint, groups["numeric"])] if fitted.joint is not None else []
+    # one correction family over every kind and the joint stage (the calibration suite checks
+    # this same verdict)
+    verdict = window_verdict(
+        results,
+        alpha=monitor.alpha,
+        correction=monitor.correction,
+        joint=joint,
+        share=monitor.joint.share if monitor.joint else 0.2,
+    )
     p_value, p_adjusted, drift = verdict.p_value, verdict.p_adjusted, verdict.drift
     offset = 0
-    for res in results:
+    for res in [*results, *joint]:
         for j, feature in enumerate(res.features):
             k = offset + j
             rows.append(
@@ -312,23 +334,29 @@ def _drift_step(
             )
         offset += len(res.features)
     statistic = np.concatenate([r.statistic for r in results]) if results else np.zeros(0)
+    drift_features = drift[: len(statistic)]
     problems = 0
     if fitted.quality is not None:
         for row in score_quality(fitted.quality, current_columns, registered.spec):
             problems += int(row.problem)
             rows.append(QualityResult(**row.__dict__))
     tested = int((~np.isnan(statistic)).sum())
-    drifted = int(drift.sum())
+    drifted = int(drift_features.sum())
     run.drifted_share = drifted / tested if tested else None
-    if drifted and (run.drifted_share or 0.0) >= monitor.drift_share:
+    if verdict.stages == ("joint",) and (monitor.drift_share == 0.0):
+        # the features moved together, none enough on its own: the window drifted all the same
         status = RunStatus.DRIFT
-    elif drifted or problems:
+    elif drifted and (run.drifted_share or 0.0) >= monitor.drift_share:
+        status = RunStatus.DRIFT
+    elif drifted or problems or verdict.stages:
         status = RunStatus.WARNING
     else:
         status = RunStatus.OK
     message = (
         f"{drifted} of {tested} features drifted ({monitor.correction}, alpha={monitor.alpha})"
     )
+    if fitted.joint is not None:
+        message += stage_message(verdict, len(fitted.joint.features_), fitted.joint.method)
     if fitted.quality is not None:
         message += f"; {problems} data-quality problem{'s' * (problems != 1)}"
     return status, message

@@ -10,14 +10,14 @@ from collections.abc import Mapping
 from typing import Any
 
 COLUMN_KINDS = ("numeric", "categorical", "vector")
-DEFAULT_DETECTORS: dict[str, str] = {"numeric": "ks", "categorical": "chi2", "vector": "ks_pca"}
+DEFAULT_DETECTORS: dict[str, str] = {"numeric": "ks", "categorical": "chi2", "vector": "ks_mmd"}
 # a kind mapped to this is deliberately not tested (and the status says so)
 NOT_TESTED = "none"
 
 
 def merged(detectors: Mapping[str, Any]) -> dict[str, Any]:
     """A monitor's ``detectors`` over the defaults: a mapping changes only the kinds it names
-    ({"numeric": "psi"} keeps chi2 and ks_pca); an empty mapping tests nothing (a monitor of
+    ({"numeric": "psi"} keeps chi2 and ks_mmd); an empty mapping tests nothing (a monitor of
     performance only)."""
     return {**DEFAULT_DETECTORS, **detectors} if detectors else {}
 

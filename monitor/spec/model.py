@@ -220,6 +220,31 @@ class DetectorChoice(BaseModel):
         return detector_registry.canonical(name)  # "ks-pca" in stored configurations
 
 
+class JointSpec(BaseModel):
+    """The joint stage: one multivariate test over the monitor's numeric features together
+    (two or more), in one weighted correction family with the per-feature tests
+    (:mod:`detectors.joint`). ``share`` is the part of the false-alarm budget it gets."""
+
+    model_config = ConfigDict(extra="forbid")
+    detector: str = "mmd"
+    params: dict[str, Any] = Field(default_factory=dict)
+    share: float = Field(default=0.2, gt=0.0, lt=1.0)
+    # rows of each side the joint test uses at most (a seeded subsample): its cost is quadratic
+    max_rows: int = Field(default=1000, ge=10, le=100_000)
+
+    @model_validator(mode="after")
+    def _multivariate(self, info: ValidationInfo) -> Self:
+        spec = detector_registry.check(self.detector, None if _stored(info) else self.params)
+        if not spec.multivariate:
+            registry = detector_registry.REGISTRY
+            multivariate = sorted(n for n, s in registry.items() if s.multivariate)
+            raise ValueError(
+                f"joint detector {self.detector!r} tests one column at a time; "
+                f"choose a multivariate one: {multivariate}"
+            )
+        return self
+
+
 def _default_detectors() -> dict[str, str | DetectorChoice]:
     return dict(DEFAULT_DETECTORS)
 
@@ -243,6 +268,8 @@ class MonitorConfig(BaseModel):
     # the run's status is "drift" when at least this share of the tested features drifted
     # (0: any drifted feature), "warning" when some drifted below it or data quality failed
     drift_share: float = Field(default=0.0, ge=0.0, le=1.0)
+    # the joint test over the numeric features together; null: per-feature tests only
+    joint: JointSpec | None = Field(default_factory=JointSpec)
     schedule: ScheduleSpec = Field(default_factory=lambda: ScheduleSpec(every=300))
     performance: PerformanceSpec | None = None
 

@@ -42,11 +42,14 @@ import pytest
 from detectors import adjust
 from detectors.calibration import (
     ALPHAS,
+    DATA_KINDS,
     Case,
     Sizes,
     bound,
     cases,
     chance_above_bound,
+    correlated_numeric,
+    default_monitor_shares,
     flagged_shares,
     window_results,
 )
@@ -208,3 +211,19 @@ def test_classifier_power() -> None:
         cur[:, 0] += 1.5
         flagged += bool(ClassifierTest(device="cpu", seed=seed).fit(ref).score(cur).drift[0])
     assert flagged / 20 >= 0.75
+
+
+@pytest.mark.parametrize(
+    ("data", "alpha"),
+    [("normal", 0.05), ("integers", 0.05), ("correlated", 0.05), ("correlated", 0.01)],
+)
+def test_the_default_monitor_with_its_joint_stage_keeps_alpha(data: str, alpha: float) -> None:
+    """KS per feature and the joint MMD in one weighted BH family (the default monitor): the
+    window-level false-alarm rate stays within alpha plus two standard errors, on independent,
+    tie-heavy and correlated columns (weighted Simes is valid under positive dependence).
+    200 windows of 5 features, 150 reference rows against 80 (one MMD with 199 permutations
+    per window at alpha 0.05, 999 at 0.01); benchmarks/calibration.py runs more."""
+    draw = correlated_numeric if data == "correlated" else DATA_KINDS[data].draw
+    sizes = Sizes(windows=200, features=5, reference=150, current=80)
+    shares = default_monitor_shares(draw, (alpha,), sizes, seed=zlib.crc32(data.encode()))
+    assert shares[alpha] <= bound(alpha, sizes.windows), (data, alpha, shares)

@@ -105,4 +105,4 @@ def test_former_name_ks_pca_still_loads() -> None:
     stored = MonitorConfig.model_validate({"detectors": {"vector": "ks-pca", "numeric": "ks"}})
     assert stored.detector("vector").name == "ks_pca"
     assert DetectorChoice(name="ks-pca").name == "ks_pca"
-    assert MonitorConfig().detector("vector").name == "ks_pca"  # the default, by its new name
+    assert MonitorConfig().detector("vector").name == "ks_mmd"  # the default since issue #18

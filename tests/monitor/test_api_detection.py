@@ -83,13 +83,17 @@ def test_drifted_feature_is_flagged_and_stable_ones_are_not(
         "prediction.label",
         "prediction.confidence",
         "prediction.entropy",
+        "*",  # the joint stage: one MMD over the numeric features together
     }
+    assert by_feature["*"]["method"] == "mmd" and by_feature["*"]["effect"] is None
     assert by_feature["brightness"]["drift"] and by_feature["brightness"]["method"] == "ks"
     assert by_feature["site"]["drift"] and by_feature["site"]["method"] == "chi2"
     assert not by_feature["emb"]["drift"]
     for r in run["results"]:
-        assert r["p_adjusted"] is None or r["p_adjusted"] >= r["p_value"]
-    assert run["drifted_share"] == 2 / 6
+        # the per-feature tests keep 1 - share of the budget: their p-values only grow
+        assert r["feature"] == "*" or r["p_adjusted"] is None or r["p_adjusted"] >= r["p_value"]
+    assert run["drifted_share"] == 2 / 6  # of the features, not counting the joint test
+    assert "joint test (mmd over 3 numeric features)" in run["message"], run["message"]
 
 
 def test_results_are_listed_newest_first_and_paged(
@@ -264,7 +268,7 @@ def test_monitor_chooses_detectors_by_name_with_parameters(
     # naming the numeric test changes that one only: the other kinds keep their defaults
     # (a mapping once replaced them all, and vectors went untested without a word)
     assert permuted["site"]["method"] == permuted["prediction.label"]["method"] == "chi2"
-    assert permuted["emb"]["method"] == "ks_pca"
+    assert permuted["emb"]["method"] == "ks_mmd"
     # "none" leaves a kind out on purpose, and the status names what is not tested
     assert "emb" not in {r["feature"] for r in runs["no-vectors"]["results"]}
     status = client.get("/api/v1/models/plankton/status", headers=admin).json()

@@ -18,7 +18,7 @@ from tests.conftest import SPEC
 
 def test_a_mapping_overrides_only_the_kinds_it_names() -> None:
     psi = MonitorConfig.model_validate({"detectors": {"numeric": "psi"}})
-    assert psi.detectors == {"numeric": "psi", "categorical": "chi2", "vector": "ks_pca"}
+    assert psi.detectors == {"numeric": "psi", "categorical": "chi2", "vector": "ks_mmd"}
     assert psi.tested_kinds() == ["numeric", "categorical", "vector"]
     no_vectors = MonitorConfig.model_validate({"detectors": {"vector": "none"}})
     assert no_vectors.tested_kinds() == ["numeric", "categorical"]

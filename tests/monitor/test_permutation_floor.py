@@ -26,11 +26,19 @@ SPEC: dict[str, Any] = {
     + [{"name": "emb", "kind": "vector", "dim": 8}],
     "output": {"task": "classification", "classes": ["a", "b"]},
     "monitors": [
-        {"name": "auto", "window": WINDOW, "min_samples": 50, "detectors": {"vector": "mmd"}},
+        # per-feature tests only ("joint": null): the family is plain BH over the features
+        {
+            "name": "auto",
+            "window": WINDOW,
+            "min_samples": 50,
+            "detectors": {"vector": "mmd"},
+            "joint": None,
+        },
         {
             "name": "fixed",
             "window": WINDOW,
             "min_samples": 50,
+            "joint": None,
             "detectors": {"vector": {"name": "mmd", "params": {"n_permutations": OLD_DEFAULT}}},
         },
     ],

@@ -21,7 +21,7 @@ def test_a_reference_too_small_for_its_detectors_is_refused(
     one = HEADER + "0.5,a,0.1,0.2,0.3\n"
     answer = client.post(REFERENCE, content=one, headers=admin | {"Content-Type": "text/csv"})
     assert answer.status_code == 422
-    assert "ks_pca" in answer.text and "at least 2" in answer.text
+    assert "ks_mmd" in answer.text and "at least 2" in answer.text
     two = one + "0.6,b,0.2,0.1,0.3\n"
     fine = client.post(REFERENCE, content=two, headers=admin | {"Content-Type": "text/csv"})
     assert fine.status_code == 200 and fine.json()["rows"] == 2

@@ -72,9 +72,12 @@ def test_report_of_a_drifted_run(
     assert f"Drift report: plankton v1, run {run['id']}" in page
     assert "brightness" in page and "prediction.label" in page
     assert '<img src="data:image/png;base64,' in page
-    # a plot per drifted feature (brightness and site here), none of the others
-    drifted = sorted(r["feature"] for r in run["results"] if r["drift"])
-    assert drifted == ["brightness", "site"]
+    # a plot per drifted feature (brightness and site here), none of the others, and none for
+    # the joint test over the numeric features ("*"), which has no column of its own
+    flagged = sorted(r["feature"] for r in run["results"] if r["drift"])
+    assert flagged == ["*", "brightness", "site"]
+    drifted = flagged[1:]
+    assert "numeric features together (joint test)" in page
     assert page.count("data:image/png;base64,") == len(drifted)
     assert sorted(re.findall(r'data-feature="([^"]+)"', page)) == drifted
     assert EVIDENTLY_MARKER in page

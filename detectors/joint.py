@@ -1,0 +1,163 @@
+"""The joint stage of a monitor: one multivariate test over all its numeric features at once,
+sharing one false-alarm budget with the per-feature tests.
+
+Per-feature tests (KS by default) see each feature's distribution move. They cannot see a change
+that keeps every marginal and moves the joint distribution (two features that decorrelate), and
+they miss a change that moves a few correlated features a little each (a small occluded patch
+of an image whose pixels each stay within their usual range): a kernel two-sample test over the
+block of features sees both. The block test alone loses small marginal changes spread over
+many features (noise, blur) that the per-feature tests catch, so a monitor runs both.
+
+One budget: every test of the monitor, per-feature and joint, is one hypothesis of one
+*weighted* Benjamini-Hochberg family (Genovese, Roeder & Wasserman, 2006, "False discovery
+control with p-value weighting", Biometrika 93(3)): the joint test gets the share ``share`` of
+the weight and the per-feature tests the rest, evenly; hypothesis ``i`` is rejected when
+``p_i / u_i`` passes plain BH, the weights ``u_i`` averaging 1. The window is flagged when any
+hypothesis is rejected, which is the weighted Simes test of the global null (Benjamini &
+Hochberg, 1997): its level is ``alpha`` for independent or positively dependent tests (PRDS),
+the case of features of one data set, and the calibration suite checks it on exchangeable
+windows. A share of 0.2 keeps 80% of the budget for the per-feature tests, so a single
+drifted feature needs ``p < 0.8 alpha / m`` instead of ``alpha / m`` and the joint test needs
+``p < 0.2 alpha``; ``benchmarks/quality.py --shares`` shows the trade-off measured.
+
+The block test sees standardized columns (reference mean and standard deviation), so features
+in different units weigh alike; a missing value becomes the reference mean (missing values are
+the data-quality checks' concern); and it uses at most ``max_rows`` rows of each side, a seeded
+subsample, so its cost does not grow with the square of a large window.
+
+>>> import numpy as np
+>>> from detectors.multivariate.mmd import MMD
+>>> rng = np.random.default_rng(0)
+>>> ref = rng.multivariate_normal([0, 0], [[1, 0.9], [0.9, 1]], size=600)
+>>> cur = rng.multivariate_normal([0, 0], [[1, -0.9], [-0.9, 1]], size=300)  # same marginals
+>>> block = BlockTest(MMD(device="cpu", n_permutations=200)).fit(ref, ["a", "b"])
+>>> bool(block.score(cur).p_value[0] < 0.01)
+True
+>>> bool(np.isnan(block.score(cur[:1]).p_value[0]))  # one row: untested
+True
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from typing import Any, Self
+
+import numpy as np
+
+from detectors.base import multivariate_result
+from detectors.permutations import window_seed
+from detectors.result import DriftResult
+
+# A block of one feature is that feature's own test again: the joint stage needs two or more.
+MIN_BLOCK_FEATURES = 2
+
+
+def stage_weights(n_marginal: int, n_joint: int, share: float) -> np.ndarray:
+    """Weights of the monitor's tests, the ``n_marginal`` per-feature tests first, averaging 1:
+    the ``n_joint`` joint tests share ``share`` of the total, the per-feature tests the rest.
+
+    >>> stage_weights(4, 1, 0.2).tolist()
+    [1.0, 1.0, 1.0, 1.0, 1.0]
+    >>> stage_weights(8, 1, 0.2).round(3).tolist()[-2:]
+    [0.9, 1.8]
+    >>> stage_weights(3, 0, 0.2).tolist()
+    [1.0, 1.0, 1.0]
+    """
+    if not 0.0 < share < 1.0:
+        raise ValueError(f"share must be strictly between 0 and 1, got {share!r}")
+    n = n_marginal + n_joint
+    if n_joint == 0 or n_marginal == 0:
+        return np.ones(n)
+    marginal = np.full(n_marginal, (1.0 - share) * n / n_marginal)
+    joint = np.full(n_joint, share * n / n_joint)
+    return np.concatenate([marginal, joint])
+
+
+def joint_family_size(share: float, n_joint: int = 1) -> int:
+    """The family a joint permutation test sizes its permutations for: its smallest level under
+    the weighted correction is ``share * alpha / n_joint``, that of ``n_joint / share`` tests.
+
+    >>> joint_family_size(0.2), joint_family_size(0.3)
+    (5, 4)
+    """
+    return max(1, int(np.ceil(n_joint / share - 1e-9)))
+
+
+def marginal_family_size(n_marginal: int, share: float) -> int:
+    """The family each per-feature permutation test sizes its permutations for: its smallest
+    level is ``(1 - share) * alpha / n_marginal``.
+
+    >>> marginal_family_size(20, 0.2)
+    25
+    """
+    return max(1, int(np.ceil(n_marginal / (1.0 - share) - 1e-9)))
+
+
+class BlockTest:
+    """A multivariate ``detector`` (an MMD, energy or classifier test, unwrapped) over the
+    block of numeric features: standardized by the reference, missing values at the reference
+    mean, at most ``max_rows`` rows a side. Its result is one entry named ``"*"``."""
+
+    def __init__(self, detector: Any, *, max_rows: int = 1000, seed: int = 0) -> None:
+        if max_rows < 2:
+            raise ValueError(f"max_rows must be at least 2, got {max_rows!r}")
+        self.detector = detector
+        self.max_rows = max_rows
+        self.seed = seed
+        self.method = str(detector.method)
+        self.features_: tuple[str, ...] = ()
+        self._mean: np.ndarray | None = None
+        self._scale: np.ndarray | None = None
+        self._rows = 0
+
+    def _standardized(self, data: np.ndarray, name: str) -> np.ndarray:
+        assert self._mean is not None and self._scale is not None
+        x = np.asarray(data, dtype=np.float64)
+        if x.ndim != 2 or x.shape[1] != len(self._mean):
+            raise ValueError(f"{name}: expected (rows, {len(self._mean)}), got {x.shape}")
+        z = (x - self._mean) / self._scale
+        # missing or infinite values: the reference mean (their share is data quality's concern)
+        return np.where(np.isfinite(z), z, 0.0)
+
+    def _subsample(self, z: np.ndarray, seed: int) -> np.ndarray:
+        if z.shape[0] <= self.max_rows:
+            return z
+        rows = np.random.default_rng(seed).choice(z.shape[0], self.max_rows, replace=False)
+        return z[np.sort(rows)]
+
+    def fit(self, reference: np.ndarray, features: Sequence[str] | None = None) -> Self:
+        x = np.asarray(reference, dtype=np.float64)
+        if x.ndim != 2 or x.shape[1] < MIN_BLOCK_FEATURES:
+            raise ValueError(f"a block test needs (rows, >= {MIN_BLOCK_FEATURES}) values")
+        self.features_ = tuple(features) if features is not None else ()
+        finite = np.where(np.isfinite(x), x, np.nan)
+        with warnings.catch_warnings():  # "Mean of empty slice": an all-missing column, mean 0
+            warnings.simplefilter("ignore", RuntimeWarning)
+            mean = np.nanmean(finite, axis=0)
+            scale = np.nanstd(finite, axis=0)
+        self._mean = np.nan_to_num(mean, nan=0.0)
+        # a constant (or empty) reference column keeps its units: any change in it still shows
+        self._scale = np.where(np.isfinite(scale) & (scale > 0), scale, 1.0)
+        z = self._subsample(self._standardized(x, "reference"), self.seed)
+        self._rows = int(x.shape[0])
+        self.detector.fit(z)
+        return self
+
+    def score(self, current: np.ndarray) -> DriftResult:
+        if self._mean is None:
+            raise RuntimeError("call fit(reference) before score(current)")
+        z = self._standardized(current, "current")
+        if z.shape[0] < int(self.detector.min_reference_rows()):
+            # too few rows to test (a monitor with a tiny min_samples): untested, not an error
+            return multivariate_result(
+                method=self.method,
+                statistic=float("nan"),
+                p_value=None,
+                threshold=float("inf"),
+                alpha=float(getattr(self.detector, "alpha", 0.05)),
+                n_reference=min(self.max_rows, self._rows),
+                n_current=int(z.shape[0]),
+            )
+        return self.detector.score(self._subsample(z, window_seed(self.seed, z)))
+

@@ -1,0 +1,62 @@
+"""A monitor's joint stage in the pipeline: which numeric block it tests, how it is fitted,
+and how a run's message names the stage that fired (:mod:`detectors.joint` has the method).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from detectors import registry as detector_registry
+from detectors.joint import MIN_BLOCK_FEATURES, BlockTest, joint_family_size
+from detectors.verdict import WindowVerdict
+from monitor.spec.model import MonitorConfig
+
+# the feature name of the joint test's stored result: no declared feature can take it (names
+# start with a letter or digit), and reports and alerts already read "*" as a test of several
+# columns, with no column of its own to plot
+JOINT_FEATURE = "*"
+
+
+def joint_columns(monitor: MonitorConfig, numeric: dict[str, np.ndarray]) -> list[str]:
+    """The numeric features the joint stage tests together; none when it is off, when numeric
+    features are not tested, or when there are fewer than two."""
+    if monitor.joint is None or "numeric" not in monitor.tested_kinds():
+        return []
+    names = list(numeric)
+    return names if len(names) >= MIN_BLOCK_FEATURES else []
+
+
+def fit_joint(
+    monitor: MonitorConfig, numeric: dict[str, np.ndarray], names: list[str], device: str
+) -> BlockTest:
+    """The joint test fitted on the reference's ``names`` columns."""
+    joint = monitor.joint
+    assert joint is not None
+    detector = detector_registry.build(
+        joint.detector,
+        joint.params,
+        device=device,
+        alpha=monitor.alpha,
+        family_size=joint_family_size(joint.share),
+        per_vector=False,
+    )
+    block = BlockTest(detector, max_rows=joint.max_rows)
+    return block.fit(np.stack([numeric[n] for n in names], axis=1), names)
+
+
+def score_joint(block: BlockTest, numeric: dict[str, np.ndarray]) -> Any:
+    """The joint test's result on the window's columns, in the fitted order."""
+    return block.score(np.stack([numeric[n] for n in block.features_], axis=1))
+
+
+def stage_message(verdict: WindowVerdict, n_block: int, method: str) -> str:
+    """What the run's message adds about the joint stage: whether it fired, and over what."""
+    if not verdict.n_joint:
+        return ""
+    fired = "joint" in verdict.stages
+    return (
+        f"; joint test ({method} over {n_block} numeric features) "
+        f"{'flagged' if fired else 'passed'} (p={verdict.p_value[-1]:.3g})"
+    )
