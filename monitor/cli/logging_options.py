@@ -9,12 +9,14 @@ its table and nothing else. ``serve`` and ``worker`` log at the settings' ``log_
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
 from monitor.observability.logs import configure
-from monitor.settings import Settings
+
+if TYPE_CHECKING:  # `tidewatch --help` loads no settings
+    from monitor.settings import Settings
 
 COMMAND_LEVEL = "warning"  # a command's output is what it prints
 # what --log-level and --log-format said (one command per process). Not click's context: typer

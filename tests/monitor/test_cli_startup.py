@@ -149,6 +149,11 @@ def test_models_list_and_status_read_the_stored_spec_without_validating_it(
         "sqlalchemy.dialects.postgresql",
         "sqlalchemy.orm",
         "monitor.db.tables",
+        # the root imports the module of the command run, no other (monitor.cli.COMMANDS)
+        "monitor.cli.alerts",
+        "monitor.cli.keys",
+        "monitor.cli.service",
+        "monitor.cli.collect",
     ]
     done = subprocess.run(
         [sys.executable, "-c", LIST_PROBE, str(config), json.dumps(lazy)],
@@ -163,6 +168,27 @@ def test_models_list_and_status_read_the_stored_spec_without_validating_it(
     cells = [cell.strip() for cell in listed.splitlines()[3].split("│")[1:5]]
     assert cells == ["plankton", "1", "classification", "3"]
     assert "drift: no data" in status
+
+
+def test_the_root_names_every_command_of_every_module() -> None:
+    # the root loads a command from its module when it is run (monitor.cli.COMMANDS): a group
+    # or command a module defines but the table forgets would be missing from the command line
+    import importlib
+    import pkgutil
+
+    import typer
+
+    import monitor.cli
+
+    defined = set()
+    for info in pkgutil.iter_modules(monitor.cli.__path__):
+        module = importlib.import_module(f"monitor.cli.{info.name}")
+        if isinstance(getattr(module, "group", None), typer.Typer):
+            defined.add((module.__name__, "group"))
+        defined |= {(module.__name__, f.__name__) for f in getattr(module, "COMMANDS", [])}
+    assert defined == set(monitor.cli.COMMANDS.values())
+    for name in monitor.cli.COMMANDS:
+        assert monitor.cli.load(name).name == name
 
 
 def test_revisions_read_without_alembic_agree_with_alembic() -> None:
