@@ -274,10 +274,10 @@ def default_monitor_shares(
     draw: Draw, alphas: Sequence[float], sizes: Sizes, seed: int, share: float = 0.2
 ) -> dict[float, float]:
     """The share of exchangeable windows the default monitor flags, per alpha: KS on every
-    numeric column and the joint stage (an MMD over the standardized columns) in one weighted
-    Benjamini-Hochberg family (:mod:`detectors.joint`), as the service runs them."""
-    from detectors.joint import BlockTest, joint_family_size, marginal_family_size
-    from detectors.multivariate.mmd import MMD
+    numeric column and the joint stage (an MMD at several bandwidths over the standardized
+    columns) in one weighted Benjamini-Hochberg family (:mod:`detectors.joint`), as the service
+    runs them."""
+    from detectors.joint import BandwidthsMMD, BlockTest, joint_family_size, marginal_family_size
     from detectors.univariate.ks import KSTest
 
     shares: dict[float, float] = {}
@@ -290,7 +290,7 @@ def default_monitor_shares(
                 draw(rng, sizes.current, sizes.features),
             )
             ks = KSTest(device="cpu", alpha=alpha, correction="none").fit(ref).score(cur)
-            mmd = MMD(device="cpu", alpha=alpha, family_size=joint_family_size(share))
+            mmd = BandwidthsMMD(device="cpu", alpha=alpha, family_size=joint_family_size(share))
             joint = BlockTest(mmd).fit(ref).score(cur)
             verdict = window_verdict(
                 [ks], alpha=alpha, correction=CORRECTION, joint=[joint], share=share

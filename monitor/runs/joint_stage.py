@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from detectors import registry as detector_registry
-from detectors.joint import MIN_BLOCK_FEATURES, BlockTest, joint_family_size
+from detectors.joint import MIN_BLOCK_FEATURES, BandwidthsMMD, BlockTest, joint_family_size
 from detectors.verdict import WindowVerdict
 from monitor.spec.model import MonitorConfig
 
@@ -34,14 +34,27 @@ def fit_joint(
     """The joint test fitted on the reference's ``names`` columns."""
     joint = monitor.joint
     assert joint is not None
-    detector = detector_registry.build(
-        joint.detector,
-        joint.params,
-        device=device,
-        alpha=monitor.alpha,
-        family_size=joint_family_size(joint.share),
-        per_vector=False,
-    )
+    family = joint_family_size(joint.share)
+    detector: Any
+    if detector_registry.canonical(joint.detector) == "mmd" and "bandwidth" not in joint.params:
+        detector = BandwidthsMMD(
+            factors=joint.bandwidths,
+            device=device,
+            alpha=monitor.alpha,
+            family_size=family,
+            n_permutations=joint.params.get("n_permutations", "auto"),
+            seed=joint.params.get("seed", 0),
+            options={k: v for k, v in joint.params.items() if k not in ("n_permutations", "seed")},
+        )
+    else:
+        detector = detector_registry.build(
+            joint.detector,
+            joint.params,
+            device=device,
+            alpha=monitor.alpha,
+            family_size=family,
+            per_vector=False,
+        )
     block = BlockTest(detector, max_rows=joint.max_rows)
     return block.fit(np.stack([numeric[n] for n in names], axis=1), names)
 

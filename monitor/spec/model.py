@@ -231,6 +231,11 @@ class JointSpec(BaseModel):
     share: float = Field(default=0.2, gt=0.0, lt=1.0)
     # rows of each side the joint test uses at most (a seeded subsample): its cost is quadratic
     max_rows: int = Field(default=1000, ge=10, le=100_000)
+    # mmd without a bandwidth: one test per factor of the median distance, Bonferroni-combined
+    # (detectors.joint.BandwidthsMMD)
+    bandwidths: list[Annotated[float, Field(gt=0.0, le=100.0)]] = Field(
+        default_factory=lambda: [0.25, 0.5, 1.0], min_length=1, max_length=8
+    )
 
     @model_validator(mode="after")
     def _multivariate(self, info: ValidationInfo) -> Self:
