@@ -78,7 +78,10 @@ def main() -> None:
         config, spec = Path(tmp) / "tidewatch.toml", Path(tmp) / "plankton.json"
         config.write_text(f'database_url = "sqlite:///{Path(tmp) / "tidewatch.db"}"\n')
         spec.write_text(json.dumps(SPEC))
-        env = {**os.environ, "DO_NOT_TRACK": "1"}
+        # Byte-code caches written, as an installed package has them: PYTHONDONTWRITEBYTECODE
+        # (set in some development shells) would compile every changed module at every run
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+        env["DO_NOT_TRACK"] = "1"
         for prepare in (["db", "upgrade"], ["models", "create", str(spec)]):
             subprocess.run(
                 [tw, *prepare, "-c", str(config)], env=env, check=True, capture_output=True
