@@ -166,7 +166,6 @@ class BlockTest:
         return self.detector.score(self._subsample(z, window_seed(self.seed, z)))
 
 
-
 class BandwidthsMMD(Params):
     """The joint stage's default test: an RBF MMD at several bandwidths, ``factors`` of the
     median distance between reference rows, Bonferroni-combined (``k`` times the smallest
