@@ -109,7 +109,11 @@ def wait_for(condition: Any, what: str, timeout: float = 120.0) -> None:
 def _exercise(server: ServeProcess) -> None:
     """What a live service sees: monitors on a 1 s schedule, telemetry, one bad request."""
     key = server.cli("keys", "create", "--scope", "admin").splitlines()[-1]
-    http = httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {key}"})
+    # a deadline for a hung request, not a speed requirement: a detect runs the default
+    # monitor's joint stage (permutations) while the 1 s schedule runs the same monitors
+    http = httpx.Client(
+        base_url=server.url, headers={"Authorization": f"Bearer {key}"}, timeout=120
+    )
     monitors = http.get("/api/v1/models/plankton-demo/monitors").json()
     for m in monitors:
         m["schedule"] = {"every": 1}
