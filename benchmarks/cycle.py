@@ -55,7 +55,7 @@ from monitor.db.migrate import upgrade  # noqa: E402
 from monitor.db.models import RegisteredModel, upsert_model  # noqa: E402
 from monitor.db.references import save_reference  # noqa: E402
 from monitor.db.telemetry import ingest  # noqa: E402
-from monitor.spec.model import JointSpec, ModelSpec  # noqa: E402
+from monitor.spec.model import JointSpec, ModelSpec, MonitorConfig  # noqa: E402
 
 console = Console()
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
@@ -191,10 +191,12 @@ def compute_only(models: int, rows: int, features: int, device: str) -> tuple[fl
     the joint MMD over the block, weighted BH: detectors.joint) on in-memory windows."""
     from frouros.detectors.data_drift import KSTest
 
-    from detectors.joint import BlockTest, joint_family_size
     from detectors.verdict import window_verdict
+    from monitor.runs.joint_stage import fit_joint, score_joint
 
-    joint = JointSpec()
+    monitor = MonitorConfig()
+    joint = monitor.joint
+    assert joint is not None
     tidewatch = frouros = default = 0.0
     names = [f"x{j}" for j in range(features)]
     for i in range(models):
@@ -214,21 +216,13 @@ def compute_only(models: int, rows: int, features: int, device: str) -> tuple[fl
         frouros += time.perf_counter() - t
         t = time.perf_counter()
         marginal = detector_registry.build("ks", {}, device=device, alpha=0.05)
-        block = BlockTest(
-            detector_registry.build(
-                joint.detector,
-                {},
-                device=device,
-                family_size=joint_family_size(joint.share),
-                per_vector=False,
-            ),
-            max_rows=joint.max_rows,
-        )
+        columns = dict(zip(names, reference.T, strict=True))
+        block = fit_joint(monitor, columns, names, device)  # as the pipeline fits it
         window_verdict(
             [marginal.fit(reference, names).score(current)],
             alpha=0.05,
             correction="bh",
-            joint=[block.fit(reference, names).score(current)],
+            joint=[score_joint(block, dict(zip(names, current.T, strict=True)))],
             share=joint.share,
         )
         default += time.perf_counter() - t

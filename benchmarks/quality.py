@@ -124,12 +124,14 @@ class Default:
     feature, the joint stage over them all, one weighted BH family). The joint test keeps the
     service's seed: its permutations still differ per window (drawn from the window's values)."""
 
-    def __init__(self, reference: np.ndarray, seed: int) -> None:
+    def __init__(
+        self, reference: np.ndarray, seed: int, joint: dict[str, Any] | None = None
+    ) -> None:
         from detectors.joint import marginal_family_size
         from monitor.runs.joint_stage import fit_joint, joint_columns, score_joint
         from monitor.spec.model import MonitorConfig
 
-        self.monitor = monitor = MonitorConfig()
+        self.monitor = monitor = MonitorConfig.model_validate({"joint": joint or {}})
         self._score_joint = score_joint
         names = [f"x{i}" for i in range(reference.shape[1])]
         columns = dict(zip(names, reference.T, strict=True))
@@ -180,10 +182,21 @@ CONFIGURATIONS: list[Column] = [
     Column("cvm", _per_feature("cvm"), "Cramér-von Mises per feature + BH"),
     Column("anderson", _per_feature("anderson"), "Anderson-Darling per feature + BH"),
     Column("mmd", _joint("mmd", n_permutations="auto"), "one RBF MMD over all features"),
+    Column(
+        "fourier_mmd",
+        _joint("fourier_mmd"),
+        "one RBF MMD on random Fourier features, 3 bandwidths (the default's joint test)",
+    ),
     Column("energy", _joint("energy", n_permutations="auto"), "one energy-distance test"),
     Column("ks_pca", _joint("ks_pca"), "KS on the top 8 principal components, Bonferroni"),
     Column("classifier", _joint("classifier"), "classifier two-sample test", slow=True),
     Column("default", Default, "MonitorConfig() defaults: per-feature + joint stage"),
+    Column(
+        "default_qmmd",
+        lambda reference, seed: Default(reference, seed, {"detector": "mmd"}),
+        "the defaults with the quadratic MMD (permutations) as the joint test",
+        slow=True,
+    ),
 ]
 
 

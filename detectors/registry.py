@@ -182,6 +182,13 @@ REGISTRY: dict[str, DetectorSpec] = {
             multivariate=True,
         ),
         _spec(
+            "fourier_mmd",
+            "multivariate.fourier_mmd:FourierMMD",
+            "vector",
+            "RBF MMD on random Fourier features at 3 bandwidths, asymptotic p-value (linear time)",
+            multivariate=True,
+        ),
+        _spec(
             "linear_mmd",
             "multivariate.mmd:LinearMMD",
             "vector",

@@ -17,6 +17,10 @@ from monitor.spec.model import MonitorConfig
 # start with a letter or digit), and reports and alerts already read "*" as a test of several
 # columns, with no column of its own to plot
 JOINT_FEATURE = "*"
+# rows a side the joint test uses by default: the Fourier-feature MMD's cost is linear in them,
+# the quadratic tests' (mmd, energy) grows with their square and their permutations
+LINEAR_MAX_ROWS = 10_000
+QUADRATIC_MAX_ROWS = 1000
 
 
 def joint_columns(monitor: MonitorConfig, numeric: dict[str, np.ndarray]) -> list[str]:
@@ -36,7 +40,11 @@ def fit_joint(
     assert joint is not None
     family = joint_family_size(joint.share)
     detector: Any
-    if detector_registry.canonical(joint.detector) == "mmd" and "bandwidth" not in joint.params:
+    name = detector_registry.canonical(joint.detector)
+    params = dict(joint.params)
+    if name == "fourier_mmd" and "bandwidths" not in params:
+        params.setdefault("factors", joint.bandwidths)
+    if name == "mmd" and "bandwidth" not in params:
         detector = BandwidthsMMD(
             factors=joint.bandwidths,
             device=device,
@@ -49,13 +57,14 @@ def fit_joint(
     else:
         detector = detector_registry.build(
             joint.detector,
-            joint.params,
+            params,
             device=device,
             alpha=monitor.alpha,
             family_size=family,
             per_vector=False,
         )
-    block = BlockTest(detector, max_rows=joint.max_rows)
+    rows = joint.max_rows or (LINEAR_MAX_ROWS if name == "fourier_mmd" else QUADRATIC_MAX_ROWS)
+    block = BlockTest(detector, max_rows=rows)
     return block.fit(np.stack([numeric[n] for n in names], axis=1), names)
 
 

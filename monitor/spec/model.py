@@ -226,13 +226,14 @@ class JointSpec(BaseModel):
     (:mod:`detectors.joint`). ``share`` is the part of the false-alarm budget it gets."""
 
     model_config = ConfigDict(extra="forbid")
-    detector: str = "mmd"
+    detector: str = "fourier_mmd"
     params: dict[str, Any] = Field(default_factory=dict)
     share: float = Field(default=0.2, gt=0.0, lt=1.0)
-    # rows of each side the joint test uses at most (a seeded subsample): its cost is quadratic
-    max_rows: int = Field(default=1000, ge=10, le=100_000)
-    # mmd without a bandwidth: one test per factor of the median distance, Bonferroni-combined
-    # (detectors.joint.BandwidthsMMD)
+    # rows of each side the joint test uses at most (a seeded subsample); None: 10,000 for
+    # fourier_mmd, whose cost is linear in the rows, 1,000 for the others, quadratic
+    max_rows: int | None = Field(default=None, ge=10, le=100_000)
+    # fourier_mmd, or mmd without a bandwidth: one test per factor of the median distance,
+    # Bonferroni-combined (detectors.multivariate.fourier_mmd, detectors.joint.BandwidthsMMD)
     bandwidths: list[Annotated[float, Field(gt=0.0, le=100.0)]] = Field(
         default_factory=lambda: [0.25, 0.5, 1.0], min_length=1, max_length=8
     )

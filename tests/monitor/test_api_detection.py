@@ -85,7 +85,7 @@ def test_drifted_feature_is_flagged_and_stable_ones_are_not(
         "prediction.entropy",
         "*",  # the joint stage: one MMD over the numeric features together
     }
-    assert by_feature["*"]["method"] == "mmd" and by_feature["*"]["effect"] is None
+    assert by_feature["*"]["method"] == "fourier_mmd" and by_feature["*"]["effect"] is None
     assert by_feature["brightness"]["drift"] and by_feature["brightness"]["method"] == "ks"
     assert by_feature["site"]["drift"] and by_feature["site"]["method"] == "chi2"
     assert not by_feature["emb"]["drift"]
@@ -93,7 +93,7 @@ def test_drifted_feature_is_flagged_and_stable_ones_are_not(
         # the per-feature tests keep 1 - share of the budget: their p-values only grow
         assert r["feature"] == "*" or r["p_adjusted"] is None or r["p_adjusted"] >= r["p_value"]
     assert run["drifted_share"] == 2 / 6  # of the features, not counting the joint test
-    assert "joint test (mmd over 3 numeric features)" in run["message"], run["message"]
+    assert "joint test (fourier_mmd over 3 numeric features)" in run["message"], run["message"]
 
 
 def test_results_are_listed_newest_first_and_paged(

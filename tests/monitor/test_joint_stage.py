@@ -68,17 +68,17 @@ def test_a_change_of_correlation_is_caught_by_the_joint_stage_alone(
 
     calm = _detect(client, admin, rho=0.9, seed=2, start=900)
     assert calm["default"]["status"] == "ok", calm["default"]["message"]
-    assert "joint test (mmd over 3 numeric features) passed" in calm["default"]["message"]
+    assert "joint test (fourier_mmd over 3 numeric features) passed" in calm["default"]["message"]
 
     runs = _detect(client, admin, rho=-0.9, seed=3, start=1200)
     default = {r["feature"]: r for r in runs["default"]["results"]}
     # a, b and the prediction's value each keep their distribution ...
     assert not any(r["drift"] for name, r in default.items() if name != "*"), default
     # ... the joint test over them sees the relation flip, and the run says so
-    assert default["*"]["method"] == "mmd" and default["*"]["drift"]
+    assert default["*"]["method"] == "fourier_mmd" and default["*"]["drift"]
     assert default["*"]["p_adjusted"] < 0.05
     assert runs["default"]["status"] == "drift"
-    assert "joint test (mmd over 3 numeric features) flagged" in runs["default"]["message"]
+    assert "joint test (fourier_mmd over 3 numeric features) flagged" in runs["default"]["message"]
     assert runs["default"]["drifted_share"] == 0.0  # of the features, none alone
     # without the joint stage the same window passes: the change is invisible feature by feature
     marginal = runs["marginal"]
@@ -97,3 +97,30 @@ def test_a_joint_detector_must_be_multivariate(client: TestClient, admin: dict[s
         assert response.status_code == 422, (joint, response.text)
         assert needle in response.text, (joint, response.text)
     assert client.get("/api/v1/models/pair", headers=admin).status_code == 404
+
+
+def test_the_default_joint_test_is_linear_and_uses_more_rows_than_a_quadratic_one() -> None:
+    """fourier_mmd (the default) takes up to 10,000 rows a side, a quadratic test 1,000, and a
+    given max_rows wins; the quadratic MMD without a bandwidth is the Bonferroni of three."""
+    from detectors.joint import BandwidthsMMD
+    from detectors.multivariate.fourier_mmd import FourierMMD
+    from monitor.runs.joint_stage import fit_joint
+    from monitor.spec.model import MonitorConfig
+
+    rng = np.random.default_rng(0)
+    numeric = {"a": rng.normal(size=500), "b": rng.normal(size=500)}
+    for joint, detector, rows in [
+        ({}, FourierMMD, 10_000),
+        ({"bandwidths": [0.5]}, FourierMMD, 10_000),
+        ({"detector": "mmd"}, BandwidthsMMD, 1000),
+        ({"detector": "energy", "max_rows": 300}, None, 300),
+    ]:
+        monitor = MonitorConfig.model_validate({"joint": joint})
+        block = fit_joint(monitor, numeric, ["a", "b"], "cpu")
+        assert block.max_rows == rows, joint
+        if detector is not None:
+            assert isinstance(block.detector, detector), joint
+    block = fit_joint(
+        MonitorConfig.model_validate({"joint": {"bandwidths": [0.5]}}), numeric, ["a", "b"], "cpu"
+    )
+    assert len(block.detector.bandwidths_) == 1
