@@ -8,9 +8,16 @@ from scipy import special, stats
 
 from detectors.permutations import check_family_size, window_seed
 from detectors.univariate import anderson_ties, cvm_ties
-from detectors.univariate.anderson_ties import heavy_ties
+from detectors.univariate.anderson_ties import HEAVY_TIES
 from detectors.univariate.columns import SortedColumns, feature_chunks, pooled
-from detectors.univariate.ranks import midranks, tie_bounds, valid_mask
+from detectors.univariate.ranks import (
+    OwnTies,
+    midranks,
+    own_ties,
+    rank_gaps,
+    tie_bounds,
+    valid_mask,
+)
 from detectors.univariate.sorted_test import Outcome, SortedColumnsTest
 
 # scipy's rule for method="auto": exact p-values while both samples have at most 20 values
@@ -22,15 +29,21 @@ def cvm_statistic(
     cur: SortedColumns,
     ref_ties: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
-    """T of Anderson (1962), eq. 9 of scipy's reference, with midranks for ties."""
+    """T of Anderson (1962), eq. 9 of scipy's reference, with midranks for ties (torch)."""
     rx, ry = midranks(ref, cur, ref_ties)
-    n = ref.counts.to(torch.float64)
-    m = cur.counts.to(torch.float64)
     i = torch.arange(1, rx.shape[1] + 1, device=rx.device, dtype=torch.float64)
     j = torch.arange(1, ry.shape[1] + 1, device=ry.device, dtype=torch.float64)
     zero = torch.zeros((), dtype=torch.float64, device=rx.device)
     sx = torch.where(valid_mask(ref), (rx - i) ** 2, zero).sum(dim=1)
     sy = torch.where(valid_mask(cur), (ry - j) ** 2, zero).sum(dim=1)
+    return _t_from_sums(sx, sy, ref.counts, cur.counts)
+
+
+def _t_from_sums(
+    sx: torch.Tensor, sy: torch.Tensor, n_ref: torch.Tensor, n_cur: torch.Tensor
+) -> torch.Tensor:
+    """T from the sums of squared rank gaps, ``sum_i (rx_i - i)^2`` and ``sum_j (ry_j - j)^2``."""
+    n, m = n_ref.to(torch.float64), n_cur.to(torch.float64)
     u = n * sx + m * sy
     k, total = n * m, n + m
     return u / (k * total).clamp(min=1) - (4 * k - 1) / (6 * total.clamp(min=1))
@@ -112,15 +125,31 @@ class CVMTest(SortedColumnsTest):
 
     def _after_fit(self, reference: np.ndarray) -> None:
         assert self._ref is not None
-        self._ref_ties = tie_bounds(self._ref.values)
+        values, counts = self._ref.values, self._ref.counts
+        if values.device.type == "cpu":
+            self._ref_own: OwnTies | None = own_ties(values.numpy(), counts.numpy())
+        else:
+            self._ref_own = None
+            self._ref_ties = tie_bounds(values)
         # kept only when small: the exact p-value (scipy) needs the raw values
         self._reference = reference if reference.shape[0] <= MAX_EXACT_N else None
 
     def _statistic(
         self, start: int, stop: int, ref: SortedColumns, cur: SortedColumns
     ) -> torch.Tensor:
-        ties = self._ref_ties[0][start:stop], self._ref_ties[1][start:stop]
-        return cvm_statistic(ref, cur, ties)
+        """Two columns per feature: T (scipy's rank formula), and the distinct finite values of
+        the pooled sample (which decide whether the feature is tie-heavy)."""
+        if self._ref_own is not None:
+            gaps = rank_gaps(ref, cur, self._ref_own.rows(start, stop))
+            # rank_gaps squares twice the gaps: a quarter of each sum
+            sums = torch.from_numpy(np.stack([gaps.ref, gaps.cur]) / 4)
+            statistic = _t_from_sums(sums[0], sums[1], ref.counts, cur.counts)
+            distinct = torch.from_numpy(gaps.distinct)
+        else:
+            ties = self._ref_ties[0][start:stop], self._ref_ties[1][start:stop]
+            statistic = cvm_statistic(ref, cur, ties)
+            distinct = anderson_ties.distinct_counts(pooled(ref, cur))
+        return torch.stack([statistic, distinct.to(statistic)], dim=1)
 
     def _test(
         self,
@@ -130,6 +159,7 @@ class CVMTest(SortedColumnsTest):
         cur: SortedColumns,
         current: np.ndarray,
     ) -> Outcome:
+        raw, distinct = raw.reshape(-1, 2).T
         testable = (n_ref >= 2) & (n_cur >= 2)
         p = np.full(raw.shape, np.nan)
         exact = testable & (np.maximum(n_ref, n_cur) <= MAX_EXACT_N)
@@ -141,28 +171,30 @@ class CVMTest(SortedColumnsTest):
             x, y = self._reference[:, j], current[:, j]
             p[j] = stats.cramervonmises_2samp(x[np.isfinite(x)], y[np.isfinite(y)]).pvalue
         statistic = np.where(testable, raw, np.nan)
-        drawn = self._permute_tied(statistic, p, testable, cur, window_seed(0, current))
+        tied = testable & (distinct <= HEAVY_TIES * (n_ref + n_cur))
+        drawn = self._permute_tied(statistic, p, tied, int(testable.sum()), cur, current)
         return Outcome(statistic, p, testable, {"n_permutations": drawn})
 
     def _permute_tied(
         self,
         statistic: np.ndarray,
         p: np.ndarray,
-        testable: np.ndarray,
+        tied: np.ndarray,
+        n_tested: int,
         cur: SortedColumns,
-        seed: int,
+        current: np.ndarray,
     ) -> np.ndarray:
-        """Integral-form statistics and permutation p-values of the tie-heavy features; returns
-        the permutations drawn for each feature (0 where none)."""
+        """Integral-form statistics and permutation p-values of the tie-heavy features
+        (``tied``, among ``n_tested`` tested ones); returns the permutations drawn for each
+        feature (0 where none)."""
         assert self._ref is not None
         ref = self._ref
-        tied = testable & heavy_ties(ref, cur, self.chunk_budget)
         drawn = np.zeros(len(p), dtype=np.int64)
         if not tied.any():
             return drawn
-        permutations = anderson_ties.n_permutations(
-            self.family_size or int(testable.sum()), self.alpha
-        )
+        # the window's hash costs 40 ms on 200 x 20,000 values: only when permutations need it
+        seed = window_seed(0, current)
+        permutations = anderson_ties.n_permutations(self.family_size or n_tested, self.alpha)
         n_ref, n_cur = ref.counts_numpy(), cur.counts_numpy()
         budget = ref.values.shape[1] + cur.values.shape[1]
         for nr, nc in {(int(n_ref[j]), int(n_cur[j])) for j in np.flatnonzero(tied)}:

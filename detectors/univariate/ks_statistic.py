@@ -209,7 +209,7 @@ def _ties(
     ):
         rows, cols = np.nonzero(tied)
         if len(rows):
-            out[rows, cols] = _search_rows(rows_of, rows, values[rows, cols], side)
+            out[rows, cols] = search_rows(rows_of, rows, values[rows, cols], side)
     return lt, first, last1
 
 
@@ -224,25 +224,25 @@ def _exact_counts(x: np.ndarray, y: np.ndarray, rows: np.ndarray, idx: np.ndarra
     flat_x, flat_y = x.ravel(), y.ravel()
     at = rows * m + idx
     values = flat_y[at]
-    le = _search_rows(x, rows, values, "right")
+    le = search_rows(x, rows, values, "right")
     lt = le
     shared = (le > 0) & (flat_x[rows * n + np.maximum(le - 1, 0)] == values)
     if shared.any():
         lt = le.copy()
-        lt[shared] = _search_rows(x, rows[shared], values[shared], "left")
+        lt[shared] = search_rows(x, rows[shared], values[shared], "left")
     first = idx
     tied = (idx > 0) & (flat_y[np.maximum(at - 1, 0)] == values)
     if tied.any():
         first = idx.copy()
-        first[tied] = _search_rows(y, rows[tied], values[tied], "left")
+        first[tied] = search_rows(y, rows[tied], values[tied], "left")
     last1 = idx + 1
     tied = (idx < m - 1) & (flat_y[np.minimum(at + 1, flat_y.size - 1)] == values)
     if tied.any():
-        last1[tied] = _search_rows(y, rows[tied], values[tied], "right")
+        last1[tied] = search_rows(y, rows[tied], values[tied], "right")
     return _Counts(le, lt, first, last1)
 
 
-def _search_rows(
+def search_rows(
     sorted_rows: np.ndarray, rows: np.ndarray, keys: np.ndarray, side: str
 ) -> np.ndarray:
     """``searchsorted(sorted_rows[r], key, side)`` for each (r, key); ``rows`` ascend."""
