@@ -57,6 +57,7 @@ def detect(
     """
     from monitor.alerting.lifecycle import Alerting
     from monitor.cycle import run_and_alert
+    from alerts.effect_text import feature_label
     from monitor.db.results import run_results
     from monitor.runs.pipeline import ReferenceCache
 
@@ -73,7 +74,7 @@ def detect(
             with sessions() as session:
                 rows = [
                     [
-                        r.feature,
+                        feature_label(r.feature),  # the joint row "*" in words
                         r.method,
                         show_number(r.statistic),
                         show_number(r.p_value),
