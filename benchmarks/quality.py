@@ -191,6 +191,15 @@ CONFIGURATIONS: list[Column] = [
     Column("ks_pca", _joint("ks_pca"), "KS on the top 8 principal components, Bonferroni"),
     Column("classifier", _joint("classifier"), "classifier two-sample test", slow=True),
     Column("default", Default, "MonitorConfig() defaults: per-feature + joint stage"),
+    *(
+        Column(
+            f"default_share_{share}",
+            lambda reference, seed, share=share: Default(reference, seed, {"share": share}),
+            f"the defaults with the joint test's share of the budget at {share} (0.1 by default)",
+            slow=True,
+        )
+        for share in (0.05, 0.2)
+    ),
     Column(
         "default_qmmd",
         lambda reference, seed: Default(reference, seed, {"detector": "mmd"}),

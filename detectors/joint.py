@@ -16,17 +16,23 @@ the weight and the per-feature tests the rest, evenly; hypothesis ``i`` is rejec
 hypothesis is rejected, which is the weighted Simes test of the global null (Benjamini &
 Hochberg, 1997): its level is ``alpha`` for independent or positively dependent tests (PRDS),
 the case of features of one data set, and the calibration suite checks it on exchangeable
-windows. A share of 0.2 keeps 80% of the budget for the per-feature tests, so a single
-drifted feature needs ``p < 0.8 alpha / m`` instead of ``alpha / m`` and the joint test needs
-``p < 0.2 alpha``. Measured on ``benchmarks/quality.py``'s cells (20 windows each, one run),
-a share of 0.5 instead of 0.2 gained nothing that counts (blur sigma 1.5: 0.30 against 0.20;
-the full correlation change 0.90 against 0.85) and lost elsewhere (tabular false alarms 0.10
-against 0.05, occlusion 15%: 0.70 against 0.75).
+windows. The default share, 0.1, keeps 90% of the budget for the per-feature tests, so a
+single drifted feature needs ``p < 0.9 alpha / m`` instead of ``alpha / m`` and the joint test
+needs ``p < 0.1 alpha``. It was chosen by measurement (``benchmarks/quality.py``, 50 windows a
+cell, one run, with the Fourier-feature MMD as the joint test): each point of share costs the
+cells that only per-feature tests see (15% occlusion: 0.76, 0.74 and 0.72 at shares 0.05, 0.1
+and 0.2, KS alone 0.78), and 0.1 is the smallest share that still catches more than one MMD
+and per-feature KS in every cell only the joint test sees (75% of rows decoupled: 0.18, 0.34
+and 0.56, one MMD 0.22). With the quadratic MMD of earlier, a share of 0.5 instead of 0.2
+gained nothing that counts and lost elsewhere (20 windows a cell: tabular false alarms 0.10
+against 0.05).
 
 The block test sees standardized columns (reference mean and standard deviation), so features
 in different units weigh alike; a missing value becomes the reference mean (missing values are
 the data-quality checks' concern); and it uses at most ``max_rows`` rows of each side, a seeded
-subsample, so its cost does not grow with the square of a large window.
+subsample, so the cost of a quadratic test does not grow with the square of a large window.
+The default test is :class:`~detectors.multivariate.fourier_mmd.FourierMMD` (linear in the
+rows, no permutations); :class:`BandwidthsMMD` is the quadratic MMD at the same bandwidths.
 
 >>> import numpy as np
 >>> from detectors.multivariate.mmd import MMD

@@ -57,7 +57,7 @@ def window_verdict(
     alpha: float,
     correction: str,
     joint: Sequence[DriftResult] = (),
-    share: float = 0.2,
+    share: float = 0.1,
 ) -> WindowVerdict:
     """Correct the p-values of all ``results`` (and the ``joint`` stage's, weighted by
     ``share``) together and decide each feature.
@@ -71,7 +71,7 @@ def window_verdict(
     >>> marginal, block = one([0.2] * 9), one([0.009])
     >>> window_verdict([marginal, block], alpha=0.05, correction="bh").flagged  # 0.009 * 10
     False
-    >>> v = window_verdict([marginal], alpha=0.05, correction="bh", joint=[block])
+    >>> v = window_verdict([marginal], alpha=0.05, correction="bh", joint=[block], share=0.2)
     >>> v.flagged, v.stages, round(float(v.p_adjusted[-1]), 3)  # 0.009 / (0.2 * 10) * 10
     (True, ('joint',), 0.045)
     """

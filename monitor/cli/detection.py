@@ -55,9 +55,9 @@ def detect(
 
     A sliding monitor runs once; a tumbling one computes every window closed since its last.
     """
+    from alerts.effect_text import feature_label
     from monitor.alerting.lifecycle import Alerting
     from monitor.cycle import run_and_alert
-    from alerts.effect_text import feature_label
     from monitor.db.results import run_results
     from monitor.runs.pipeline import ReferenceCache
 

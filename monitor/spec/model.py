@@ -23,6 +23,7 @@ from detectors import registry as detector_registry
 from monitor.spec.detector_defaults import (
     COLUMN_KINDS,
     DEFAULT_DETECTORS,
+    JOINT_SHARE,
     NOT_TESTED,
     merged,
     tested_kinds,
@@ -228,7 +229,7 @@ class JointSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     detector: str = "fourier_mmd"
     params: dict[str, Any] = Field(default_factory=dict)
-    share: float = Field(default=0.2, gt=0.0, lt=1.0)
+    share: float = Field(default=JOINT_SHARE, gt=0.0, lt=1.0)
     # rows of each side the joint test uses at most (a seeded subsample); None: 10,000 for
     # fourier_mmd, whose cost is linear in the rows, 1,000 for the others, quadratic
     max_rows: int | None = Field(default=None, ge=10, le=100_000)

@@ -31,3 +31,14 @@ def test_cuda_matches_cpu() -> None:
     assert ProjectedKSTest(device="cuda").fit(emb).score(emb).p_value == pytest.approx(
         float(ProjectedKSTest(device="cpu").fit(emb).score(emb).p_value[0]), rel=1e-6
     )
+
+
+def test_fourier_mmd_on_cuda_matches_cpu() -> None:
+    """Single-precision features on both devices: the p-values agree to a few digits."""
+    from detectors.multivariate.fourier_mmd import FourierMMD
+
+    rng = np.random.default_rng(1)
+    ref, cur = rng.normal(size=(3000, 20)), rng.normal(size=(1000, 20)) * 1.05
+    cpu = FourierMMD(device="cpu").fit(ref).score(cur)
+    gpu = FourierMMD(device="cuda").fit(ref).score(cur)
+    np.testing.assert_allclose(gpu.extra["p_values"], cpu.extra["p_values"], rtol=1e-3)
