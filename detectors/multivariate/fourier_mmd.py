@@ -80,7 +80,8 @@ class FourierMMD(Params):
     """RBF MMD on ``n_frequencies`` random Fourier features per bandwidth (``factors`` times
     the median distance between reference rows, or the given ``bandwidths``), asymptotic
     p-value per bandwidth, Bonferroni-combined. Rows with a NaN are dropped; each side needs
-    at least 2 complete rows (the covariance needs 4 rows in all)."""
+    at least 2 complete rows. The frequencies are drawn from ``seed``: every window is
+    measured with the same features."""
 
     method = "fourier_mmd"
 

@@ -89,9 +89,12 @@ def test_drifted_feature_is_flagged_and_stable_ones_are_not(
     assert by_feature["brightness"]["drift"] and by_feature["brightness"]["method"] == "ks"
     assert by_feature["site"]["drift"] and by_feature["site"]["method"] == "chi2"
     assert not by_feature["emb"]["drift"]
+    # the per-feature tests share 1 - 0.1 of the budget of 7 tests, a weight of 1.05 each: BH
+    # adjusts each p-value to at least p / 1.05 (and grows it when the window has many tests)
+    weight = (1 - 0.1) * 7 / 6
     for r in run["results"]:
-        # the per-feature tests keep 1 - share of the budget: their p-values only grow
-        assert r["feature"] == "*" or r["p_adjusted"] is None or r["p_adjusted"] >= r["p_value"]
+        if r["feature"] != "*" and r["p_adjusted"] is not None:
+            assert r["p_adjusted"] >= r["p_value"] / weight - 1e-12, r
     assert run["drifted_share"] == 2 / 6  # of the features, not counting the joint test
     assert "joint test (fourier_mmd over 3 numeric features)" in run["message"], run["message"]
 
