@@ -271,13 +271,14 @@ def correlated_numeric(g: np.random.Generator, n: int, f: int) -> np.ndarray:
 
 
 def default_monitor_shares(
-    draw: Draw, alphas: Sequence[float], sizes: Sizes, seed: int, share: float = 0.2
+    draw: Draw, alphas: Sequence[float], sizes: Sizes, seed: int, share: float = 0.1
 ) -> dict[float, float]:
     """The share of exchangeable windows the default monitor flags, per alpha: KS on every
-    numeric column and the joint stage (an MMD at several bandwidths over the standardized
-    columns) in one weighted Benjamini-Hochberg family (:mod:`detectors.joint`), as the service
-    runs them."""
-    from detectors.joint import BandwidthsMMD, BlockTest, joint_family_size, marginal_family_size
+    numeric column and the joint stage (the Fourier-feature MMD at three bandwidths over the
+    standardized columns) in one weighted Benjamini-Hochberg family (:mod:`detectors.joint`),
+    as the service runs them (the test checks that the service's defaults are these)."""
+    from detectors.joint import BlockTest, marginal_family_size
+    from detectors.multivariate.fourier_mmd import FourierMMD
     from detectors.univariate.ks import KSTest
 
     shares: dict[float, float] = {}
@@ -290,8 +291,8 @@ def default_monitor_shares(
                 draw(rng, sizes.current, sizes.features),
             )
             ks = KSTest(device="cpu", alpha=alpha, correction="none").fit(ref).score(cur)
-            mmd = BandwidthsMMD(device="cpu", alpha=alpha, family_size=joint_family_size(share))
-            joint = BlockTest(mmd).fit(ref).score(cur)
+            mmd = FourierMMD(device="cpu", alpha=alpha)
+            joint = BlockTest(mmd, max_rows=10_000).fit(ref).score(cur)
             verdict = window_verdict(
                 [ks], alpha=alpha, correction=CORRECTION, joint=[joint], share=share
             )
