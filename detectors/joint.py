@@ -141,11 +141,14 @@ class BlockTest:
         if x.ndim != 2 or x.shape[1] < MIN_BLOCK_FEATURES:
             raise ValueError(f"a block test needs (rows, >= {MIN_BLOCK_FEATURES}) values")
         self.features_ = tuple(features) if features is not None else ()
-        finite = np.where(np.isfinite(x), x, np.nan)
-        with warnings.catch_warnings():  # "Mean of empty slice": an all-missing column, mean 0
-            warnings.simplefilter("ignore", RuntimeWarning)
-            mean = np.nanmean(finite, axis=0)
-            scale = np.nanstd(finite, axis=0)
+        if np.isfinite(x).all():  # the usual case, without nan-aware copies
+            mean, scale = x.mean(axis=0), x.std(axis=0)
+        else:
+            finite = np.where(np.isfinite(x), x, np.nan)
+            with warnings.catch_warnings():  # "Mean of empty slice": all missing, mean 0
+                warnings.simplefilter("ignore", RuntimeWarning)
+                mean = np.nanmean(finite, axis=0)
+                scale = np.nanstd(finite, axis=0)
         self._mean = np.nan_to_num(mean, nan=0.0)
         # a constant (or empty) reference column keeps its units: any change in it still shows
         self._scale = np.where(np.isfinite(scale) & (scale > 0), scale, 1.0)
