@@ -22,8 +22,8 @@ needs ``p < 0.1 alpha``. It was chosen by measurement (``benchmarks/quality.py``
 cell, one run, with the Fourier-feature MMD as the joint test): each point of share costs the
 cells that only per-feature tests see (15% occlusion: 0.76, 0.74 and 0.72 at shares 0.05, 0.1
 and 0.2, KS alone 0.78), and 0.1 is the smallest share that still catches more than one MMD
-and per-feature KS in every cell only the joint test sees (75% of rows decoupled: 0.18, 0.34
-and 0.56, one MMD 0.22). With the quadratic MMD of earlier, a share of 0.5 instead of 0.2
+and per-feature KS in every cell only the joint test sees (75% of rows decoupled: 0.20, 0.34
+and 0.54, one MMD 0.22). With the quadratic MMD of earlier, a share of 0.5 instead of 0.2
 gained nothing that counts and lost elsewhere (20 windows a cell: tabular false alarms 0.10
 against 0.05).
 
