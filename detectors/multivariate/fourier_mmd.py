@@ -49,9 +49,8 @@ from detectors.device import resolve_device
 from detectors.multivariate.kernels import (
     check_alpha,
     check_positive_int,
-    complete_rows,
+    complete_tensor,
     median_distance,
-    rows_tensor,
 )
 from detectors.params import Params
 from detectors.quadratic_forms import imhof_sf, weighted_chi2_sf
@@ -141,12 +140,7 @@ class FourierMMD(Params):
         return [torch.cat([cos[b], sin[b]]) * scale for b in self._blocks()]
 
     def _complete(self, data: np.ndarray, name: str) -> torch.Tensor:
-        rows = complete_rows(data)
-        if len(rows) < 2:
-            raise ValueError(
-                f"{name} needs at least 2 complete rows (without NaN), got {len(rows)}"
-            )
-        return rows_tensor(rows, self._device)
+        return complete_tensor(data, name, 2, self._device)
 
     def fit(self, reference: np.ndarray, features: Sequence[str] | None = None) -> Self:
         data = check_matrix(reference, name="reference")

@@ -62,6 +62,19 @@ def complete_rows(data: np.ndarray) -> np.ndarray:
     return data[np.isfinite(data).all(axis=1)]
 
 
+def complete_tensor(
+    data: np.ndarray, name: str, minimum: int, device: torch.device
+) -> torch.Tensor:
+    """The complete rows of ``data`` as a float64 tensor, or a ValueError when fewer than
+    ``minimum`` are left."""
+    rows = complete_rows(data)
+    if len(rows) < minimum:
+        raise ValueError(
+            f"{name} needs at least {minimum} complete rows (rows without NaN), got {len(rows)}"
+        )
+    return rows_tensor(rows, device)
+
+
 def rows_tensor(data: np.ndarray, device: torch.device) -> torch.Tensor:
     """A contiguous float64 (rows, dim) tensor (torch refuses negatively strided numpy views)."""
     return torch.as_tensor(np.ascontiguousarray(data, dtype=np.float64), device=device)
@@ -371,13 +384,7 @@ class PermutationTwoSampleTest(Params):
 
     # --- fit and score ------------------------------------------------------------------------
     def _complete(self, data: np.ndarray, name: str) -> torch.Tensor:
-        rows = complete_rows(data)
-        if len(rows) < self.min_rows:
-            raise ValueError(
-                f"{name} needs at least {self.min_rows} complete rows (rows without NaN), "
-                f"got {len(rows)}"
-            )
-        return rows_tensor(rows, self._device)
+        return complete_tensor(data, name, self.min_rows, self._device)
 
     def fit(self, reference: np.ndarray, features: Sequence[str] | None = None) -> Self:
         data = check_matrix(reference, name="reference")

@@ -20,9 +20,8 @@ from detectors.multivariate.kernels import (
     PairFunction,
     PermutationTwoSampleTest,
     check_alpha,
-    complete_rows,
+    complete_tensor,
     median_distance,
-    rows_tensor,
 )
 from detectors.params import Params
 from detectors.permutations import Permutations
@@ -175,12 +174,7 @@ class LinearMMD(Params):
         self.features_: tuple[str, ...] = ()
 
     def _complete(self, data: np.ndarray, name: str) -> torch.Tensor:
-        rows = complete_rows(data)
-        if len(rows) < 4:
-            raise ValueError(
-                f"{name} needs at least 4 complete rows (rows without NaN), got {len(rows)}"
-            )
-        return rows_tensor(rows, self._device)
+        return complete_tensor(data, name, 4, self._device)
 
     def fit(self, reference: np.ndarray, features: Sequence[str] | None = None) -> Self:
         data = check_matrix(reference, name="reference")
