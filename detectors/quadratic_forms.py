@@ -16,7 +16,7 @@ divides two small numbers, the gamma with the same mean and variance (Satterthwa
 
 >>> import numpy as np
 >>> from scipy import stats
->>> round(weighted_chi2_sf(20.0, np.full(5, 2.0)) / stats.chi2.sf(10.0, 5), 2)  # 2 chi2_5
+>>> round(weighted_chi2_sf(20.0, np.full(5, 2.0)) / float(stats.chi2.sf(10.0, 5)), 2)  # 2 chi2_5
 1.0
 """
 
