@@ -22,7 +22,6 @@ import numpy as np
 import torch
 
 from detectors.permutations import AUTO, resolve_permutations
-from detectors.univariate.columns import SortedColumns, feature_chunks, pooled
 from detectors.univariate.permutation import _REL_TOL, running_counts
 from detectors.univariate.ranks import searchsorted_both
 
@@ -38,18 +37,6 @@ def distinct_counts(z: torch.Tensor) -> torch.Tensor:
     starts = finite.clone()
     starts[:, 1:] &= z[:, 1:] != z[:, :-1]
     return starts.sum(dim=1)
-
-
-def heavy_ties(ref: SortedColumns, cur: SortedColumns, budget: int) -> np.ndarray:
-    """Whether each feature's pooled finite values are tie-heavy: distinct values at most
-    :data:`HEAVY_TIES` of them (computed in feature chunks within ``budget`` values)."""
-    width = ref.values.shape[1] + cur.values.shape[1]
-    heavy: list[np.ndarray] = []
-    for a, b in feature_chunks(ref.n_features, width, budget):
-        z = pooled(ref.rows(a, b), cur.rows(a, b))
-        total = (ref.counts[a:b] + cur.counts[a:b]).to(torch.float64)
-        heavy.append((distinct_counts(z) <= HEAVY_TIES * total).cpu().numpy())
-    return np.concatenate(heavy) if heavy else np.zeros(0, dtype=bool)
 
 
 def n_permutations(n_tests: int, alpha: float) -> int:

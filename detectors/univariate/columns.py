@@ -32,6 +32,14 @@ class SortedColumns:
         """Features ``start:stop`` (for chunking wide data)."""
         return SortedColumns(self.values[start:stop], self.counts[start:stop])
 
+    def rows_at(self, index: np.ndarray) -> SortedColumns:
+        """The features at ``index`` (a numpy array of positions): a copy, or these columns
+        themselves when ``index`` is every feature in order."""
+        if len(index) == self.n_features and (index == np.arange(len(index))).all():
+            return self
+        at = torch.as_tensor(index, device=self.values.device)
+        return SortedColumns(self.values[at].contiguous(), self.counts[at])
+
 
 def sort_columns(data: np.ndarray, device: torch.device) -> SortedColumns:
     if device.type == "cpu":

@@ -104,6 +104,31 @@ def ks_exact_p_value(statistic: np.ndarray, n_ref: np.ndarray, n_cur: np.ndarray
     return np.clip(p, 0.0, 1.0)
 
 
+def ks_p_values(
+    statistic: np.ndarray,
+    n_ref: np.ndarray,
+    n_cur: np.ndarray,
+    mode: KSMethod,
+    device: torch.device | str = "cpu",
+) -> np.ndarray:
+    """Two-sided p-values of KS statistics (sizes at least 1), as ``ks_2samp(method=mode)``:
+    ``"auto"`` is exact while both samples have at most 10,000 values."""
+    if mode == "asymp":
+        exact = np.zeros(statistic.shape, dtype=bool)
+    else:
+        # scipy switches to the asymptotic form when the lattice would overflow int32
+        small = np.maximum(n_ref, n_cur) <= MAX_EXACT_N if mode == "auto" else True
+        gcd = np.gcd(np.maximum(n_ref, 1), np.maximum(n_cur, 1))
+        fits = (n_ref // gcd) < np.iinfo(np.int32).max / np.maximum(n_cur // gcd, 1)
+        exact = np.broadcast_to(small & fits, statistic.shape)
+    p = np.full(statistic.shape, np.nan)
+    if (~exact).any():
+        p[~exact] = ks_asymptotic_p_value(statistic[~exact], n_ref[~exact], n_cur[~exact], device)
+    if exact.any():
+        p[exact] = ks_exact_p_value(statistic[exact], n_ref[exact], n_cur[exact])
+    return p
+
+
 class KSTest(SortedColumnsTest):
     """Kolmogorov-Smirnov drift test for numeric features.
 
@@ -149,17 +174,7 @@ class KSTest(SortedColumnsTest):
     ) -> Outcome:
         testable = (n_ref > 0) & (n_cur > 0)
         p = np.full(raw.shape, np.nan)
-        if self.mode == "asymp":
-            exact = np.zeros_like(testable)
-        else:
-            # scipy switches to the asymptotic form when the lattice would overflow int32
-            small = np.maximum(n_ref, n_cur) <= MAX_EXACT_N if self.mode == "auto" else True
-            gcd = np.gcd(np.maximum(n_ref, 1), np.maximum(n_cur, 1))
-            fits = (n_ref // gcd) < np.iinfo(np.int32).max / np.maximum(n_cur // gcd, 1)
-            exact = testable & small & fits
-        asymp = testable & ~exact
-        if asymp.any():
-            p[asymp] = ks_asymptotic_p_value(raw[asymp], n_ref[asymp], n_cur[asymp], self._device)
-        if exact.any():
-            p[exact] = ks_exact_p_value(raw[exact], n_ref[exact], n_cur[exact])
+        p[testable] = ks_p_values(
+            raw[testable], n_ref[testable], n_cur[testable], self.mode, self._device
+        )
         return Outcome(raw, p, testable)

@@ -102,7 +102,8 @@ def test_cvm_rank_formula_is_inflated_by_ties() -> None:
 @pytest.mark.parametrize("name", list(DATASETS))
 def test_anderson_darling_matches_scipy(name: str) -> None:
     ref, cur = DATASETS[name]
-    result = AndersonDarlingTest(device="cpu", correction="none").fit(ref).score(cur)
+    test = AndersonDarlingTest(device="cpu", correction="none", ties="permutation")
+    result = test.fit(ref).score(cur)
     for j in range(ref.shape[1]):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # scipy warns when it caps the p-value
@@ -110,7 +111,14 @@ def test_anderson_darling_matches_scipy(name: str) -> None:
         assert result.statistic[j] == pytest.approx(expected.statistic, abs=1e-12)
         pooled = np.concatenate([ref[:, j], cur[:, j]])
         if len(np.unique(pooled)) > len(pooled) / 2:
-            assert result.p_value[j] == pytest.approx(expected.pvalue, rel=1e-9)
+            # scipy interpolates Scholz and Stephens' table, and caps to its range; ours is
+            # the limit's tail, within 3% of the table's interpolation inside that range
+            if 0.001 < expected.pvalue < 0.25:
+                assert result.p_value[j] == pytest.approx(expected.pvalue, rel=0.03)
+            elif expected.pvalue == 0.001:
+                assert result.p_value[j] < 0.001 * 1.03
+            else:
+                assert result.p_value[j] > 0.25 * 0.97
             continue
         # heavy ties: a permutation p-value, within Monte Carlo error of scipy's (9,999 draws)
         with warnings.catch_warnings():
