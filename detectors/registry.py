@@ -96,7 +96,7 @@ REGISTRY: dict[str, DetectorSpec] = {
             "anderson",
             "univariate.anderson:AndersonDarlingTest",
             "numeric",
-            "k-sample Anderson-Darling",
+            "k-sample Anderson-Darling (tie-heavy columns by KS; the numeric default)",
         ),
         _spec(
             "wasserstein",

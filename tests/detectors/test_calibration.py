@@ -65,8 +65,9 @@ UNIVARIATE = Sizes(windows=400, features=5, reference=200, current=100)
 VECTOR = Sizes(windows=100, features=1, reference=200, current=100)
 # every registry detector with its defaults, on every kind of data it takes; the permutation
 # variants of the distances (n_permutations="auto") run in the benchmark (their permuted
-# statistics are checked against a plain loop in test_univariate.py)
-REGISTRY_CASES = [c for c in cases() if not c.params]
+# statistics are checked against a plain loop in test_univariate.py); Anderson-Darling's
+# permutations on tie-heavy data (ties="permutation") run here
+REGISTRY_CASES = [c for c in cases() if not c.params or c.params == {"ties": "permutation"}]
 ALPHA = 0.05
 
 
@@ -166,17 +167,23 @@ def test_numeric_power(cls: type) -> None:
     assert _flag_rate(cls, _normal, shift=0.5) >= 0.90
 
 
-@pytest.mark.parametrize("cls", [AndersonDarlingTest, CVMTest], ids=lambda c: c.__name__)
-def test_tie_heavy_integers_keep_their_power(cls: type) -> None:
+@pytest.mark.parametrize(
+    ("cls", "params"),
+    [(AndersonDarlingTest, {"ties": "permutation"}), (CVMTest, {})],
+    ids=["anderson-permutation", "cvm"],
+)
+def test_tie_heavy_integers_keep_their_power(cls: type, params: dict[str, str]) -> None:
     """Poisson(2) counts take permutation p-values: a rate shift 2 -> 2.8 in one of five
-    features, 200 against 200 rows, is still found in at least 90% of 20 windows."""
+    features, 200 against 200 rows, is still found in at least 90% of 20 windows (with
+    ``ties="ks"`` Anderson-Darling has KS's power there: test_anderson.py)."""
     rng = np.random.default_rng(18)
     hits = 0
     for _ in range(20):
         ref = rng.poisson(2.0, size=(200, 5)).astype(float)
         cur = rng.poisson(2.0, size=(200, 5)).astype(float)
         cur[:, 0] = rng.poisson(2.8, size=200)
-        hits += bool(cls(device="cpu", correction="bh").fit(ref).score(cur).drift.any())
+        test = cls(device="cpu", correction="bh", **params)
+        hits += bool(test.fit(ref).score(cur).drift.any())
     assert hits / 20 >= 0.90
 
 
@@ -216,11 +223,11 @@ def test_classifier_power() -> None:
 @pytest.mark.parametrize("alpha", [0.05, 0.01])
 @pytest.mark.parametrize("data", ["normal", "integers", "correlated"])
 def test_the_default_monitor_with_its_joint_stage_keeps_alpha(data: str, alpha: float) -> None:
-    """KS per feature and the joint Fourier-feature MMD in one weighted BH family (the default
-    monitor): the window-level false-alarm rate stays within alpha plus two standard errors,
-    on independent, tie-heavy and correlated columns (weighted Simes is valid under positive
-    dependence). 500 windows of 5 features, 120 reference rows against 60 (bounds 0.070 at
-    alpha 0.05 and 0.019 at 0.01)."""
+    """Anderson-Darling per feature (KS on tie-heavy ones) and the joint Fourier-feature MMD
+    in one weighted BH family (the default monitor): the window-level false-alarm rate stays
+    within alpha plus two standard errors, on independent, tie-heavy and correlated columns
+    (weighted Simes is valid under positive dependence). 500 windows of 5 features, 120
+    reference rows against 60 (bounds 0.070 at alpha 0.05 and 0.019 at 0.01)."""
     draw = correlated_numeric if data == "correlated" else DATA_KINDS[data].draw
     sizes = Sizes(windows=500, features=5, reference=120, current=60)
     shares = default_monitor_shares(draw, (alpha,), sizes, seed=zlib.crc32(data.encode()))
@@ -241,4 +248,4 @@ def test_the_calibrated_default_is_the_service_default() -> None:
     assert joint.share == share
     factors = inspect.signature(FourierMMD).parameters["factors"].default
     assert tuple(joint.bandwidths) == tuple(factors)
-    assert MonitorConfig().detector("numeric").name == "ks"
+    assert MonitorConfig().detector("numeric").name == "anderson"
