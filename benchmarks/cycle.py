@@ -193,8 +193,9 @@ def cycle(
 
 
 def compute_only(models: int, rows: int, features: int, device: str) -> tuple[float, float, float]:
-    """Tidewatch's KS + BH, frouros' KSTest per feature + BH, and Tidewatch's default (KS and
-    the joint MMD over the block, weighted BH: detectors.joint) on in-memory windows."""
+    """Tidewatch's KS + BH, frouros' KSTest per feature + BH, and Tidewatch's default (its
+    numeric test, Anderson-Darling, and the joint MMD over the block, weighted BH:
+    detectors.joint) on in-memory windows."""
     from frouros.detectors.data_drift import KSTest
 
     from detectors.verdict import window_verdict
@@ -221,7 +222,8 @@ def compute_only(models: int, rows: int, features: int, device: str) -> tuple[fl
         theirs = adjust(np.asarray(p_values), "bh")
         frouros += time.perf_counter() - t
         t = time.perf_counter()
-        marginal = detector_registry.build("ks", {}, device=device, alpha=0.05)
+        choice = monitor.detector("numeric")
+        marginal = detector_registry.build(choice.name, choice.params, device=device, alpha=0.05)
         columns = dict(zip(names, reference.T, strict=True))
         block = fit_joint(monitor, columns, names, device)  # as the pipeline fits it
         window_verdict(
@@ -248,7 +250,7 @@ def main() -> None:
     parser.add_argument(
         "--default-monitor",
         action="store_true",
-        help="cycle the default monitor (KS and the joint stage) instead of KS alone",
+        help="cycle the default monitor (Anderson-Darling, the joint stage) instead of KS alone",
     )
     args = parser.parse_args()
     import torch
@@ -267,7 +269,8 @@ def main() -> None:
     scale = args.models / peer
 
     device = "cuda" if args.device == "auto" and torch.cuda.is_available() else args.device
-    workload = "default monitor (KS + joint stage)" if args.default_monitor else "KS + BH"
+    numeric = MonitorConfig().detector("numeric").name
+    workload = f"default monitor ({numeric} + joint stage)" if args.default_monitor else "KS + BH"
     console.print(
         f"{args.models} models x {args.features} features, {args.rows}-row windows and "
         f"references, {workload}; device {device}, torch threads {torch.get_num_threads()}, "
@@ -285,7 +288,7 @@ def main() -> None:
         seconds = dict(phases.seconds)
         drift = seconds.pop("_drift_step", 0.0)
         fit = seconds.get("fit reference (decode + sort)", 0.0)
-        tests = "KS + joint stage + weighted BH" if args.default_monitor else "KS tests + BH"
+        tests = f"{numeric} + joint + weighted BH" if args.default_monitor else "KS tests + BH"
         seconds[f"{tests} (columns, score, correct)"] = max(drift - fit, 0.0)
         seconds["storing runs, results, state + rest"] = max(total - sum(seconds.values()), 0.0)
         for phase, value in sorted(seconds.items(), key=lambda kv: -kv[1]):
@@ -302,7 +305,7 @@ def main() -> None:
         "frouros KSTest per feature + BH", f"{theirs * scale:.1f}", f"{theirs / ours:.1f}x"
     )
     peer_table.add_row(
-        f"Tidewatch default: KS + joint {JointSpec().detector} (weighted BH)",
+        f"Tidewatch default: {numeric} + joint {JointSpec().detector} (weighted BH)",
         f"{default * scale:.1f}",
         f"{default / ours:.1f}x",
     )
