@@ -77,11 +77,17 @@ def _sigma_squared(n: int, m: int) -> float:
 
 
 def placed_a2akn(
-    x: np.ndarray, y: np.ndarray, le: np.ndarray, ref_tied: np.ndarray
+    x: np.ndarray,
+    y: np.ndarray,
+    le: np.ndarray,
+    ref_distinct: np.ndarray,
+    skip_tie_heavy: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """A2akN (eq. 7) and the distinct pooled values of sorted rows ``x`` (reference) and ``y``
-    (window) with no missing value; ``le`` is ``#x <= y`` per window value, ``ref_tied``
-    whether each reference row holds a tie.
+    (window) with no missing value; ``le`` is ``#x <= y`` per window value, ``ref_distinct``
+    the distinct values of each reference row. With ``skip_tie_heavy`` the statistic of a
+    tie-heavy row (distinct pooled values at most :data:`HEAVY_TIES` of them) is left at 0:
+    another test decides it.
 
     Window value ``k`` goes to pooled position ``le_k + k`` (after the reference values equal
     to it), so the pooled sample is laid out without a sort. At a distinct value starting at
@@ -89,24 +95,32 @@ def placed_a2akn(
     ``M = (C_before + C_through) / 2`` (``C``: the running count of window positions); the
     reference's term has the same square (``N M_ref - B n = -(N M - B m)``), and twice
     ``N M - B m`` is an integer. Rows without any tie (the usual case for measurements) need
-    no grouping: every position is its own value.
+    no grouping: every position is its own value. The distinct pooled values are counted
+    without it: the reference's, plus the window's, less the window's that equal a reference
+    value.
     """
     features, n = x.shape
     m = y.shape[1]
     total = n + m
     places = le + np.arange(m)[None, :]
     below = np.take_along_axis(x, np.maximum(le - 1, 0), axis=1)
-    tied = ref_tied | (y[:, 1:] == y[:, :-1]).any(axis=1) | ((below == y) & (le > 0)).any(axis=1)
-    statistic = np.empty(features)
-    distinct = np.full(features, total, dtype=np.int64)
+    first = np.ones(y.shape, dtype=bool)  # the first of its value in the window
+    np.not_equal(y[:, 1:], y[:, :-1], out=first[:, 1:])
+    shared = (below == y) & (le > 0)
+    distinct = ref_distinct + first.sum(axis=1) - (shared & first).sum(axis=1)
+    tied = distinct < total
+    statistic = np.zeros(features)
+    if skip_tie_heavy:
+        tied &= distinct > HEAVY_TIES * total
     b = np.arange(total, dtype=np.float64) + 0.5
     weight = 1.0 / (b * (total - b) - total / 4)
-    for group, untied in ((np.flatnonzero(~tied), True), (np.flatnonzero(tied), False)):
+    untied = np.flatnonzero(distinct == total)
+    for group, plain in ((untied, True), (np.flatnonzero(tied), False)):
         for start in range(0, len(group), _BLOCK):
             rows = group[start : start + _BLOCK]
             marks = np.zeros((len(rows), total))
             np.put_along_axis(marks, places[rows], 1.0, axis=1)
-            if untied:
+            if plain:
                 twice = np.cumsum(marks, axis=1)  # 2 (N M - B m) = N (2 C - I) - (2q + 1) m
                 twice *= 2
                 twice -= marks
@@ -115,14 +129,12 @@ def placed_a2akn(
                 np.square(twice, out=twice)
                 statistic[rows] = twice @ weight
             else:
-                statistic[rows], distinct[rows] = _grouped(x[rows], y[rows], places[rows], marks)
+                statistic[rows] = _grouped(x[rows], y[rows], places[rows], marks)
     return statistic / 4 * (total - 1) / total**2 * (1 / n + 1 / m), distinct
 
 
-def _grouped(
-    x: np.ndarray, y: np.ndarray, places: np.ndarray, marks: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Eq. 7's sum (times 4) and the distinct values, for rows with ties (see placed_a2akn)."""
+def _grouped(x: np.ndarray, y: np.ndarray, places: np.ndarray, marks: np.ndarray) -> np.ndarray:
+    """Eq. 7's sum (times 4) for rows with ties (see placed_a2akn)."""
     total, m = marks.shape[1], y.shape[1]
     index = np.arange(total)
     values = np.empty_like(marks)
@@ -142,7 +154,7 @@ def _grouped(
     useful = starts & (denominator > 0)
     weight = np.where(useful, lengths / np.where(useful, denominator, 1.0), 0.0)
     centred = total * twice - 2 * b * m  # 2 (N M - B m)
-    return np.einsum("ij,ij->i", centred * centred, weight), starts.sum(axis=1)
+    return np.asarray(np.einsum("ij,ij->i", centred * centred, weight))
 
 
 class AndersonDarlingTest(SortedColumnsTest):
@@ -213,7 +225,7 @@ class AndersonDarlingTest(SortedColumnsTest):
         if values.device.type == "cpu":
             x = values.numpy()
             self._ref_full = counts.numpy() == x.shape[1]
-            self._ref_tied = (x[:, 1:] == x[:, :-1]).any(axis=1)
+            self._ref_distinct = 1 + (x[:, 1:] != x[:, :-1]).sum(axis=1)
 
     def _statistic(
         self, start: int, stop: int, ref: SortedColumns, cur: SortedColumns
@@ -230,9 +242,11 @@ class AndersonDarlingTest(SortedColumnsTest):
             if len(rows):
                 some_ref, some_cur = ref.rows_at(rows), cur.rows_at(rows)
                 le = ref_counts_at_or_below(some_ref, some_cur).numpy()
-                tied = self._ref_tied[start:stop][rows]
+                ref_distinct = self._ref_distinct[start:stop][rows]
                 x, y = some_ref.values.numpy(), some_cur.values.numpy()
-                statistic, distinct = placed_a2akn(x, y, le, tied)
+                # ties="ks": a tie-heavy feature's statistic would not be used
+                skip = self.ties == "ks"
+                statistic, distinct = placed_a2akn(x, y, le, ref_distinct, skip)
                 out[rows, 0], out[rows, 1] = (
                     torch.from_numpy(statistic),
                     torch.from_numpy(distinct.astype(np.float64)),
