@@ -4,6 +4,7 @@ reference promote."""
 from __future__ import annotations
 
 import json
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -49,6 +50,15 @@ min_samples = 20
 """
 
 
+def _away_from_a_minute_boundary(margin: float = 20.0) -> None:
+    """The minutely monitor's next window closes at the next minute of the wall clock: two
+    ``detect`` calls straddling it see different due windows (the second an empty new one).
+    Start them where that boundary is at least ``margin`` seconds away."""
+    left = 60.0 - time.time() % 60.0
+    if left < margin:
+        time.sleep(left + 0.5)
+
+
 def test_monitors_apply_show_detect_backfill_status(setup: tuple[Path, Db], tmp_path: Path) -> None:
     config, db = setup
     file = tmp_path / "monitors.toml"
@@ -61,6 +71,7 @@ def test_monitors_apply_show_detect_backfill_status(setup: tuple[Path, Db], tmp_
 
     # the windows of T0 .. T0+6 min are long closed: detect computes all six, oldest first,
     # and one "no data" run for the month since
+    _away_from_a_minute_boundary()
     out = invoke("detect", "plankton", "-c", str(config))
     assert out.count("minutely: drift") == 2
     assert out.count("minutely: ok") + out.count("minutely: warning") == 4
