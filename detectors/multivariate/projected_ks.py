@@ -1,9 +1,18 @@
 """Drift on embeddings: KS tests on the reference's top principal components.
 
-A cheap multivariate test: the reference embedding is centred and its top ``n_components``
-principal directions found once in ``fit``; each window is projected on them and the components
-are KS-tested together. The p-value is the Bonferroni combination (``min(1, k * min p)``), the
-statistic the largest KS distance.
+A cheap multivariate test: the top ``n_components`` principal directions of the reference are
+found once in ``fit``; each window is projected on them and the components are KS-tested
+together. The p-value is the Bonferroni combination (``min(1, k * min p)``), the statistic the
+largest KS distance.
+
+The directions come from one half of the reference (a seeded random half) and the KS tests
+compare the window with the projections of the other half. Projected on directions found from
+them, the reference's own rows spread wider than any new row does: the top sample eigenvalue
+overestimates the variance along its direction, by a factor ``(1 + sqrt(dim / rows))^2`` when
+the features are alike (Marchenko-Pastur). Measured before the split, with 50 independent
+normal features: 62% of exchangeable windows flagged at alpha 0.05 with 2,000 rows a side, 20%
+with 64 features at 900 against 200 rows. Rows the directions never saw are exchangeable with
+the window's, so the level holds.
 """
 
 from __future__ import annotations
@@ -34,14 +43,17 @@ class ProjectedKSTest(Params):
     method = "ks_pca"
 
     def min_reference_rows(self) -> int:
-        return 2  # principal components need a spread
+        return 4  # two rows for the directions' spread, two to test against
 
-    def __init__(self, *, device: str = "auto", alpha: float = 0.05, n_components: int = 8) -> None:
+    def __init__(
+        self, *, device: str = "auto", alpha: float = 0.05, n_components: int = 8, seed: int = 0
+    ) -> None:
         if n_components < 1:
             raise ValueError("n_components must be at least 1")
         self.device = device
         self.alpha = alpha
         self.n_components = n_components
+        self.seed = seed
         self._device = resolve_device(device)
         self._mean: torch.Tensor | None = None
         self._basis: torch.Tensor | None = None
@@ -53,15 +65,18 @@ class ProjectedKSTest(Params):
 
     def fit(self, reference: np.ndarray, features: Sequence[str] | None = None) -> Self:
         x = self._rows(reference, "reference")
-        if x.shape[0] < 2:
-            raise ValueError("an embedding needs at least two complete reference rows")
-        self._mean = x.mean(dim=0)
-        k = min(self.n_components, x.shape[1], x.shape[0])
+        if x.shape[0] < self.min_reference_rows():
+            raise ValueError("an embedding needs at least four complete reference rows")
+        order = torch.randperm(len(x), generator=torch.Generator().manual_seed(self.seed))
+        half = len(x) // 2
+        directions, held_out = x[order[:half].to(x.device)], x[order[half:].to(x.device)]
+        self._mean = directions.mean(dim=0)
+        k = min(self.n_components, x.shape[1], half)
         # right singular vectors of the centred data are the principal directions
-        _, _, vh = torch.linalg.svd(x - self._mean, full_matrices=False)
+        _, _, vh = torch.linalg.svd(directions - self._mean, full_matrices=False)
         self._basis = vh[:k].T.contiguous()
         self._ks = KSTest(device=str(self._device), correction="none")
-        self._ks.fit(((x - self._mean) @ self._basis).cpu().numpy())
+        self._ks.fit(((held_out - self._mean) @ self._basis).cpu().numpy())
         return self
 
     def score(self, current: np.ndarray) -> DriftResult:
