@@ -189,6 +189,14 @@ REGISTRY: dict[str, DetectorSpec] = {
             multivariate=True,
         ),
         _spec(
+            "mahalanobis",
+            "multivariate.mahalanobis:MahalanobisTest",
+            "vector",
+            "Anderson-Darling on the rows' Mahalanobis distances from the reference (shrunk"
+            " covariance, leave-one-out)",
+            multivariate=True,
+        ),
+        _spec(
             "linear_mmd",
             "multivariate.mmd:LinearMMD",
             "vector",
