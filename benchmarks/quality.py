@@ -3,11 +3,11 @@
     nice -n 10 .venv/bin/python benchmarks/quality.py [--trials 50] [--fast] [--quick]
         [--only ks mmd ...] [--out FILE]
 
-Calibration (``benchmarks/calibration.py``) proves that a monitor rarely flags exchangeable
-windows; this asks what it catches. Windows of 200 rows are tested against a reference from the
-same data as the service decides (:func:`detectors.registry.build`, alpha 0.05, one BH family
-per window, :func:`detectors.verdict.window_verdict`). A cell is one change at one severity;
-its number is the share of ``--trials`` seeded windows flagged (control cells: false alarms).
+Calibration (``benchmarks/calibration.py``) checks false alarms; this, what is caught.
+Windows of 200 rows are tested against a reference from the same data as the service decides
+(:func:`detectors.registry.build`, alpha 0.05, one BH family per window,
+:func:`detectors.verdict.window_verdict`). A cell is one change at one severity; its number is
+the share of ``--trials`` seeded windows flagged (control cells: false alarms).
 
 Data (shipped with scikit-learn, nothing downloaded; ``digits`` is kept aside, unused):
 
@@ -22,11 +22,9 @@ Data (shipped with scikit-learn, nothing downloaded; ``digits`` is kept aside, u
   rows: every feature keeps its values, so a per-feature test sees the control exactly).
 
 Within a trial every configuration is fitted once on one reference and scores the same window
-under every change, so configurations are compared window by window (``paired``: McNemar).
-Joint configurations test all features as one standardized vector; ``default`` is a monitor's
-defaults (per-feature tests and the joint stage, :mod:`detectors.joint`), ``default_*``
-variants of it. :data:`CONFIGURATIONS`: a name and ``(reference, seed) -> Fitted``.
-"""
+under every change: configurations are compared window by window (``paired``: McNemar). Joint
+configurations test all features as one standardized vector; ``default`` is a monitor's
+defaults (per-feature tests and the joint stage), ``default_*`` variants of it."""
 
 from __future__ import annotations
 
@@ -86,9 +84,8 @@ class PerFeature:
 
 
 class Joint:
-    """A multivariate registry detector on all columns as one vector, standardized by the
-    reference's mean and standard deviation (features on different scales would otherwise
-    leave the kernel's bandwidth to the largest one); one test."""
+    """A multivariate registry detector on all columns as one vector standardized by the
+    reference (else the largest feature would set a kernel's bandwidth); one test."""
 
     def __init__(
         self, name: str, reference: np.ndarray, seed: int, params: dict[str, Any] | None = None
@@ -157,15 +154,15 @@ class Column:
 
 
 def _per_feature(name: str) -> Configuration:
-    return lambda reference, seed: PerFeature(name, reference, seed)
+    return functools.partial(PerFeature, name)
 
 
 def _joint(name: str, **params: Any) -> Configuration:
-    return lambda reference, seed: Joint(name, reference, seed, params)
+    return functools.partial(Joint, name, params=params)
 
 
 def _default(**config: Any) -> Configuration:
-    return lambda reference, seed: Default(reference, seed, config)
+    return functools.partial(Default, config=config)
 
 
 CONFIGURATIONS: list[Column] = [
@@ -174,11 +171,14 @@ CONFIGURATIONS: list[Column] = [
     Column("anderson", _per_feature("anderson"), "Anderson-Darling per feature + BH"),
     Column("mmd", _joint("mmd", n_permutations="auto"), "one RBF MMD over all features"),
     Column("fourier_mmd", _joint("fourier_mmd"), "RBF MMD on random Fourier features, 3 widths"),
+    Column("mahalanobis", _joint("mahalanobis"), "AD on Mahalanobis distances (leave-one-out)"),
     Column("energy", _joint("energy", n_permutations="auto"), "one energy-distance test"),
     Column("ks_pca", _joint("ks_pca"), "KS on the top 8 principal components, Bonferroni"),
     Column("classifier", _joint("classifier"), "classifier two-sample test", slow=True),
     Column("default", _default(), "MonitorConfig() defaults: per-feature + joint stage"),
     Column("default_ks", _default(detectors={"numeric": "ks"}), "defaults, KS per feature"),
+    Column("default_fourier", _default(joint={"detector": "fourier_mmd"}), "joint: fourier_mmd"),
+    Column("default_fm", _default(joint={"detector": ["fourier_mmd", "mahalanobis"]}), "no ks_pca"),
     Column("default_share_0.05", _default(joint={"share": 0.05}), "joint share 0.05", slow=True),
     Column("default_share_0.2", _default(joint={"share": 0.2}), "joint share 0.2", slow=True),
 ]

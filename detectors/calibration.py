@@ -277,11 +277,14 @@ def default_monitor_shares(
 ) -> dict[float, float]:
     """The share of exchangeable windows the default monitor flags, per alpha: Anderson-Darling
     (tie-heavy columns by KS) on every numeric column and the joint stage (the Fourier-feature
-    MMD at three bandwidths over the standardized columns) in one weighted Benjamini-Hochberg
-    family (:mod:`detectors.joint`), as the service runs them (the test checks that the
-    service's defaults are these)."""
-    from detectors.joint import BlockTest, marginal_family_size
+    MMD at three bandwidths, the Mahalanobis-distance test and KS on the top principal
+    components, Bonferroni-combined, over the standardized columns) in one weighted
+    Benjamini-Hochberg family (:mod:`detectors.joint`), as the service runs them (the test
+    checks that the service's defaults are these)."""
+    from detectors.joint import BlockTest, Bonferroni, marginal_family_size
     from detectors.multivariate.fourier_mmd import FourierMMD
+    from detectors.multivariate.mahalanobis import MahalanobisTest
+    from detectors.multivariate.projected_ks import ProjectedKSTest
     from detectors.univariate.anderson import AndersonDarlingTest
 
     shares: dict[float, float] = {}
@@ -295,8 +298,13 @@ def default_monitor_shares(
             )
             marginal = AndersonDarlingTest(device="cpu", alpha=alpha, correction="none")
             per_feature = marginal.fit(ref).score(cur)
-            mmd = FourierMMD(device="cpu", alpha=alpha)
-            joint = BlockTest(mmd, max_rows=10_000).fit(ref).score(cur)
+            tests = [
+                FourierMMD(device="cpu", alpha=alpha),
+                MahalanobisTest(device="cpu", alpha=alpha),
+                ProjectedKSTest(device="cpu", alpha=alpha),
+            ]
+            combined = Bonferroni(tests, alpha=alpha)
+            joint = BlockTest(combined, max_rows=10_000).fit(ref).score(cur)
             verdict = window_verdict(
                 [per_feature], alpha=alpha, correction=CORRECTION, joint=[joint], share=share
             )

@@ -261,3 +261,46 @@ class BandwidthsMMD(Params):
                 "permutations": np.asarray(self._tests[0].permutations()),
             },
         )
+
+
+class Bonferroni:
+    """Several multivariate tests of one block as one joint test: ``k`` times the smallest of
+    the ``k`` p-values (Bonferroni, valid whatever the dependence between the tests). Each
+    test sees what the others miss: an MMD any change of the joint distribution but small
+    coordinated ones weakly, the Mahalanobis test changes of spread along the reference's
+    low-variance directions, the principal-component test a change of one dominant direction
+    (``benchmarks/quality.py`` measures each). The method reads ``"a+b"``, the statistic is
+    that of the test with the smallest p-value; ``extra`` has each test's p-value in order (an
+    untested one, NaN, counts in ``k`` all the same) and the test that decided."""
+
+    def __init__(self, tests: Sequence[Any], *, alpha: float = 0.05) -> None:
+        if len(tests) < 2:
+            raise ValueError("combine two or more tests (one is the test itself)")
+        self.tests = list(tests)
+        self.alpha = alpha
+        self.method = "+".join(str(t.method) for t in self.tests)
+
+    def min_reference_rows(self) -> int:
+        return max(int(t.min_reference_rows()) for t in self.tests)
+
+    def fit(self, reference: np.ndarray, features: Sequence[str] | None = None) -> Self:
+        for test in self.tests:
+            test.fit(reference, features)
+        return self
+
+    def score(self, current: np.ndarray) -> DriftResult:
+        results = [test.score(current) for test in self.tests]
+        p = np.array([float(r.p_value[0]) for r in results])
+        tested = np.flatnonzero(np.isfinite(p))
+        if not len(tested):
+            return results[0]
+        best = int(tested[np.argmin(p[tested])])
+        return multivariate_result(
+            method=self.method,
+            statistic=float(results[best].statistic[0]),
+            p_value=float(min(1.0, len(p) * p[best])),
+            alpha=self.alpha,
+            n_reference=int(results[best].n_reference[0]),
+            n_current=int(results[best].n_current[0]),
+            extra={"p_values": p, "decided_by": np.asarray(self.tests[best].method)},
+        )

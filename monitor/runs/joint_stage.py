@@ -9,7 +9,13 @@ from typing import Any
 import numpy as np
 
 from detectors import registry as detector_registry
-from detectors.joint import MIN_BLOCK_FEATURES, BandwidthsMMD, BlockTest, joint_family_size
+from detectors.joint import (
+    MIN_BLOCK_FEATURES,
+    BandwidthsMMD,
+    BlockTest,
+    Bonferroni,
+    joint_family_size,
+)
 from detectors.verdict import WindowVerdict
 from monitor.spec.model import MonitorConfig
 
@@ -17,8 +23,9 @@ from monitor.spec.model import MonitorConfig
 # start with a letter or digit), and reports and alerts already read "*" as a test of several
 # columns, with no column of its own to plot
 JOINT_FEATURE = "*"
-# rows a side the joint test uses by default: the Fourier-feature MMD's cost is linear in them,
-# the quadratic tests' (mmd, energy) grows with their square and their permutations
+# rows a side the joint test uses by default: the cost of these tests is linear in them, the
+# quadratic tests' (mmd, energy) grows with their square and their permutations
+LINEAR_TESTS = frozenset({"fourier_mmd", "mahalanobis", "ks_pca"})
 LINEAR_MAX_ROWS = 10_000
 QUADRATIC_MAX_ROWS = 1000
 
@@ -32,38 +39,48 @@ def joint_columns(monitor: MonitorConfig, numeric: dict[str, np.ndarray]) -> lis
     return names if len(names) >= MIN_BLOCK_FEATURES else []
 
 
-def fit_joint(
-    monitor: MonitorConfig, numeric: dict[str, np.ndarray], names: list[str], device: str
-) -> BlockTest:
-    """The joint test fitted on the reference's ``names`` columns."""
+def _build(
+    monitor: MonitorConfig, name: str, device: str, family: int, per_test: int
+) -> Any:
+    """One joint test, its permutations (if any) sized for its share of the level."""
     joint = monitor.joint
     assert joint is not None
-    family = joint_family_size(joint.share)
-    detector: Any
-    name = detector_registry.canonical(joint.detector)
-    params = dict(joint.params)
+    params = joint.params_of(name)
     if name == "fourier_mmd" and "bandwidths" not in params:
         params.setdefault("factors", joint.bandwidths)
     if name == "mmd" and "bandwidth" not in params:
-        detector = BandwidthsMMD(
+        return BandwidthsMMD(
             factors=joint.bandwidths,
             device=device,
             alpha=monitor.alpha,
-            family_size=family,
-            n_permutations=joint.params.get("n_permutations", "auto"),
-            seed=joint.params.get("seed", 0),
-            options={k: v for k, v in joint.params.items() if k not in ("n_permutations", "seed")},
+            family_size=family * per_test,
+            n_permutations=params.get("n_permutations", "auto"),
+            seed=params.get("seed", 0),
+            options={k: v for k, v in params.items() if k not in ("n_permutations", "seed")},
         )
-    else:
-        detector = detector_registry.build(
-            joint.detector,
-            params,
-            device=device,
-            alpha=monitor.alpha,
-            family_size=family,
-            per_vector=False,
-        )
-    rows = joint.max_rows or (LINEAR_MAX_ROWS if name == "fourier_mmd" else QUADRATIC_MAX_ROWS)
+    return detector_registry.build(
+        name,
+        params,
+        device=device,
+        alpha=monitor.alpha,
+        family_size=family * per_test,
+        per_vector=False,
+    )
+
+
+def fit_joint(
+    monitor: MonitorConfig, numeric: dict[str, np.ndarray], names: list[str], device: str
+) -> BlockTest:
+    """The joint test (several: Bonferroni-combined) fitted on the reference's ``names``
+    columns."""
+    joint = monitor.joint
+    assert joint is not None
+    family = joint_family_size(joint.share)
+    tests = joint.detectors()
+    built = [_build(monitor, name, device, family, len(tests)) for name in tests]
+    detector = built[0] if len(built) == 1 else Bonferroni(built, alpha=monitor.alpha)
+    linear = all(name in LINEAR_TESTS for name in tests)
+    rows = joint.max_rows or (LINEAR_MAX_ROWS if linear else QUADRATIC_MAX_ROWS)
     block = BlockTest(detector, max_rows=rows)
     return block.fit(np.stack([numeric[n] for n in names], axis=1), names)
 

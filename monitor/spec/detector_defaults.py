@@ -22,6 +22,9 @@ DEFAULT_DETECTORS: dict[str, str] = {
 # 0.05, 0.1 and 0.2 whose default still caught more than one MMD and per-feature KS in every
 # cell where the joint test is what sees the change (benchmarks/quality.py, 50 windows a cell)
 JOINT_SHARE = 0.1
+# the joint stage's tests, Bonferroni-combined (detectors.joint.Bonferroni): each catches
+# changes the others miss (benchmarks/quality.py)
+JOINT_DETECTORS = ("fourier_mmd", "mahalanobis", "ks_pca")
 # a kind mapped to this is deliberately not tested (and the status says so)
 NOT_TESTED = "none"
 

@@ -8,6 +8,7 @@ import pytest
 from detectors.joint import (
     BandwidthsMMD,
     BlockTest,
+    Bonferroni,
     joint_family_size,
     marginal_family_size,
     stage_weights,
@@ -106,3 +107,27 @@ def test_a_narrow_bandwidth_sees_a_change_of_correlation_the_median_misses() -> 
     narrow = BandwidthsMMD(device="cpu", factors=(0.25,), n_permutations=200).fit(ref)
     median = BandwidthsMMD(device="cpu", factors=(1.0,), n_permutations=200).fit(ref)
     assert narrow.score(cur).p_value[0] < 0.01 < median.score(cur).p_value[0]
+
+
+def test_bonferroni_combines_its_tests_p_values() -> None:
+    from detectors.multivariate.fourier_mmd import FourierMMD
+    from detectors.multivariate.mahalanobis import MahalanobisTest
+
+    rng = np.random.default_rng(4)
+    ref = rng.normal(size=(400, 4))
+    cur = rng.normal(size=(150, 4)) * [1.0, 1.0, 1.0, 1.3]
+    combined = Bonferroni([FourierMMD(device="cpu"), MahalanobisTest(device="cpu")]).fit(ref)
+    assert combined.method == "fourier_mmd+mahalanobis"
+    assert combined.min_reference_rows() == 3
+    res = combined.score(cur)
+    p = np.array(
+        [
+            FourierMMD(device="cpu").fit(ref).score(cur).p_value[0],
+            MahalanobisTest(device="cpu").fit(ref).score(cur).p_value[0],
+        ]
+    )
+    assert np.allclose(res.extra["p_values"], p)
+    assert res.p_value[0] == pytest.approx(min(1.0, 2 * p.min()))
+    assert str(res.extra["decided_by"]) == ("fourier_mmd", "mahalanobis")[int(np.argmin(p))]
+    with pytest.raises(ValueError, match="two or more"):
+        Bonferroni([FourierMMD(device="cpu")])

@@ -9,7 +9,10 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from monitor.spec.detector_defaults import JOINT_DETECTORS
 from tests.conftest import make_key
+
+METHOD = "+".join(JOINT_DETECTORS)  # the default joint test's method
 
 DETECT = "/api/v1/models/plankton/detect"
 
@@ -83,9 +86,9 @@ def test_drifted_feature_is_flagged_and_stable_ones_are_not(
         "prediction.label",
         "prediction.confidence",
         "prediction.entropy",
-        "*",  # the joint stage: one MMD over the numeric features together
+        "*",  # the joint stage: one combined test over the numeric features together
     }
-    assert by_feature["*"]["method"] == "fourier_mmd" and by_feature["*"]["effect"] is None
+    assert by_feature["*"]["method"] == METHOD and by_feature["*"]["effect"] is None
     assert by_feature["brightness"]["drift"] and by_feature["brightness"]["method"] == "anderson"
     assert by_feature["site"]["drift"] and by_feature["site"]["method"] == "chi2"
     assert not by_feature["emb"]["drift"]
@@ -96,7 +99,7 @@ def test_drifted_feature_is_flagged_and_stable_ones_are_not(
         if r["feature"] != "*" and r["p_adjusted"] is not None:
             assert r["p_adjusted"] >= r["p_value"] / weight - 1e-12, r
     assert run["drifted_share"] == 2 / 6  # of the features, not counting the joint test
-    assert "joint test (fourier_mmd over 3 numeric features)" in run["message"], run["message"]
+    assert f"joint test ({METHOD} over 3 numeric features)" in run["message"], run["message"]
 
 
 def test_results_are_listed_newest_first_and_paged(
