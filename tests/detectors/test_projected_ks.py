@@ -55,3 +55,28 @@ def test_exchangeable_windows_of_alike_features_keep_the_level(
         test = ProjectedKSTest(device="cpu", seed=seed).fit(rng.normal(size=(rows, dim)))
         flagged += bool(test.score(rng.normal(size=(window, dim))).drift[0])
     assert flagged / 60 <= 0.05 + 2 * np.sqrt(0.05 * 0.95 / 60), flagged
+
+
+def test_large_samples_take_the_asymptotic_p_value_small_ones_the_exact() -> None:
+    """Half the reference against a window: sizes differ, and KS's exact p-value is a lattice
+    walk of n x m; from 1,000 rows a side the asymptotic one (within 3.5% there) is used."""
+    from scipy import stats
+
+    from detectors.multivariate.projected_ks import ASYMPTOTIC_FROM
+
+    rng = np.random.default_rng(8)
+    for rows, window, method in [(2 * ASYMPTOTIC_FROM, 1500, "asymp"), (400, 150, "exact")]:
+        test = ProjectedKSTest(device="cpu", n_components=2).fit(rng.normal(size=(rows, 3)))
+        current = rng.normal(size=(window, 3)) * [1.08, 1.0, 1.0]
+        result = test.score(current)
+        assert test._ks is not None and test._ks._ref is not None
+        # the sorted projections of the reference's other half
+        held_out = test._ks._ref.values.numpy()
+        basis, mean = test._basis, test._mean
+        assert basis is not None and mean is not None
+        window_projected = (current - mean.numpy()) @ basis.numpy()
+        expected = [
+            stats.ks_2samp(held_out[j], window_projected[:, j], method=method).pvalue
+            for j in range(2)
+        ]
+        assert np.allclose(result.extra["component_p_values"], expected, rtol=1e-6), method
