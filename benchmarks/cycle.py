@@ -194,7 +194,7 @@ def cycle(
 
 def compute_only(models: int, rows: int, features: int, device: str) -> tuple[float, float, float]:
     """Tidewatch's KS + BH, frouros' KSTest per feature + BH, and Tidewatch's default (its
-    numeric test, Anderson-Darling, and the joint MMD over the block, weighted BH:
+    numeric test, Anderson-Darling, and the joint tests over the block, weighted BH:
     detectors.joint) on in-memory windows."""
     from frouros.detectors.data_drift import KSTest
 
@@ -305,7 +305,7 @@ def main() -> None:
         "frouros KSTest per feature + BH", f"{theirs * scale:.1f}", f"{theirs / ours:.1f}x"
     )
     peer_table.add_row(
-        f"Tidewatch default: {numeric} + joint {JointSpec().detector} (weighted BH)",
+        f"Tidewatch default: {numeric} + joint {'+'.join(JointSpec().detectors())} (weighted BH)",
         f"{default * scale:.1f}",
         f"{default / ours:.1f}x",
     )

@@ -39,9 +39,7 @@ def joint_columns(monitor: MonitorConfig, numeric: dict[str, np.ndarray]) -> lis
     return names if len(names) >= MIN_BLOCK_FEATURES else []
 
 
-def _build(
-    monitor: MonitorConfig, name: str, device: str, family: int, per_test: int
-) -> Any:
+def _build(monitor: MonitorConfig, name: str, device: str, family: int, per_test: int) -> Any:
     """One joint test, its permutations (if any) sized for its share of the level."""
     joint = monitor.joint
     assert joint is not None
