@@ -245,22 +245,42 @@ class BandwidthsMMD(Params):
     def score(self, current: np.ndarray) -> DriftResult:
         if not self._tests:
             raise RuntimeError("call fit(reference) before score(current)")
-        results = [test.score(current) for test in self._tests]
-        p = np.array([float(r.p_value[0]) for r in results])
-        best = int(np.argmin(p))
-        return multivariate_result(
+        return bonferroni(
+            [test.score(current) for test in self._tests],
             method=self.method,
-            statistic=float(results[best].statistic[0]),
-            p_value=float(min(1.0, len(p) * p.min())),
             alpha=self.alpha,
-            n_reference=int(results[best].n_reference[0]),
-            n_current=int(results[best].n_current[0]),
             extra={
                 "bandwidth": np.array([t.bandwidth_ for t in self._tests]),
-                "p_values": p,
                 "permutations": np.asarray(self._tests[0].permutations()),
             },
         )
+
+
+def bonferroni(
+    results: Sequence[DriftResult],
+    *,
+    method: str,
+    alpha: float,
+    extra: dict[str, np.ndarray] | None = None,
+) -> DriftResult:
+    """One result from several tests' one-entry results: ``k`` times the smallest p-value, the
+    statistic and sizes of the test that has it; ``extra`` gets each p-value in order
+    (``"p_values"``) and ``"decided_by"``, its index. An untested result (NaN) counts in ``k``;
+    when none was tested the first result stands."""
+    p = np.array([float(r.p_value[0]) for r in results])
+    tested = np.flatnonzero(np.isfinite(p))
+    if not len(tested):
+        return results[0]
+    best = int(tested[np.argmin(p[tested])])
+    return multivariate_result(
+        method=method,
+        statistic=float(results[best].statistic[0]),
+        p_value=float(min(1.0, len(p) * p[best])),
+        alpha=alpha,
+        n_reference=int(results[best].n_reference[0]),
+        n_current=int(results[best].n_current[0]),
+        extra={**(extra or {}), "p_values": p, "decided_by": np.asarray(best)},
+    )
 
 
 class Bonferroni:
@@ -271,7 +291,7 @@ class Bonferroni:
     low-variance directions, the principal-component test a change of one dominant direction
     (``benchmarks/quality.py`` measures each). The method reads ``"a+b"``, the statistic is
     that of the test with the smallest p-value; ``extra`` has each test's p-value in order (an
-    untested one, NaN, counts in ``k`` all the same) and the test that decided."""
+    untested one, NaN, counts in ``k`` all the same) and the index of the test that decided."""
 
     def __init__(self, tests: Sequence[Any], *, alpha: float = 0.05) -> None:
         if len(tests) < 2:
@@ -290,17 +310,4 @@ class Bonferroni:
 
     def score(self, current: np.ndarray) -> DriftResult:
         results = [test.score(current) for test in self.tests]
-        p = np.array([float(r.p_value[0]) for r in results])
-        tested = np.flatnonzero(np.isfinite(p))
-        if not len(tested):
-            return results[0]
-        best = int(tested[np.argmin(p[tested])])
-        return multivariate_result(
-            method=self.method,
-            statistic=float(results[best].statistic[0]),
-            p_value=float(min(1.0, len(p) * p[best])),
-            alpha=self.alpha,
-            n_reference=int(results[best].n_reference[0]),
-            n_current=int(results[best].n_current[0]),
-            extra={"p_values": p, "decided_by": np.asarray(self.tests[best].method)},
-        )
+        return bonferroni(results, method=self.method, alpha=self.alpha)

@@ -128,6 +128,6 @@ def test_bonferroni_combines_its_tests_p_values() -> None:
     )
     assert np.allclose(res.extra["p_values"], p)
     assert res.p_value[0] == pytest.approx(min(1.0, 2 * p.min()))
-    assert str(res.extra["decided_by"]) == ("fourier_mmd", "mahalanobis")[int(np.argmin(p))]
+    assert int(res.extra["decided_by"]) == int(np.argmin(p))
     with pytest.raises(ValueError, match="two or more"):
         Bonferroni([FourierMMD(device="cpu")])
