@@ -169,6 +169,7 @@ CONFIGURATIONS: list[Column] = [
     Column("ks", _per_feature("ks"), "KS per feature + BH (the numeric default before AD)"),
     Column("cvm", _per_feature("cvm"), "Cramér-von Mises per feature + BH"),
     Column("anderson", _per_feature("anderson"), "Anderson-Darling per feature + BH"),
+    Column("anderson_ks", _per_feature("anderson_ks"), "AD and KS, Cauchy-combined, + BH"),
     Column("mmd", _joint("mmd", n_permutations="auto"), "one RBF MMD over all features"),
     Column("fourier_mmd", _joint("fourier_mmd"), "RBF MMD on random Fourier features, 3 widths"),
     Column("mahalanobis", _joint("mahalanobis"), "AD on Mahalanobis distances (leave-one-out)"),
@@ -179,8 +180,7 @@ CONFIGURATIONS: list[Column] = [
     Column("default_ks", _default(detectors={"numeric": "ks"}), "defaults, KS per feature"),
     Column("default_fourier", _default(joint={"detector": "fourier_mmd"}), "joint: fourier_mmd"),
     Column("default_fm", _default(joint={"detector": ["fourier_mmd", "mahalanobis"]}), "no ks_pca"),
-    Column("default_share_0.05", _default(joint={"share": 0.05}), "joint share 0.05", slow=True),
-    Column("default_share_0.2", _default(joint={"share": 0.2}), "joint share 0.2", slow=True),
+    Column("default_anderson_ks", _default(detectors={"numeric": "anderson_ks"}), "AD+KS/feature"),
 ]
 
 

@@ -99,6 +99,12 @@ REGISTRY: dict[str, DetectorSpec] = {
             "k-sample Anderson-Darling (tie-heavy columns by KS; the numeric default)",
         ),
         _spec(
+            "anderson_ks",
+            "univariate.anderson_ks:AndersonKSTest",
+            "numeric",
+            "Anderson-Darling and KS, Cauchy-combined (tie-heavy columns by KS)",
+        ),
+        _spec(
             "wasserstein",
             "univariate.wasserstein:WassersteinDistance",
             "numeric",

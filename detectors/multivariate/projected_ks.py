@@ -27,15 +27,10 @@ from detectors.base import check_matrix, multivariate_result
 from detectors.device import resolve_device
 from detectors.params import Params
 from detectors.result import DriftResult
-from detectors.univariate.ks import KSTest
+from detectors.univariate.ks import ASYMPTOTIC_FROM, KSTest
 
-# From this many rows on both sides the p-values are KS's asymptotic ones. The exact p-value of
-# two samples of different sizes (half the reference against a window) is a lattice walk of
-# n x m steps per component: 128 ms a window at 1,000 against 2,000 rows, 8 components, where
-# the whole test with equal sizes took 10 ms. At 1,000 against 2,000 rows the asymptotic
-# p-value is 2-3.5% below the exact one (scipy's ks_2samp, p < 0.2, measured); at 100 against
-# 200, up to 22% below, which would raise the false-alarm rate: there the exact one stays.
-ASYMPTOTIC_FROM = 1000
+# from ASYMPTOTIC_FROM rows on both sides, KS's asymptotic p-values (see ks.py: the exact
+# p-value of half the reference against a window is a costly lattice walk)
 
 
 class ProjectedKSTest(Params):

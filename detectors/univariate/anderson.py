@@ -197,6 +197,8 @@ class AndersonDarlingTest(SortedColumnsTest):
     method = "anderson"
     # a2akn holds a few (features x pooled) tensors at once: a smaller budget per chunk
     chunk_budget = 1 << 23
+    # KS's statistic of every feature, not only of the tie-heavy ones (anderson_ks.py)
+    ks_everywhere = False
 
     def __init__(
         self,
@@ -234,7 +236,7 @@ class AndersonDarlingTest(SortedColumnsTest):
     ) -> torch.Tensor:
         """Three columns per feature: A2akN; the distinct finite values of the pooled sample
         (which decide whether the feature is tie-heavy); KS's statistic where ``ties="ks"``
-        decides a tie-heavy feature (NaN elsewhere)."""
+        decides a tie-heavy feature, or everywhere with ``ks_everywhere`` (NaN elsewhere)."""
         total = (ref.counts + cur.counts).to(torch.float64)
         out = torch.stack([torch.zeros_like(total), total, torch.full_like(total, np.nan)], 1)
         placed = np.zeros(ref.n_features, dtype=bool)
@@ -261,7 +263,9 @@ class AndersonDarlingTest(SortedColumnsTest):
             out[index, 0] = a2akn(some_ref, some_cur).to(out)
             distinct_rest = anderson_ties.distinct_counts(pooled(some_ref, some_cur))
             out[index, 1] = distinct_rest.to(out)
-        if self.ties == "ks":
+        if self.ks_everywhere:
+            out[:, 2] = ks_statistic(ref, cur).to(out)
+        elif self.ties == "ks":
             heavy = np.flatnonzero((out[:, 1] <= HEAVY_TIES * total).cpu().numpy())
             if len(heavy):
                 index = torch.as_tensor(heavy, device=out.device)

@@ -17,6 +17,13 @@ from detectors.univariate.sorted_test import Outcome, SortedColumnsTest
 # scipy's rule for method="auto": exact while both samples have at most this many values
 MAX_EXACT_N = 10_000
 KSMethod = Literal["auto", "exact", "asymp"]
+# ks_p_values_by_size: from this many values on both sides, KS's asymptotic p-value. The exact
+# p-value of two samples of different sizes is a lattice walk of n x m steps: 128 ms a window
+# at 1,000 against 2,000 rows, 8 features, where the whole test with equal sizes took 10 ms. At
+# 1,000 against 2,000 rows the asymptotic p-value is 2-3.5% below the exact one (scipy's
+# ks_2samp, p < 0.2, measured); at 100 against 200, up to 22% below, which would raise the
+# false-alarm rate: there the exact one stays.
+ASYMPTOTIC_FROM = 1000
 
 
 def ks_asymptotic_p_value(
@@ -126,6 +133,21 @@ def ks_p_values(
         p[~exact] = ks_asymptotic_p_value(statistic[~exact], n_ref[~exact], n_cur[~exact], device)
     if exact.any():
         p[exact] = ks_exact_p_value(statistic[exact], n_ref[exact], n_cur[exact])
+    return p
+
+
+def ks_p_values_by_size(
+    statistic: np.ndarray, n_ref: np.ndarray, n_cur: np.ndarray, device: torch.device | str = "cpu"
+) -> np.ndarray:
+    """Two-sided p-values, asymptotic where both samples have at least ``ASYMPTOTIC_FROM``
+    values and exact below (sizes at least 1): for a test that needs KS's p-value beside its
+    own at little cost."""
+    large = (n_ref >= ASYMPTOTIC_FROM) & (n_cur >= ASYMPTOTIC_FROM)
+    p = np.full(statistic.shape, np.nan)
+    if large.any():
+        p[large] = ks_p_values(statistic[large], n_ref[large], n_cur[large], "asymp", device)
+    if (~large).any():
+        p[~large] = ks_p_values(statistic[~large], n_ref[~large], n_cur[~large], "exact", device)
     return p
 
 
