@@ -29,9 +29,6 @@ from detectors.params import Params
 from detectors.result import DriftResult
 from detectors.univariate.ks import ASYMPTOTIC_FROM, KSTest
 
-# from ASYMPTOTIC_FROM rows on both sides, KS's asymptotic p-values (see ks.py: the exact
-# p-value of half the reference against a window is a costly lattice walk)
-
 
 class ProjectedKSTest(Params):
     """One verdict for a (rows, dim) embedding. Rows with a missing value are left out.
@@ -82,6 +79,8 @@ class ProjectedKSTest(Params):
         projected = ((held_out - self._mean) @ self._basis).cpu().numpy()
         self._ks = KSTest(device=str(self._device), correction="none").fit(projected)
         self._ks_asymptotic = None
+        # from ASYMPTOTIC_FROM rows a side, KS's asymptotic p-values (ks.py: the exact one of
+        # half the reference against a window is a costly lattice walk)
         if len(held_out) >= ASYMPTOTIC_FROM:
             self._ks_asymptotic = KSTest(device=str(self._device), correction="none", mode="asymp")
             self._ks_asymptotic.fit(projected)

@@ -49,8 +49,8 @@ def cauchy_combination(*p_values: np.ndarray) -> np.ndarray:
 class AndersonKSTest(AndersonDarlingTest):
     """Anderson-Darling and KS per feature, Cauchy-combined (:func:`cauchy_combination`).
 
-    AD's p-value is its limit's (:class:`AndersonDarlingTest`); KS's is exact below 1,000
-    values a side and asymptotic from there
+    AD's p-value is its limit's (:class:`AndersonDarlingTest`); KS's is asymptotic from 1,000
+    values a side and exact below (up to 10,000 on the larger side, as ``ks_2samp``)
     (:func:`detectors.univariate.ks.ks_p_values_by_size`). A tie-heavy feature is decided by
     ``ties`` alone, as in :class:`AndersonDarlingTest` (by KS, exact with ties, by default).
     The statistic is AD's; ``extra`` holds ``p_anderson``, ``p_ks`` and ``ks_statistic``.

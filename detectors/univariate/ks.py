@@ -140,14 +140,14 @@ def ks_p_values_by_size(
     statistic: np.ndarray, n_ref: np.ndarray, n_cur: np.ndarray, device: torch.device | str = "cpu"
 ) -> np.ndarray:
     """Two-sided p-values, asymptotic where both samples have at least ``ASYMPTOTIC_FROM``
-    values and exact below (sizes at least 1): for a test that needs KS's p-value beside its
-    own at little cost."""
+    values, else as ``mode="auto"`` (exact while both have at most 10,000; sizes at least 1):
+    for a test that needs KS's p-value beside its own at little cost."""
     large = (n_ref >= ASYMPTOTIC_FROM) & (n_cur >= ASYMPTOTIC_FROM)
     p = np.full(statistic.shape, np.nan)
     if large.any():
         p[large] = ks_p_values(statistic[large], n_ref[large], n_cur[large], "asymp", device)
     if (~large).any():
-        p[~large] = ks_p_values(statistic[~large], n_ref[~large], n_cur[~large], "exact", device)
+        p[~large] = ks_p_values(statistic[~large], n_ref[~large], n_cur[~large], "auto", device)
     return p
 
 
