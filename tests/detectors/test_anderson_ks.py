@@ -146,3 +146,9 @@ def test_too_few_values_are_not_tested() -> None:
     result = AndersonKSTest(device="cpu").fit(ref).score(cur)
     assert np.isfinite(result.p_value[0]) and np.isnan(result.p_value[1])
     assert not result.drift[1]
+
+
+def test_a_window_of_another_width_is_refused() -> None:
+    test = AndersonKSTest(device="cpu").fit(np.random.default_rng(0).normal(size=(50, 3)))
+    with pytest.raises(ValueError, match=r"shape \(rows, 3\)"):
+        test.score(np.zeros((10, 2)))
