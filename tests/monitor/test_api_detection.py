@@ -255,6 +255,12 @@ def test_monitor_chooses_detectors_by_name_with_parameters(
                 "window": {"size": 300},
                 "detectors": {"vector": "none"},
             },
+            {
+                "name": "combined",
+                "min_samples": 50,
+                "window": {"size": 300},
+                "detectors": {"numeric": "anderson_ks"},
+            },
         ],
     }
     assert client.post("/api/v1/models", json=spec, headers=admin).status_code == 200
@@ -279,7 +285,11 @@ def test_monitor_chooses_detectors_by_name_with_parameters(
     assert "emb" not in {r["feature"] for r in runs["no-vectors"]["results"]}
     status = client.get("/api/v1/models/plankton/status", headers=admin).json()
     untested = {m["monitor"]: m["untested"] for m in status["monitors"]}
-    assert untested == {"distances": [], "permutation": [], "no-vectors": ["emb"]}
+    assert untested == {"distances": [], "permutation": [], "no-vectors": ["emb"], "combined": []}
+    # Anderson-Darling and KS, Cauchy-combined: the drifted feature flagged, under its name
+    combined = {r["feature"]: r for r in runs["combined"]["results"]}
+    assert combined["brightness"]["method"] == "anderson_ks" and combined["brightness"]["drift"]
+    assert combined["brightness"]["p_value"] < 1e-6
 
 
 def test_runs_report_data_quality_of_the_window(
