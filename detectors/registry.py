@@ -105,6 +105,12 @@ REGISTRY: dict[str, DetectorSpec] = {
             "Anderson-Darling and KS, Cauchy-combined (tie-heavy columns by KS)",
         ),
         _spec(
+            "ks_weighted_ks",
+            "univariate.weighted_ks:KSWeightedKSTest",
+            "numeric",
+            "KS and variance-weighted KS (tails count as much as the middle), Cauchy-combined",
+        ),
+        _spec(
             "wasserstein",
             "univariate.wasserstein:WassersteinDistance",
             "numeric",
