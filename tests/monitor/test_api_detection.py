@@ -261,6 +261,12 @@ def test_monitor_chooses_detectors_by_name_with_parameters(
                 "window": {"size": 300},
                 "detectors": {"numeric": "anderson_ks"},
             },
+            {
+                "name": "tails",
+                "min_samples": 50,
+                "window": {"size": 300},
+                "detectors": {"numeric": "ks_weighted_ks"},
+            },
         ],
     }
     assert client.post("/api/v1/models", json=spec, headers=admin).status_code == 200
@@ -285,11 +291,21 @@ def test_monitor_chooses_detectors_by_name_with_parameters(
     assert "emb" not in {r["feature"] for r in runs["no-vectors"]["results"]}
     status = client.get("/api/v1/models/plankton/status", headers=admin).json()
     untested = {m["monitor"]: m["untested"] for m in status["monitors"]}
-    assert untested == {"distances": [], "permutation": [], "no-vectors": ["emb"], "combined": []}
+    assert untested == {
+        "distances": [],
+        "permutation": [],
+        "no-vectors": ["emb"],
+        "combined": [],
+        "tails": [],
+    }
     # Anderson-Darling and KS, Cauchy-combined: the drifted feature flagged, under its name
     combined = {r["feature"]: r for r in runs["combined"]["results"]}
     assert combined["brightness"]["method"] == "anderson_ks" and combined["brightness"]["drift"]
     assert combined["brightness"]["p_value"] < 1e-6
+    # KS and the variance-weighted KS, Cauchy-combined, the same way
+    tails = {r["feature"]: r for r in runs["tails"]["results"]}
+    assert tails["brightness"]["method"] == "ks_weighted_ks" and tails["brightness"]["drift"]
+    assert tails["brightness"]["p_value"] < 1e-6
 
 
 def test_runs_report_data_quality_of_the_window(
