@@ -81,8 +81,9 @@ class WeightedKSTest(SortedColumnsTest):
     """Variance-weighted two-sample KS per numeric feature (see the module's docstring).
 
     The statistic is the weighted gap; the p-value is exact for continuous data and
-    conservative with ties (:func:`detectors.univariate.weighted_ks_null.p_values`; from 2,000
-    pooled values, read from a table per pair of sizes, up to 1.5x the exact value). Missing
+    conservative with ties (:func:`detectors.univariate.weighted_ks_null.p_values`; with 1,000
+    values or more on both sides, read from a table per pair of sizes, never below the exact
+    value). Missing
     values are left out per feature; a feature needs a value on each side.
 
     >>> import numpy as np
