@@ -83,8 +83,7 @@ class WeightedKSTest(SortedColumnsTest):
     The statistic is the weighted gap; the p-value is exact for continuous data and
     conservative with ties (:func:`detectors.univariate.weighted_ks_null.p_values`; with 1,000
     values or more on both sides, read from a table per pair of sizes, never below the exact
-    value). Missing
-    values are left out per feature; a feature needs a value on each side.
+    value). Missing values are left out per feature; a feature needs a value on each side.
 
     >>> import numpy as np
     >>> rng = np.random.default_rng(7)

@@ -20,14 +20,14 @@ taken only where a run of equal values ends, never larger than over every positi
 p-value is conservative, as KS's (``ks_2samp``) is. :func:`p_values` computes the tail at the
 observed statistics directly unless both samples have ``TABLE_FROM`` values. The cost is about
 ``N z sqrt(n m / N)`` per feature (0.04 s for 64 features of an unchanged window of 900
-against 200 values, 0.18 s for 50 of 2,000 against 2,000, on one core), so with both samples that large the tail is
-computed once per ``(n, m)`` on a grid of standardized statistics, cached, and read at the
-grid point at or below each statistic. The tail is a step function (a few extreme
-arrangements, the smallest values all from one sample, carry much of it), so interpolating
-would be off by up to 25% (measured, 5,000 against 1,000 values) in either direction; reading
-down is never below the exact p-value, and for p-values above 1e-8 was at most 1.5x above it
-where both samples have 1,000 values or more (measured; with fewer on one side the steps are
-larger, see ``TABLE_FROM``).
+against 200 values, 0.18 s for 50 of 2,000 against 2,000, on one core), so with both samples
+that large the tail is computed once per ``(n, m)`` on a grid of standardized statistics,
+cached, and read at the grid point at or below each statistic. The tail is a step function
+(a few extreme arrangements, the smallest values all from one sample, carry much of it), so
+interpolating would be off by up to 25% (measured, 5,000 against 1,000 values) in either
+direction; reading down is never below the exact p-value, and for p-values above 1e-8 was at
+most 1.5x above it where both samples have 1,000 values or more (measured; with fewer on one
+side the steps are larger, see ``TABLE_FROM``).
 """
 
 from __future__ import annotations
