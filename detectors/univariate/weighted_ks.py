@@ -28,7 +28,7 @@ import torch
 from detectors.univariate.anderson_ks import cauchy_combination
 from detectors.univariate.columns import SortedColumns
 from detectors.univariate.ks import ks_p_values_by_size
-from detectors.univariate.ks_statistic import ks_statistic, ref_counts_at_or_below
+from detectors.univariate.ks_statistic import ref_counts_at_or_below
 from detectors.univariate.sorted_test import Outcome, SortedColumnsTest
 from detectors.univariate.weighted_ks_null import p_values
 
@@ -40,41 +40,68 @@ def _last_of_ties(values: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
     return (position < counts[:, None]) & (values != following)
 
 
-def _gaps(own: torch.Tensor, other: torch.Tensor, n: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
-    """``|own / n - other / m| / sqrt(h (1 - h))`` for counts at or below pooled values."""
+def _gaps(
+    own: torch.Tensor, other: torch.Tensor, n: torch.Tensor, m: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """For counts at or below pooled values: KS's numerator ``|own m - other n|`` (int64, so
+    its largest over ``n m`` is :func:`ks_statistic`'s float) and the weighted gap
+    ``|own / n - other / m| / sqrt(h (1 - h))``."""
+    numerator = (own * m[:, None] - other * n[:, None]).abs()
     total = (n + m)[:, None].to(torch.float64)
     h = (own + other).to(torch.float64) / total
     gap = (own.to(torch.float64) / n[:, None] - other.to(torch.float64) / m[:, None]).abs()
     inside = (h > 0) & (h < 1)
-    return torch.where(inside, gap / torch.sqrt(torch.where(inside, h * (1 - h), 1.0)), 0.0)
+    weighted = torch.where(inside, gap / torch.sqrt(torch.where(inside, h * (1 - h), 1.0)), 0.0)
+    return numerator, weighted
 
 
-def weighted_ks_statistic(ref: SortedColumns, cur: SortedColumns) -> torch.Tensor:
-    """The largest variance-weighted gap per feature (float64, cur's device), taken at the end
-    of every run of equal pooled values; 0 where a side has no finite value.
+def both_statistics(ref: SortedColumns, cur: SortedColumns) -> tuple[torch.Tensor, torch.Tensor]:
+    """The largest variance-weighted gap and KS's statistic per feature (float64, cur's device),
+    from one placement of each sample in the other: both are taken at the end of every run of
+    equal pooled values, where the two empirical CDFs are compared; 0 where a side has no
+    finite value.
 
     >>> from detectors.univariate.columns import sort_columns
     >>> ref = sort_columns(np.array([[1.0], [2.0], [3.0]]), torch.device("cpu"))
     >>> cur = sort_columns(np.array([[4.0], [5.0]]), torch.device("cpu"))
-    >>> round(float(weighted_ks_statistic(ref, cur)[0]), 6)  # 3 ref of 5 pooled: 1 / sqrt(.24)
-    2.041241
+    >>> weighted, ks = both_statistics(ref, cur)  # 3 ref of 5 pooled: 1 / sqrt(.24)
+    >>> round(float(weighted[0]), 6), float(ks[0])
+    (2.041241, 1.0)
     """
     n, m = ref.counts.to(cur.values.device), cur.counts
-    out = torch.zeros(len(m), dtype=torch.float64, device=cur.values.device)
+    zero = torch.zeros(len(m), dtype=torch.float64, device=cur.values.device)
     if ref.values.shape[1] == 0 or cur.values.shape[1] == 0:
-        return out
+        return zero, zero.clone()
     n_safe, m_safe = n.clamp(min=1), m.clamp(min=1)
     position = lambda v: torch.arange(1, v.shape[1] + 1, device=v.device)[None, :]  # noqa: E731
     # at every current value: #ref <= y against its own count
     ref_below = ref_counts_at_or_below(ref, cur).to(cur.values.device)
-    at_cur = _gaps(ref_below, position(cur.values).expand_as(ref_below), n_safe, m_safe)
-    at_cur = torch.where(_last_of_ties(cur.values, m), at_cur, 0.0)
+    cur_ends = _last_of_ties(cur.values, m)
+    numerator_cur, at_cur = _gaps(
+        ref_below, position(cur.values).expand_as(ref_below), n_safe, m_safe
+    )
     # at every reference value: its own count against #cur <= x
     cur_below = ref_counts_at_or_below(cur, ref).to(cur.values.device)
-    at_ref = _gaps(position(ref.values).expand_as(cur_below), cur_below, n_safe, m_safe)
-    at_ref = torch.where(_last_of_ties(ref.values, n).to(at_ref.device), at_ref, 0.0)
-    out = torch.maximum(at_cur.amax(dim=1), at_ref.amax(dim=1))
-    return torch.where((n > 0) & (m > 0), out, 0.0)
+    ref_ends = _last_of_ties(ref.values, n).to(cur_below.device)
+    numerator_ref, at_ref = _gaps(
+        position(ref.values).expand_as(cur_below), cur_below, n_safe, m_safe
+    )
+    weighted = torch.maximum(
+        torch.where(cur_ends, at_cur, 0.0).amax(dim=1),
+        torch.where(ref_ends, at_ref, 0.0).amax(dim=1),
+    )
+    numerator = torch.maximum(
+        torch.where(cur_ends, numerator_cur, 0).amax(dim=1),
+        torch.where(ref_ends, numerator_ref, 0).amax(dim=1),
+    )
+    ks = numerator.to(torch.float64) / (n_safe.to(torch.float64) * m_safe.to(torch.float64))
+    testable = (n > 0) & (m > 0)
+    return torch.where(testable, weighted, 0.0), torch.where(testable, ks, 0.0)
+
+
+def weighted_ks_statistic(ref: SortedColumns, cur: SortedColumns) -> torch.Tensor:
+    """The largest variance-weighted gap per feature (:func:`both_statistics`)."""
+    return both_statistics(ref, cur)[0]
 
 
 class WeightedKSTest(SortedColumnsTest):
@@ -135,7 +162,7 @@ class KSWeightedKSTest(SortedColumnsTest):
     def _statistic(
         self, start: int, stop: int, ref: SortedColumns, cur: SortedColumns
     ) -> torch.Tensor:
-        return torch.stack([weighted_ks_statistic(ref, cur), ks_statistic(ref, cur)], dim=1)
+        return torch.stack(both_statistics(ref, cur), dim=1)
 
     def _test(
         self,

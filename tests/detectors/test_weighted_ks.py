@@ -14,9 +14,11 @@ from detectors.registry import build
 from detectors.univariate.anderson_ks import cauchy_combination
 from detectors.univariate.columns import sort_columns
 from detectors.univariate.ks import ks_p_values_by_size
+from detectors.univariate.ks_statistic import ks_statistic
 from detectors.univariate.weighted_ks import (
     KSWeightedKSTest,
     WeightedKSTest,
+    both_statistics,
     weighted_ks_statistic,
 )
 from detectors.univariate.weighted_ks_null import (
@@ -63,6 +65,17 @@ def test_the_statistic_is_its_definition_with_ties_and_missing_values() -> None:
     np.testing.assert_allclose(got, want, rtol=1e-12)
     # symmetric in the two samples
     np.testing.assert_allclose(statistic_of(cur, ref), got, rtol=1e-12)
+    # KS's statistic comes from the same placements, the same float as ks_statistic's
+    sorted_ref, sorted_cur = sort_columns(ref, CPU), sort_columns(cur, CPU)
+    ks = both_statistics(sorted_ref, sorted_cur)[1].numpy()
+    np.testing.assert_array_equal(ks, ks_statistic(sorted_ref, sorted_cur).numpy())
+    complete = [0, 1, 3]  # no missing value: ks_statistic's grid path
+    sorted_ref, sorted_cur = (
+        sort_columns(ref[:, complete], CPU),
+        sort_columns(cur[:, complete], CPU),
+    )
+    ks = both_statistics(sorted_ref, sorted_cur)[1].numpy()
+    np.testing.assert_array_equal(ks, ks_statistic(sorted_ref, sorted_cur).numpy())
 
 
 def test_a_side_without_values_gives_zero() -> None:
