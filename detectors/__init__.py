@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from detectors.univariate.cvm import CVMTest
     from detectors.univariate.ks import KSTest
     from detectors.univariate.wasserstein import WassersteinDistance
+    from detectors.univariate.weighted_ks import KSWeightedKSTest
 
 # Where each public name lives. They are imported on first use (PEP 562): importing the package,
 # or `detectors.registry` for the configuration names, loads neither torch, scipy, scikit-learn
@@ -75,6 +76,7 @@ _WHERE = {
     "JensenShannon": "detectors.univariate.binned",
     "KLDivergence": "detectors.univariate.binned",
     "KSTest": "detectors.univariate.ks",
+    "KSWeightedKSTest": "detectors.univariate.weighted_ks",
     "LinearMMD": "detectors.multivariate.mmd",
     "MMD": "detectors.multivariate.mmd",
     "PSI": "detectors.univariate.binned",
@@ -124,6 +126,7 @@ __all__ = [
     "JensenShannon",
     "KLDivergence",
     "KSTest",
+    "KSWeightedKSTest",
     "LinearMMD",
     "PerVector",
     "PerformanceEstimate",

@@ -137,7 +137,8 @@ def _by_band(statistics: np.ndarray, n: int, m: int) -> np.ndarray:
     return out
 
 
-@functools.lru_cache(maxsize=64)
+# a few kilobytes each; a scheduler with many models needs one per model version and window size
+@functools.lru_cache(maxsize=1024)
 def _table(n: int, m: int) -> tuple[np.ndarray, np.ndarray]:
     """The grid of standardized statistics for ``n`` against ``m`` values and the tail at each
     point: ``Z_FINE`` in two passes (the low statistics need a narrower band), then points

@@ -18,7 +18,9 @@ from detectors.univariate.ks_statistic import ks_statistic
 from detectors.univariate.weighted_ks import (
     KSWeightedKSTest,
     WeightedKSTest,
+    at_most,
     both_statistics,
+    kept_rows,
     weighted_ks_statistic,
 )
 from detectors.univariate.weighted_ks_null import (
@@ -221,3 +223,64 @@ def test_a_feature_without_values_is_untested(make: str) -> None:
     assert not result.drift[1]
     with pytest.raises(ValueError):
         test.score(cur[:, :1])
+
+
+def test_at_most_keeps_the_same_random_rows_for_the_same_size() -> None:
+    data = np.arange(2000.0).reshape(400, 5)
+    kept = at_most(data, 60)
+    assert kept.shape == (60, 5) and at_most(data, 400) is data and at_most(data, None) is data
+    rows = kept[:, 0] / 5
+    assert (np.diff(rows) > 0).all() and rows.max() > 300  # spread, in order, not the first 60
+    np.testing.assert_array_equal(kept, at_most(data.copy(), 60))  # seeded by the sizes
+    assert not np.array_equal(at_most(data[:399], 60), kept)
+
+
+def test_the_weighted_gap_sees_at_most_max_values_and_ks_sees_all() -> None:
+    rng = np.random.default_rng(10)
+    ref, cur = rng.normal(size=(400, 3)), rng.normal(size=(300, 3))
+    cur[:, 1] += 0.5
+    result = KSWeightedKSTest(device="cpu", max_values=100).fit(ref).score(cur)
+    kept_ref, kept_cur = at_most(ref, 100), at_most(cur, 100)
+    np.testing.assert_allclose(result.statistic, statistic_of(kept_ref, kept_cur))
+    ks = [stats.ks_2samp(ref[:, j], cur[:, j]).statistic for j in range(3)]
+    np.testing.assert_allclose(result.extra["ks_statistic"], ks)
+    np.testing.assert_allclose(
+        result.extra["p_weighted"], p_values(result.statistic, np.full(3, 100), np.full(3, 100))
+    )
+    assert result.n_reference.tolist() == [400] * 3 and result.drift.tolist() == [
+        False,
+        True,
+        False,
+    ]
+    whole = KSWeightedKSTest(device="cpu", max_values=None).fit(ref).score(cur)
+    np.testing.assert_allclose(whole.statistic, statistic_of(ref, cur))
+    assert not np.array_equal(whole.statistic, result.statistic)
+    alone = WeightedKSTest(device="cpu", max_values=100).fit(ref).score(cur)
+    np.testing.assert_array_equal(alone.statistic, result.statistic)
+    with pytest.raises(ValueError, match="max_values"):
+        KSWeightedKSTest(max_values=0)
+
+
+def test_a_feature_missing_from_the_kept_rows_is_decided_by_ks() -> None:
+    rng = np.random.default_rng(12)
+    ref, cur = rng.normal(size=(150, 2)), rng.normal(size=(400, 2)) + 0.6
+    cur[kept_rows(400, 100), 1] = np.nan  # feature 1 has values only in rows the thinning drops
+    result = KSWeightedKSTest(device="cpu", max_values=100).fit(ref).score(cur)
+    assert np.isfinite(result.extra["p_weighted"][0]) and np.isnan(result.extra["p_weighted"][1])
+    assert result.p_value[1] == result.extra["p_ks"][1] < 1e-3
+    assert result.n_current.tolist() == [400, 300] and result.drift.tolist() == [True, True]
+
+
+def test_thinned_p_values_stay_calibrated() -> None:
+    """Exchangeable columns, 400 against 250 values thinned to 120 a side: the weighted test's
+    p-values are those of 120 against 120, so at most alpha + 2 standard errors of them fall at
+    or below alpha (thinning by position without looking at values is what makes that true:
+    keeping each side's smallest values would compare two different distributions)."""
+    rng = np.random.default_rng(11)
+    columns = 800
+    result = WeightedKSTest(device="cpu", max_values=120).fit(rng.normal(size=(400, columns)))
+    p = result.score(rng.normal(size=(250, columns))).p_value
+    for alpha in (0.05, 0.2):
+        share = float((p <= alpha).mean())
+        assert share <= alpha + 2 * np.sqrt(alpha * (1 - alpha) / columns), (alpha, share)
+        assert share >= alpha - 4 * np.sqrt(alpha * (1 - alpha) / columns), (alpha, share)
