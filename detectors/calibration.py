@@ -275,17 +275,17 @@ def correlated_numeric(g: np.random.Generator, n: int, f: int) -> np.ndarray:
 def default_monitor_shares(
     draw: Draw, alphas: Sequence[float], sizes: Sizes, seed: int, share: float = 0.1
 ) -> dict[float, float]:
-    """The share of exchangeable windows the default monitor flags, per alpha: Anderson-Darling
-    (tie-heavy columns by KS) on every numeric column and the joint stage (the Fourier-feature
-    MMD at three bandwidths, the Mahalanobis-distance test and KS on the top principal
-    components, Bonferroni-combined, over the standardized columns) in one weighted
+    """The share of exchangeable windows the default monitor flags, per alpha: KS and the
+    variance-weighted KS, Cauchy-combined, on every numeric column and the joint stage (the
+    Fourier-feature MMD at three bandwidths, the Mahalanobis-distance test and KS on the top
+    principal components, Bonferroni-combined, over the standardized columns) in one weighted
     Benjamini-Hochberg family (:mod:`detectors.joint`), as the service runs them (the test
     checks that the service's defaults are these)."""
     from detectors.joint import BlockTest, Bonferroni, marginal_family_size
     from detectors.multivariate.fourier_mmd import FourierMMD
     from detectors.multivariate.mahalanobis import MahalanobisTest
     from detectors.multivariate.projected_ks import ProjectedKSTest
-    from detectors.univariate.anderson import AndersonDarlingTest
+    from detectors.univariate.weighted_ks import KSWeightedKSTest
 
     shares: dict[float, float] = {}
     for alpha in alphas:
@@ -296,7 +296,7 @@ def default_monitor_shares(
                 draw(rng, sizes.reference, sizes.features),
                 draw(rng, sizes.current, sizes.features),
             )
-            marginal = AndersonDarlingTest(device="cpu", alpha=alpha, correction="none")
+            marginal = KSWeightedKSTest(device="cpu", alpha=alpha, correction="none")
             per_feature = marginal.fit(ref).score(cur)
             tests = [
                 FourierMMD(device="cpu", alpha=alpha),
@@ -310,6 +310,6 @@ def default_monitor_shares(
             )
             flags.append(verdict.flagged)
         shares[alpha] = float(np.mean(flags))
-    # with ties="ks" the per-feature test draws no permutations: its family size is moot
+    # the per-feature test draws no permutations: its family size is moot
     assert marginal_family_size(sizes.features, share) >= sizes.features
     return shares

@@ -96,7 +96,7 @@ REGISTRY: dict[str, DetectorSpec] = {
             "anderson",
             "univariate.anderson:AndersonDarlingTest",
             "numeric",
-            "k-sample Anderson-Darling (tie-heavy columns by KS; the numeric default)",
+            "k-sample Anderson-Darling (tie-heavy columns by KS)",
         ),
         _spec(
             "anderson_ks",
@@ -108,7 +108,7 @@ REGISTRY: dict[str, DetectorSpec] = {
             "ks_weighted_ks",
             "univariate.weighted_ks:KSWeightedKSTest",
             "numeric",
-            "KS and variance-weighted KS (tails count as much as the middle), Cauchy-combined",
+            "KS and variance-weighted KS, Cauchy-combined (the numeric default)",
         ),
         _spec(
             "wasserstein",

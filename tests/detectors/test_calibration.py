@@ -223,7 +223,7 @@ def test_classifier_power() -> None:
 @pytest.mark.parametrize("alpha", [0.05, 0.01])
 @pytest.mark.parametrize("data", ["normal", "integers", "correlated"])
 def test_the_default_monitor_with_its_joint_stage_keeps_alpha(data: str, alpha: float) -> None:
-    """Anderson-Darling per feature (KS on tie-heavy ones) and the joint stage (Fourier-feature
+    """KS and the variance-weighted KS per feature and the joint stage (Fourier-feature
     MMD, Mahalanobis distances and principal components, Bonferroni-combined) in one weighted BH
     family (the default monitor): the window-level false-alarm rate stays
     within alpha plus two standard errors, on independent, tie-heavy and correlated columns
@@ -243,8 +243,9 @@ def test_the_default_monitor_keeps_alpha_on_wide_windows(
     fitted it drifts from its level (``ks_pca`` alone flagged 62% of exchangeable windows of 50
     normal features at 2,000 rows a side before its directions moved to half the reference;
     tests/detectors/test_projected_ks.py holds that). 80 windows of independent normal columns
-    at alpha 0.05 (bound 0.099); measured 0.025 in both cells (0.025 and 0.05 with the old
-    ``ks_pca``, whose excess the joint stage's small share dilutes)."""
+    at alpha 0.05 (bound 0.099); measured 0.025 in both cells with Anderson-Darling per feature
+    (0.025 and 0.05 with the old ``ks_pca``, whose excess the joint stage's small share
+    dilutes), 0.0375 and 0.025 with KS and the weighted KS."""
     sizes = Sizes(windows=80, features=features, reference=reference, current=current)
     shares = default_monitor_shares(DATA_KINDS["normal"].draw, (0.05,), sizes, seed=features)
     assert shares[0.05] <= bound(0.05, sizes.windows), shares
@@ -265,4 +266,4 @@ def test_the_calibrated_default_is_the_service_default() -> None:
     assert joint.share == share
     factors = inspect.signature(FourierMMD).parameters["factors"].default
     assert tuple(joint.bandwidths) == tuple(factors)
-    assert MonitorConfig().detector("numeric").name == "anderson"
+    assert MonitorConfig().detector("numeric").name == "ks_weighted_ks"

@@ -38,7 +38,7 @@ SPEC: dict[str, Any] = {
             "name": "drift",
             "window": {"by": "count", "size": WINDOW},
             # KS, as when the report's tests and screenshot were made: with Anderson-Darling
-            # (the default) this data's confidence in the last window (p 0.022, KS 0.036)
+            # (an earlier default) this data's confidence in the last window (p 0.022, KS 0.036)
             # passes the correction, and the report would draw it too
             "detectors": {"numeric": "ks"},
             "min_samples": 50,

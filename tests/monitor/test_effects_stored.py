@@ -165,7 +165,7 @@ def check_round_trip(client: TestClient, settings: Settings, inbox: Inbox, hook:
     text = mail.get_body(preferencelist=("plain",))
     assert text is not None
     said = text.get_content()
-    assert "  - brightness: mean 0.55 -> 0.35 (-3.97 sd); anderson," in said  # -0.2 / 0.0504
+    assert "  - brightness: mean 0.55 -> 0.35 (-3.97 sd); ks_weighted_ks," in said  # -0.2 / 0.0504
     assert "  - site: flowcam-3 0% -> 50% (new), a 75% -> 50%, b 25% -> 0% (vanished); " in said
     assert "  - prediction.label: copepod 75% -> 25%, diatom 25% -> 75%; " in said
 

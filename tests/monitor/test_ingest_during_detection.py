@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from detectors.univariate.anderson import AndersonDarlingTest
+from detectors.univariate.weighted_ks import KSWeightedKSTest
 from monitor.runs.monitoring import run_due
 from monitor.runs.pipeline import ReferenceCache
 from tests.monitor.monitoring_helpers import T0, make_db, records, spec
@@ -30,14 +30,14 @@ def test_ingest_proceeds_while_a_window_computes(
     # a first run creates the monitor's state row: the held run below is a steady-state one
     run_due(db.sessions, db.registered, monitor, ReferenceCache(1), device="cpu")
     computing, release = threading.Event(), threading.Event()
-    score = AndersonDarlingTest.score
+    score = KSWeightedKSTest.score
 
-    def held_score(self: AndersonDarlingTest, current: Any) -> Any:
+    def held_score(self: KSWeightedKSTest, current: Any) -> Any:
         computing.set()
         release.wait(timeout=60)
         return score(self, current)
 
-    monkeypatch.setattr(AndersonDarlingTest, "score", held_score)
+    monkeypatch.setattr(KSWeightedKSTest, "score", held_score)
     runs: list[Any] = []
     detection = threading.Thread(
         target=lambda: runs.extend(
