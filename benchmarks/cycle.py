@@ -197,7 +197,8 @@ def compute_only(models: int, rows: int, features: int, device: str) -> dict[str
     (its numeric test and the joint tests over the block, weighted BH: detectors.joint) on
     in-memory windows: fit and score from scratch (``ks``, ``frouros``, ``default``), and the
     score of a window against references already fitted (``ks_score``, ``default_score``: what
-    a window costs once the service has its references cached)."""
+    a window costs once the service has its references cached), and the default's first window
+    in the process (``default_first``: it also pays what is cached for later windows)."""
     from frouros.detectors.data_drift import KSTest
 
     from detectors.verdict import window_verdict
@@ -206,8 +207,31 @@ def compute_only(models: int, rows: int, features: int, device: str) -> dict[str
     monitor = MonitorConfig()
     joint = monitor.joint
     assert joint is not None
-    seconds = dict.fromkeys(["ks", "frouros", "default", "ks_score", "default_score"], 0.0)
     names = [f"x{j}" for j in range(features)]
+    choice = monitor.detector("numeric")
+
+    def default(reference: np.ndarray, current: np.ndarray) -> tuple[float, float]:
+        """Seconds to fit and score the default, and to score it alone."""
+        t = time.perf_counter()
+        marginal = detector_registry.build(choice.name, choice.params, device=device, alpha=0.05)
+        columns = dict(zip(names, reference.T, strict=True))
+        block = fit_joint(monitor, columns, names, device)  # as the pipeline fits it
+        marginal.fit(reference, names)
+        scored = time.perf_counter()
+        window_verdict(
+            [marginal.score(current)],
+            alpha=0.05,
+            correction="bh",
+            joint=[score_joint(block, dict(zip(names, current.T, strict=True)))],
+            share=joint.share,
+        )
+        return time.perf_counter() - t, time.perf_counter() - scored
+
+    # once per process and pair of sizes, the first window pays what is cached after it
+    # (ks_weighted_ks's p-value table): timed apart, so that scaling the timed models to all of
+    # them counts it once, not once per ten models
+    seconds = dict.fromkeys(["ks", "frouros", "default", "ks_score", "default_score"], 0.0)
+    seconds["default_first"] = default(*windows(models, rows, features))[0]
     for i in range(models):
         reference, current = windows(i, rows, features)
         t = time.perf_counter()
@@ -225,22 +249,9 @@ def compute_only(models: int, rows: int, features: int, device: str) -> dict[str
             p_values.append(test.compare(X=current[:, j])[0].p_value)
         theirs = adjust(np.asarray(p_values), "bh")
         seconds["frouros"] += time.perf_counter() - t
-        t = time.perf_counter()
-        choice = monitor.detector("numeric")
-        marginal = detector_registry.build(choice.name, choice.params, device=device, alpha=0.05)
-        columns = dict(zip(names, reference.T, strict=True))
-        block = fit_joint(monitor, columns, names, device)  # as the pipeline fits it
-        marginal.fit(reference, names)
-        scored = time.perf_counter()
-        window_verdict(
-            [marginal.score(current)],
-            alpha=0.05,
-            correction="bh",
-            joint=[score_joint(block, dict(zip(names, current.T, strict=True)))],
-            share=joint.share,
-        )
-        seconds["default"] += time.perf_counter() - t
-        seconds["default_score"] += time.perf_counter() - scored
+        fitted_and_scored, scored_only = default(reference, current)
+        seconds["default"] += fitted_and_scored
+        seconds["default_score"] += scored_only
         if not np.allclose(ours, theirs, rtol=1e-9, atol=1e-12):
             raise AssertionError(f"model {i}: p-values differ from frouros")
     return seconds
@@ -257,7 +268,7 @@ def main() -> None:
     parser.add_argument(
         "--default-monitor",
         action="store_true",
-        help="cycle the default monitor (Anderson-Darling, the joint stage) instead of KS alone",
+        help="cycle the default monitor (its numeric test, the joint stage) instead of KS alone",
     )
     args = parser.parse_args()
     import torch
@@ -329,6 +340,11 @@ def main() -> None:
         "KS's score)",
     )
     console.print(peer_table)
+    console.print(
+        f"The default's first window in memory (not scaled, not in the rows above: what is "
+        f"cached after it, such as {numeric}'s p-value table per pair of sizes): "
+        f"{spent['default_first']:.2f} s (after cycles of the default monitor, already cached)."
+    )
 
 
 if __name__ == "__main__":
